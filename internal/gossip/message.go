@@ -1,0 +1,123 @@
+package gossip
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// maxMessageSize bounds a user message so it fits in one encrypted UDP
+// gossip packet (memberlist's UDPBufferSize is 1400 bytes).
+const maxMessageSize = 1024
+
+// Message types: the first byte of every user message.
+const (
+	msgRegister byte = 'r'
+	msgLeave    byte = 'l'
+)
+
+type registerMsg struct {
+	Key string `json:"k"`
+	Register
+}
+
+type leaveMsg struct {
+	Node  string `json:"n"`
+	Clock uint64 `json:"c"`
+}
+
+func encodeRegisterMsg(key string, r Register) ([]byte, error) {
+	b, err := encodeMsg(msgRegister, registerMsg{Key: key, Register: r})
+	if err != nil {
+		return nil, fmt.Errorf("gossip: register %s: %w", key, err)
+	}
+	return b, nil
+}
+
+func encodeMsg(typ byte, v any) ([]byte, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	b := append([]byte{typ}, body...)
+	if len(b) > maxMessageSize {
+		return nil, fmt.Errorf("%w: message is %d bytes, max %d", ErrTooLarge, len(b), maxMessageSize)
+	}
+	return b, nil
+}
+
+// handleMsg applies a user message and re-broadcasts it when it was news:
+// memberlist only retransmits from the originator. msg is owned by the call.
+func (g *Gossip) handleMsg(msg []byte) {
+	if len(msg) == 0 {
+		return
+	}
+	switch msg[0] {
+	case msgRegister:
+		var m registerMsg
+		if err := json.Unmarshal(msg[1:], &m); err != nil || validKey(m.Key) != nil || !m.valid() {
+			g.log.Warn("gossip: dropped bad register message", "err", err)
+			return
+		}
+		if g.applyRegister(m.Key, m.Register) {
+			g.queue.QueueBroadcast(newBroadcast(registerName(m.Key), msg, nil))
+		}
+	case msgLeave:
+		var m leaveMsg
+		if err := json.Unmarshal(msg[1:], &m); err != nil || m.Node == "" {
+			g.log.Warn("gossip: dropped bad leave message", "err", err)
+			return
+		}
+		if g.leaveIntent(m.Node, m.Clock) {
+			g.queue.QueueBroadcast(newBroadcast(leaveName(m.Node), msg, nil))
+		}
+	default:
+		g.log.Warn("gossip: dropped message of unknown type", "type", msg[0])
+	}
+}
+
+// queueLeaveIntent broadcasts this node's departure; the returned channel
+// closes once the broadcast has been sent its full number of times.
+func (g *Gossip) queueLeaveIntent() <-chan struct{} {
+	g.mu.Lock()
+	g.clock++
+	m := leaveMsg{Node: g.cfg.Name, Clock: g.clock}
+	g.mu.Unlock()
+	done := make(chan struct{})
+	msg, err := encodeMsg(msgLeave, m)
+	if err != nil { // a node name too long for a packet
+		g.log.Warn("gossip: leave intent", "err", err)
+		close(done)
+		return done
+	}
+	g.queue.QueueBroadcast(newBroadcast(leaveName(m.Node), msg, done))
+	return done
+}
+
+func registerName(key string) string { return "r/" + key }
+func leaveName(node string) string   { return "l/" + node }
+
+// broadcast is a named memberlist broadcast: a newer one with the same name
+// replaces it in the queue.
+type broadcast struct {
+	name string
+	msg  []byte
+	done chan struct{}
+}
+
+var _ memberlist.NamedBroadcast = (*broadcast)(nil)
+
+func newBroadcast(name string, msg []byte, done chan struct{}) *broadcast {
+	return &broadcast{name: name, msg: msg, done: done}
+}
+
+func (b *broadcast) Invalidates(memberlist.Broadcast) bool { return false }
+func (b *broadcast) Name() string                          { return b.name }
+func (b *broadcast) Message() []byte                       { return b.msg }
+
+func (b *broadcast) Finished() {
+	if b.done != nil {
+		close(b.done)
+	}
+}

@@ -1,0 +1,114 @@
+package gossip
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// NodeMeta is what a node advertises about itself. It travels as compact
+// JSON in the memberlist metadata, limited to memberlist.MetaMaxSize (512)
+// bytes.
+type NodeMeta struct {
+	Role    string `json:"r"`             // "controller" | "web"
+	API     string `json:"a"`             // host:port of the node's cluster API
+	Seq     uint64 `json:"s,omitempty"`   // applied revision seq
+	Rev     string `json:"v,omitempty"`   // applied revision id (64 hex)
+	Drained bool   `json:"d,omitempty"`   // out of the load balancer
+	Ready   bool   `json:"ok,omitempty"`  // readiness passes
+	Maint   uint64 `json:"m,omitempty"`   // clock of the maintenance state this node applies
+	Version string `json:"ver,omitempty"` // nodeagent version
+}
+
+func encodeMeta(m NodeMeta) ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: encode meta: %w", err)
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("%w: meta is %d bytes, max %d", ErrTooLarge, len(b), memberlist.MetaMaxSize)
+	}
+	return b, nil
+}
+
+func decodeMeta(b []byte) (NodeMeta, error) {
+	var m NodeMeta
+	if len(b) == 0 {
+		return m, nil
+	}
+	err := json.Unmarshal(b, &m)
+	return m, err
+}
+
+// SetMeta replaces this node's metadata and re-advertises it, waiting up to
+// Timing.UpdateTimeout for the update to go out (a slow broadcast is not an
+// error). Metadata larger than memberlist.MetaMaxSize is refused with
+// ErrTooLarge. Before Open it only sets what Open will advertise.
+func (g *Gossip) SetMeta(m NodeMeta) error {
+	b, err := encodeMeta(m)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return ErrClosed
+	}
+	unchanged := bytes.Equal(b, g.metaBytes)
+	g.meta, g.metaBytes = m, b
+	g.mu.Unlock()
+
+	if unchanged {
+		return nil
+	}
+	g.advertiseMeta()
+	return nil
+}
+
+// advertiseMeta re-advertises the local metadata until memberlist has
+// applied it. memberlist drops an update that races with a refutation
+// (UpdateNode's incarnation is then older than the refute's), so the
+// result is checked through the local node's own update event. A slow
+// broadcast is not an error: gossip and push/pull deliver it later.
+func (g *Gossip) advertiseMeta() {
+	ml := g.ml.Load()
+	if ml == nil {
+		return
+	}
+	// UpdateNode reads the local node's address outside memberlist's lock:
+	// concurrent calls race.
+	g.updateMu.Lock()
+	defer g.updateMu.Unlock()
+	for attempt := 0; attempt < 3 && !g.metaAdvertised(); attempt++ {
+		if err := ml.UpdateNode(g.timing.UpdateTimeout); err != nil {
+			g.log.Debug("gossip meta update", "err", err)
+		}
+	}
+}
+
+// metaAdvertised reports whether memberlist carries the current metadata.
+func (g *Gossip) metaAdvertised() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.members[g.cfg.Name]
+	return g.closed || ok && r.Meta == g.meta
+}
+
+// Meta returns this node's current metadata.
+func (g *Gossip) Meta() NodeMeta {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.meta
+}
+
+// localMeta is what the delegate hands to memberlist.
+func (g *Gossip) localMeta(limit int) []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.metaBytes) > limit {
+		return nil // unreachable: SetMeta and Open check the size
+	}
+	return g.metaBytes
+}

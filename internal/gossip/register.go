@@ -1,0 +1,158 @@
+package gossip
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// maxKeyLen bounds register keys.
+const maxKeyLen = 128
+
+// Register is one cluster-wide value. The last writer wins: the higher
+// Clock, ties broken by the higher Node name.
+type Register struct {
+	Clock uint64          `json:"clock"`
+	Node  string          `json:"node"` // the node that wrote it
+	Value json.RawMessage `json:"value"`
+}
+
+// newer reports whether r wins over old.
+func (r Register) newer(old Register) bool {
+	if r.Clock != old.Clock {
+		return r.Clock > old.Clock
+	}
+	return r.Node > old.Node
+}
+
+func (r Register) valid() bool {
+	return r.Node != "" && json.Valid(r.Value)
+}
+
+func validKey(key string) error {
+	if key == "" || len(key) > maxKeyLen {
+		return fmt.Errorf("gossip: register key %q: must be 1 to %d bytes", key, maxKeyLen)
+	}
+	return nil
+}
+
+// Get returns the register key, if any node ever set it.
+func (g *Gossip) Get(key string) (Register, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.regs[key]
+	r.Value = bytes.Clone(r.Value)
+	return r, ok
+}
+
+// Set writes value (JSON-encoded) to the register key with a clock above any
+// seen, broadcasts it, persists it and notifies subscribers. The encoded
+// message must fit in a gossip packet (1 KiB), else ErrTooLarge.
+func (g *Gossip) Set(key string, value any) (Register, error) {
+	if err := validKey(key); err != nil {
+		return Register{}, err
+	}
+	raw, err := json.Marshal(value)
+	if err != nil {
+		return Register{}, fmt.Errorf("gossip: encode register %s: %w", key, err)
+	}
+	g.mu.Lock()
+	if err := g.usableLocked(); err != nil {
+		g.mu.Unlock()
+		return Register{}, err
+	}
+	r := Register{Clock: g.clock + 1, Node: g.cfg.Name, Value: raw}
+	msg, err := encodeRegisterMsg(key, r)
+	if err != nil {
+		g.mu.Unlock()
+		return Register{}, err
+	}
+	g.clock = r.Clock
+	g.regs[key] = r
+	g.gen++
+	g.notifyLocked()
+	g.mu.Unlock()
+
+	g.queue.QueueBroadcast(newBroadcast(registerName(key), msg, nil))
+	r.Value = bytes.Clone(r.Value)
+	if err := g.persist(); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+func (g *Gossip) usableLocked() error {
+	switch {
+	case g.closed:
+		return ErrClosed
+	case !g.opened:
+		return ErrNotOpen
+	}
+	return nil
+}
+
+// applyRegister merges a register received from another node and reports
+// whether it was new here. The Lamport clock follows every register seen.
+func (g *Gossip) applyRegister(key string, r Register) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.clock = max(g.clock, r.Clock)
+	if cur, ok := g.regs[key]; ok && !r.newer(cur) {
+		return false
+	}
+	g.regs[key] = r
+	g.gen++
+	g.notifyLocked()
+	g.signalPersist()
+	return true
+}
+
+// state is the full register set: the push/pull payload and the state file.
+type state struct {
+	Clock     uint64              `json:"clock"`
+	Registers map[string]Register `json:"registers"`
+	Left      map[string]uint64   `json:"left,omitempty"` // push/pull only: leave intents of left members
+}
+
+func (g *Gossip) localState() []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b, err := json.Marshal(state{Clock: g.clock, Registers: g.regs, Left: g.leftLocked()})
+	if err != nil {
+		g.log.Error("gossip: encode local state", "err", err)
+		return nil
+	}
+	return b
+}
+
+// mergeState applies a remote node's full register set (push/pull).
+func (g *Gossip) mergeState(buf []byte) {
+	var st state
+	if err := json.Unmarshal(buf, &st); err != nil {
+		g.log.Warn("gossip: bad remote state", "err", err)
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.clock = max(g.clock, st.Clock)
+	for node, c := range st.Left {
+		g.leaveIntentLocked(node, c)
+	}
+	changed := false
+	for key, r := range st.Registers {
+		if validKey(key) != nil || !r.valid() {
+			continue
+		}
+		g.clock = max(g.clock, r.Clock)
+		if cur, ok := g.regs[key]; ok && !r.newer(cur) {
+			continue
+		}
+		g.regs[key] = r
+		changed = true
+	}
+	if changed {
+		g.gen++
+		g.notifyLocked()
+		g.signalPersist()
+	}
+}
