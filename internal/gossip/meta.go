@@ -19,6 +19,8 @@ type NodeMeta struct {
 	Drained bool   `json:"d,omitempty"`   // out of the load balancer
 	Ready   bool   `json:"ok,omitempty"`  // readiness passes
 	Maint   uint64 `json:"m,omitempty"`   // clock of the maintenance state this node applies
+	MaintOn bool   `json:"mo,omitempty"`  // maintenance is in force on this node
+	Behind  int64  `json:"b,omitempty"`   // unix time since when the node is behind the target
 	Version string `json:"ver,omitempty"` // nodeagent version
 }
 

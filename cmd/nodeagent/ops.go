@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nodeagent/nodeagent/internal/api"
+)
+
+func runRollback(ctx context.Context, args []string, out io.Writer) error {
+	fs := newFlags("rollback")
+	var cf clientFlags
+	cf.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: nodeagent rollback [flags] REV\n\nREV is a revision seq or id prefix (see `nodeagent revisions`).")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("rollback takes one revision (seq or id prefix)")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Target api.RevRef `json:"target"`
+	}
+	if _, err := c.do(ctx, http.MethodPost, "/v1/rollback", api.RollbackRequest{Revision: fs.Arg(0)}, &res); err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	if cf.json {
+		return printJSON(out, res)
+	}
+	fmt.Fprintf(out, "cluster target is now revision %d (%s)\n", res.Target.Seq, shortID(res.Target.ID))
+	return nil
+}
+
+// cidrList is a repeatable -allow flag.
+type cidrList []string
+
+func (l *cidrList) String() string     { return strings.Join(*l, ",") }
+func (l *cidrList) Set(s string) error { *l = append(*l, s); return nil }
+
+func runMaintenance(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return usagef("usage: nodeagent maintenance on [-m MSG] [-allow CIDR]... [-for DURATION] | off | status")
+	}
+	sub := args[0]
+	fs := newFlags("maintenance " + sub)
+	var cf clientFlags
+	cf.register(fs)
+	msg := fs.String("m", "", "message shown on the maintenance page")
+	var allow cidrList
+	fs.Var(&allow, "allow", "CIDR let through during maintenance (repeatable)")
+	dur := fs.Duration("for", 0, "end maintenance by itself after this long (e.g. 30m)")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var m api.Maintenance
+	switch sub {
+	case "on":
+		req := api.MaintenanceRequest{Enabled: true, Message: *msg, Allow: allow}
+		if *dur < 0 {
+			return usagef("-for must be positive")
+		}
+		if *dur > 0 {
+			until := time.Now().Add(*dur).UTC()
+			req.Until = &until
+		}
+		_, err = c.do(ctx, http.MethodPut, "/v1/maintenance", req, &m)
+	case "off":
+		_, err = c.do(ctx, http.MethodPut, "/v1/maintenance", api.MaintenanceRequest{}, &m)
+	case "status":
+		_, err = c.do(ctx, http.MethodGet, "/v1/maintenance", nil, &m)
+	default:
+		return usagef("maintenance: unknown subcommand %q (on, off, status)", sub)
+	}
+	if err != nil {
+		return fmt.Errorf("maintenance %s: %w", sub, err)
+	}
+	if cf.json {
+		return printJSON(out, m)
+	}
+	printMaintenance(out, m)
+	return nil
+}
+
+func printMaintenance(out io.Writer, m api.Maintenance) {
+	if !m.Active {
+		fmt.Fprintln(out, "maintenance: off")
+		return
+	}
+	fmt.Fprint(out, "maintenance: ON")
+	if m.Until != nil {
+		fmt.Fprintf(out, " until %s (in %s)", m.Until.Local().Format(time.RFC3339), time.Until(*m.Until).Round(time.Second))
+	}
+	fmt.Fprintln(out)
+	if m.Message != "" {
+		fmt.Fprintf(out, "  message: %s\n", m.Message)
+	}
+	if len(m.Allow) > 0 {
+		fmt.Fprintf(out, "  allow:   %s\n", strings.Join(m.Allow, ", "))
+	}
+	fmt.Fprintf(out, "  set by:  %s (clock %d)\n", m.SetBy, m.Clock)
+}
+
+func runDrain(drained bool) func(context.Context, []string, io.Writer) error {
+	name := "undrain"
+	if drained {
+		name = "drain"
+	}
+	return func(ctx context.Context, args []string, out io.Writer) error {
+		fs := newFlags(name)
+		var cf clientFlags
+		cf.register(fs)
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		method := http.MethodDelete
+		if drained {
+			method = http.MethodPut
+		}
+		if _, err := c.do(ctx, method, "/v1/drain", nil, nil); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if drained {
+			fmt.Fprintln(out, "drained: /readyz now fails, the load balancer takes this node out")
+		} else {
+			fmt.Fprintln(out, "undrained: /readyz follows the other checks again")
+		}
+		return nil
+	}
+}
+
+func runDeploy(ctx context.Context, args []string, out io.Writer) error {
+	fs := newFlags("deploy")
+	var cf clientFlags
+	cf.register(fs)
+	msg := fs.String("m", "", "message of the revision (and of the maintenance page)")
+	maint := fs.Bool("maintenance", false, "maintenance on before publishing, off at the end")
+	run := fs.String("run", "", "command run on the controller once every web node serves the new revision")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var d api.Deploy
+	if _, err := c.do(ctx, http.MethodPost, "/v1/deploys", api.DeployRequest{Message: *msg, Maintenance: *maint, Run: *run}, &d); err != nil {
+		return fmt.Errorf("deploy: %w", err)
+	}
+	if !cf.json {
+		fmt.Fprintf(out, "deploy %s\n", d.ID)
+	}
+	shown := 0
+	for {
+		for ; shown < len(d.Steps) && done(d.Steps[shown].Status); shown++ {
+			if !cf.json {
+				printStep(out, d.Steps[shown])
+			}
+		}
+		if d.Status != api.DeployRunning {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if _, err := c.do(ctx, http.MethodGet, "/v1/deploys/"+d.ID, nil, &d); err != nil {
+			return fmt.Errorf("deploy %s: %w", d.ID, err)
+		}
+	}
+	if cf.json {
+		if err := printJSON(out, d); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "deploy %s %s in %.2fs\n", d.ID, d.Status, d.Seconds)
+	}
+	if d.Status != api.DeploySucceeded {
+		if !cf.json {
+			fmt.Fprintf(out, "error: %s\n", d.Error)
+		}
+		return errQuiet
+	}
+	return nil
+}
+
+func done(status string) bool { return status == api.DeployOK || status == api.DeployFailed }
+
+func printStep(out io.Writer, s api.DeployStep) {
+	mark := "ok"
+	if s.Status == api.DeployFailed {
+		mark = "FAILED"
+	}
+	fmt.Fprintf(out, "  %-20s %-6s %7.2fs", s.Name, mark, s.Seconds)
+	if s.Detail != "" {
+		fmt.Fprintf(out, "  %s", strings.ReplaceAll(s.Detail, "\n", "\n    "))
+	}
+	fmt.Fprintln(out)
+}

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/nodeagent/nodeagent/internal/agent"
+	"github.com/nodeagent/nodeagent/internal/config"
+)
+
+func runAgent(ctx context.Context, args []string, out io.Writer) error {
+	fs := newFlags("run")
+	path := fs.String("config", config.DefaultPath, "config file")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	log := config.NewLogger(cfg.Log, os.Stderr)
+	ctx, stop := signalContext(ctx)
+	defer stop()
+	a := agent.New(cfg, agent.Options{Version: version, Logger: log})
+	if err := a.Open(ctx); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	<-ctx.Done()
+	log.Info("shutting down: leaving the cluster")
+	return a.Close()
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/gossip"
+)
+
+func runStatus(ctx context.Context, args []string, out io.Writer) error {
+	fs := newFlags("status")
+	var cf clientFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var st api.Status
+	if _, err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	var ms struct {
+		Members []gossip.Member `json:"members"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/v1/members", nil, &ms); err != nil {
+		return fmt.Errorf("members: %w", err)
+	}
+	if cf.json {
+		return printJSON(out, map[string]any{"node": st, "members": ms.Members})
+	}
+	target := "none"
+	if t := st.Revision.Target; t != nil {
+		target = fmt.Sprintf("%d (%s)", t.Seq, shortID(t.ID))
+	}
+	fmt.Fprintf(out, "cluster target: %s\n", target)
+	fmt.Fprintf(out, "this node: %s (%s)\n", st.Node, st.Role)
+	printMaintenance(out, st.Maintenance.Maintenance)
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tADDRESS\tSTATE\tREVISION\tIN SYNC\tLAG\tDRAINED\tMAINTENANCE\tCERT EXPIRY")
+	for _, m := range ms.Members {
+		rev, sync := "-", "-"
+		if m.Meta.Rev != "" {
+			rev = fmt.Sprintf("%d (%s)", m.Meta.Seq, shortID(m.Meta.Rev))
+		}
+		if st.Revision.Target != nil && m.Meta.Role == "web" {
+			sync = yesNo(m.Meta.Rev == st.Revision.Target.ID)
+		}
+		lag := "-"
+		if m.Meta.Behind > 0 {
+			lag = time.Since(time.Unix(m.Meta.Behind, 0)).Round(time.Second).String()
+		}
+		maint := "off"
+		if m.Meta.MaintOn {
+			maint = "on"
+		}
+		if m.Meta.Maint != st.Maintenance.Clock {
+			maint += " (not applied yet)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			m.Name, m.Meta.Role, m.Addr, m.State, rev, sync, lag, yesNo(m.Meta.Drained), maint, "-")
+	}
+	return tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

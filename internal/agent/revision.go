@@ -1,0 +1,216 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/gossip"
+	"github.com/nodeagent/nodeagent/internal/mirror"
+)
+
+// clusterAPIAddr is the address other agents use for this node's cluster
+// API: the listen address, or the gossip host when listening on all
+// interfaces.
+func (a *Agent) clusterAPIAddr() string {
+	host, port, err := net.SplitHostPort(a.ClusterAddr())
+	if err != nil {
+		return a.ClusterAddr()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() && a.gossip != nil {
+		if ghost, _, err := net.SplitHostPort(a.gossip.Addr()); err == nil {
+			host = ghost
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// localMeta is what this node tells the cluster about itself.
+func (a *Agent) localMeta() gossip.NodeMeta {
+	m := gossip.NodeMeta{Role: a.cfg.Role, API: a.clusterAPIAddr(), Version: a.opts.Version}
+	if rev, ok := a.appliedRevision(); ok {
+		m.Seq, m.Rev = rev.Seq, rev.ID
+	}
+	m.Ready = a.Health().Status != api.StatusFail
+	m.Drained = a.isDrained()
+	a.mu.Lock()
+	m.Maint, m.MaintOn = a.maintApplied, a.maintActive
+	if !a.behindSince.IsZero() {
+		m.Behind = a.behindSince.Unix()
+	}
+	a.mu.Unlock()
+	return m
+}
+
+// appliedRevision is the revision this node serves: the applied release on
+// a web node, the cluster target on the controller.
+func (a *Agent) appliedRevision() (mirror.Revision, bool) {
+	if a.rels != nil {
+		return a.rels.Current()
+	}
+	if t := a.currentTarget(); t != nil {
+		return mirror.Revision{Seq: t.Seq, ID: t.ID}, true
+	}
+	return mirror.Revision{}, false
+}
+
+func (a *Agent) currentTarget() *api.RevRef {
+	if a.gossip == nil {
+		return nil
+	}
+	reg, ok := a.gossip.Get(targetKey)
+	if !ok {
+		return nil
+	}
+	var t api.RevRef
+	if err := json.Unmarshal(reg.Value, &t); err != nil || t.ID == "" {
+		a.log.Warn("ignoring malformed cluster target", "err", err)
+		return nil
+	}
+	return &t
+}
+
+// initTarget makes the controller's latest revision the cluster target when
+// the cluster has none yet, and pins the current target against GC.
+func (a *Agent) initTarget() error {
+	if t := a.currentTarget(); t != nil {
+		if _, err := a.store.Find(t.ID); err != nil {
+			a.log.Warn("cluster target is not in this controller's store", "seq", t.Seq, "id", t.ID)
+		}
+		a.store.Pin(t.ID)
+		return nil
+	}
+	if rev, ok := a.store.Latest(); ok {
+		return a.setTarget(rev)
+	}
+	return nil
+}
+
+func (a *Agent) setTarget(rev mirror.Revision) error {
+	a.store.Pin(rev.ID)
+	if _, err := a.gossip.Set(targetKey, api.RevRef{Seq: rev.Seq, ID: rev.ID}); err != nil {
+		return fmt.Errorf("announce target %d: %w", rev.Seq, err)
+	}
+	a.log.Info("cluster target", "seq", rev.Seq, "id", rev.ID)
+	return a.gossip.SetMeta(a.localMeta())
+}
+
+// Publish implements api.Node.
+func (a *Agent) Publish(ctx context.Context, message string) (mirror.Revision, bool, error) {
+	if a.store == nil {
+		return mirror.Revision{}, false, api.ErrNotController
+	}
+	rev, created, err := a.store.Publish(ctx, message)
+	if err != nil {
+		return rev, false, err
+	}
+	if t := a.currentTarget(); t == nil || t.ID != rev.ID {
+		if err := a.setTarget(rev); err != nil {
+			return rev, created, err
+		}
+	}
+	a.log.Info("published", "seq", rev.Seq, "id", rev.ID, "files", rev.Files, "changed", rev.Changed, "created", created)
+	return rev, created, nil
+}
+
+// watch follows gossip: on a web node it hands every new target to the
+// syncer and tracks the lag.
+func (a *Agent) watch() {
+	defer a.wg.Done()
+	ch, cancel := a.gossip.Changes()
+	defer cancel()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		a.observe()
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-ch:
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Agent) observe() {
+	a.applyMaintenance()
+	t := a.currentTarget()
+	a.mu.Lock()
+	changed := t != nil && (a.target == nil || *a.target != *t)
+	a.target = t
+	a.mu.Unlock()
+	if a.syncer == nil {
+		return
+	}
+	if changed {
+		a.syncer.SetTarget(mirror.Revision{Seq: t.Seq, ID: t.ID})
+	}
+	a.trackLag()
+}
+
+// trackLag records when this web node started to be behind the target.
+func (a *Agent) trackLag() {
+	applied, ok := a.rels.Current()
+	a.mu.Lock()
+	behind := a.target != nil && (!ok || applied.ID != a.target.ID)
+	was := !a.behindSince.IsZero()
+	switch {
+	case !behind:
+		a.behindSince = time.Time{}
+	case !was:
+		a.behindSince = time.Now()
+	}
+	a.mu.Unlock()
+	if was != behind {
+		if err := a.gossip.SetMeta(a.localMeta()); err != nil {
+			a.log.Warn("announce lag", "err", err)
+		}
+	}
+}
+
+// applied is the syncer's callback after a switch.
+func (a *Agent) applied(rev mirror.Revision) {
+	a.trackLag()
+	// Announce even when the lag state did not change (a rollback between
+	// two kept releases).
+	if err := a.gossip.SetMeta(a.localMeta()); err != nil {
+		a.log.Warn("announce applied revision", "err", err)
+	}
+}
+
+// source finds the controller's mirror endpoint through gossip.
+func (a *Agent) source(ctx context.Context) (mirror.Source, error) {
+	for _, m := range a.gossip.Members() {
+		if m.Meta.Role == roleController && m.State == "alive" && m.Meta.API != "" {
+			return mirror.NewClient("https://"+m.Meta.API+"/cluster/v1/mirror", a.peers), nil
+		}
+	}
+	return nil, fmt.Errorf("no live controller in the cluster")
+}
+
+// Rollback implements api.Node: make a kept revision the cluster target
+// (controller only; web nodes then switch from their kept releases).
+func (a *Agent) Rollback(ref string) (api.RevRef, error) {
+	if a.store == nil {
+		return api.RevRef{}, api.Conflict("rollback runs on the controller; this node is a web node")
+	}
+	rev, err := a.store.Find(ref)
+	if errors.Is(err, mirror.ErrNotFound) {
+		return api.RevRef{}, api.NotFound(fmt.Sprintf("no kept revision %q", ref))
+	}
+	if errors.Is(err, mirror.ErrAmbiguous) {
+		return api.RevRef{}, api.BadRequest(fmt.Sprintf("revision %q is ambiguous: give more of the id", ref))
+	}
+	if err != nil {
+		return api.RevRef{}, err
+	}
+	if err := a.setTarget(rev); err != nil {
+		return api.RevRef{}, err
+	}
+	a.log.Info("rollback", "seq", rev.Seq, "id", rev.ID)
+	return api.RevRef{Seq: rev.Seq, ID: rev.ID}, nil
+}

@@ -1,0 +1,195 @@
+// Package api serves nodeagent's REST API with echo: the local API (plain
+// HTTP on loopback, for the CLI and curl) and the cluster API (TLS, for load
+// balancer probes, admin calls and agent-to-agent traffic). It owns routing,
+// authentication, problem+json errors and request limits; what the answers
+// say comes from the Node the agent hands it. It opens no listener.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/nodeagent/nodeagent/internal/clustertls"
+	"github.com/nodeagent/nodeagent/internal/gossip"
+	"github.com/nodeagent/nodeagent/internal/mirror"
+)
+
+// Node is the agent as the API sees it.
+type Node interface {
+	Status() Status
+	Members() []gossip.Member
+	Revisions() RevisionList
+	// Publish publishes the source tree (controller only: ErrNotController).
+	Publish(ctx context.Context, message string) (mirror.Revision, bool, error)
+	Health() Health
+	Operations
+}
+
+// ErrNotController is returned by Node methods that only a controller does.
+var ErrNotController = errors.New("only the controller does this")
+
+// Config configures the API.
+type Config struct {
+	Node  Node
+	Token string // bearer token for /v1/
+	// Mirror serves the agent-to-agent mirror endpoints (controller only).
+	Mirror http.Handler
+	Logger *slog.Logger
+}
+
+// Server builds the two HTTP handlers of an agent.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a Server. It does no I/O.
+func New(cfg Config) *Server {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, log: log}
+}
+
+// Body size limits: admin calls carry small JSON; an objects request carries
+// up to mirror.MaxObjectsPerRequest hashes.
+const (
+	adminBodyLimit   = "1M"
+	clusterBodyLimit = "4M"
+)
+
+// LocalHandler is the handler of the local API.
+func (s *Server) LocalHandler() http.Handler {
+	e := s.newEcho()
+	s.routes(e)
+	return e
+}
+
+// ClusterHandler is the handler of the cluster API: the same routes, plus the
+// agent-to-agent endpoints that require a cluster client certificate.
+func (s *Server) ClusterHandler() http.Handler {
+	e := s.newEcho()
+	s.routes(e)
+	c := e.Group("/cluster/v1", middleware.BodyLimit(clusterBodyLimit), requireClusterCert)
+	if s.cfg.Mirror != nil {
+		h := echo.WrapHandler(http.StripPrefix("/cluster/v1/mirror", s.cfg.Mirror))
+		c.Any("/mirror/*", h)
+	}
+	return e
+}
+
+func (s *Server) newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.Recover())
+	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus: true, LogURI: true, LogMethod: true, LogLatency: true, HandleError: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			s.log.Debug("http request", "method", v.Method, "uri", v.URI, "status", v.Status, "latency", v.Latency)
+			return nil
+		},
+	}))
+	return e
+}
+
+func (s *Server) routes(e *echo.Echo) {
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	v1 := e.Group("/v1", middleware.BodyLimit(adminBodyLimit), s.requireToken)
+	v1.GET("/status", s.status)
+	v1.GET("/members", s.members)
+	v1.GET("/revisions", s.revisions)
+	v1.POST("/revisions", s.publish)
+	s.opsRoutes(v1)
+}
+
+// requireToken checks the bearer token in constant time.
+func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		if !ok || s.cfg.Token == "" || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.cfg.Token)) != 1 {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="nodeagent"`)
+			return problem(http.StatusUnauthorized, "missing or wrong bearer token")
+		}
+		return next(c)
+	}
+}
+
+func requireClusterCert(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !clustertls.Verified(c.Request()) {
+			return problem(http.StatusUnauthorized, "agent endpoints need a cluster client certificate")
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "pass"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	h := s.cfg.Node.Health()
+	code := http.StatusOK
+	if h.Status == StatusFail {
+		code = http.StatusServiceUnavailable
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return jsonAs(c, code, "application/health+json", h)
+}
+
+func (s *Server) status(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.cfg.Node.Status())
+}
+
+func (s *Server) members(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"members": s.cfg.Node.Members()})
+}
+
+func (s *Server) revisions(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.cfg.Node.Revisions())
+}
+
+// PublishRequest is the body of POST /v1/revisions.
+type PublishRequest struct {
+	Message string `json:"message"`
+}
+
+// PublishResponse is the answer of POST /v1/revisions.
+type PublishResponse struct {
+	mirror.Revision
+	Unchanged bool    `json:"unchanged"`
+	Seconds   float64 `json:"seconds"`
+}
+
+func (s *Server) publish(c echo.Context) error {
+	var req PublishRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	start := time.Now()
+	rev, created, err := s.cfg.Node.Publish(c.Request().Context(), req.Message)
+	if errors.Is(err, ErrNotController) {
+		return problem(http.StatusConflict, "publish runs on the controller; this node is a web node")
+	}
+	if err != nil {
+		s.log.Error("publish", "err", err)
+		return problem(http.StatusInternalServerError, "publish: "+err.Error())
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	return c.JSON(code, PublishResponse{Revision: rev, Unchanged: !created, Seconds: time.Since(start).Seconds()})
+}

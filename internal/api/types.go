@@ -1,0 +1,168 @@
+package api
+
+import (
+	"time"
+
+	"github.com/nodeagent/nodeagent/internal/mirror"
+)
+
+// RevRef names a revision.
+type RevRef struct {
+	Seq uint64 `json:"seq"`
+	ID  string `json:"id"`
+}
+
+// RevisionStatus is a node's position against the cluster target.
+type RevisionStatus struct {
+	Applied    *RevRef `json:"applied"`
+	Target     *RevRef `json:"target"`
+	InSync     bool    `json:"in_sync"`
+	LagSeconds float64 `json:"lag_seconds"`
+}
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	Node        string               `json:"node"`
+	Role        string               `json:"role"`
+	Version     string               `json:"version"`
+	Revision    RevisionStatus       `json:"revision"`
+	Drained     bool                 `json:"drained"`
+	Maintenance MaintenanceStatus    `json:"maintenance"`
+	Transfer    Transfer             `json:"transfer"`
+	Sync        *mirror.SyncProgress `json:"sync,omitempty"`
+	SyncError   string               `json:"sync_error,omitempty"`
+}
+
+// Transfer counts the bytes of this node's calls to other agents (content
+// fetches), as they crossed the network.
+type Transfer struct {
+	RxBytes int64 `json:"rx_bytes"`
+	TxBytes int64 `json:"tx_bytes"`
+}
+
+// RevisionItem is one revision in GET /v1/revisions.
+type RevisionItem struct {
+	mirror.Revision
+	Target  bool `json:"target,omitempty"`
+	Applied bool `json:"applied,omitempty"`
+}
+
+// RevisionList is the body of GET /v1/revisions: published revisions on a
+// controller, kept releases on a web node; oldest first.
+type RevisionList struct {
+	Revisions []RevisionItem `json:"revisions"`
+	Target    *RevRef        `json:"target"`
+}
+
+// Health statuses (draft-inadarei-api-health-check).
+const (
+	StatusPass = "pass"
+	StatusWarn = "warn"
+	StatusFail = "fail"
+)
+
+// Check is one readiness check result.
+type Check struct {
+	Status        string    `json:"status"`
+	ObservedValue any       `json:"observedValue,omitempty"`
+	Output        string    `json:"output,omitempty"`
+	Time          time.Time `json:"time"`
+}
+
+// Health is the body of GET /readyz (application/health+json).
+type Health struct {
+	Status string             `json:"status"`
+	Checks map[string][]Check `json:"checks"`
+}
+
+// Worst returns the worst of the check statuses (pass when none).
+func Worst(checks map[string][]Check) string {
+	worst := StatusPass
+	for _, cs := range checks {
+		for _, c := range cs {
+			switch {
+			case c.Status == StatusFail:
+				return StatusFail
+			case c.Status == StatusWarn:
+				worst = StatusWarn
+			}
+		}
+	}
+	return worst
+}
+
+// Maintenance is the cluster-wide maintenance state (GET/PUT
+// /v1/maintenance).
+type Maintenance struct {
+	Enabled bool       `json:"enabled"`
+	Message string     `json:"message,omitempty"`
+	Allow   []string   `json:"allow,omitempty"`
+	Until   *time.Time `json:"until,omitempty"`
+	// Set by the agent when read: the gossip clock and writer of the state,
+	// and whether it is in force now (enabled and before until).
+	Clock  uint64 `json:"clock,omitzero"`
+	SetBy  string `json:"set_by,omitempty"`
+	Active bool   `json:"active"`
+}
+
+// MaintenanceRequest is the body of PUT /v1/maintenance.
+type MaintenanceRequest struct {
+	Enabled bool       `json:"enabled"`
+	Message string     `json:"message"`
+	Allow   []string   `json:"allow"`
+	Until   *time.Time `json:"until"`
+}
+
+// MaintenanceStatus is a node's view of maintenance in /v1/status.
+type MaintenanceStatus struct {
+	Maintenance
+	// Applied is true when this node applies the current state.
+	Applied bool `json:"applied"`
+}
+
+// RollbackRequest is the body of POST /v1/rollback.
+type RollbackRequest struct {
+	// Revision is a seq ("3") or an id prefix.
+	Revision string `json:"revision"`
+}
+
+// DeployRequest is the body of POST /v1/deploys.
+type DeployRequest struct {
+	Message     string `json:"message"`
+	Maintenance bool   `json:"maintenance"`
+	// Run is a shell command run on the controller after every web node
+	// serves the new revision (e.g. Moodle's upgrade script).
+	Run string `json:"run"`
+}
+
+// Deploy step and run states.
+const (
+	DeployPending   = "pending"
+	DeployRunning   = "running"
+	DeployOK        = "ok"
+	DeployFailed    = "failed"
+	DeploySucceeded = "succeeded"
+)
+
+// DeployStep is one step of a deploy.
+type DeployStep struct {
+	Name     string     `json:"name"`
+	Status   string     `json:"status"`
+	Started  *time.Time `json:"started,omitempty"`
+	Finished *time.Time `json:"finished,omitempty"`
+	Seconds  float64    `json:"seconds"`
+	Detail   string     `json:"detail,omitempty"`
+}
+
+// Deploy is a deploy run (GET /v1/deploys/{id}).
+type Deploy struct {
+	ID       string        `json:"id"`
+	Status   string        `json:"status"`
+	Request  DeployRequest `json:"request"`
+	Started  time.Time     `json:"started"`
+	Finished *time.Time    `json:"finished,omitempty"`
+	Seconds  float64       `json:"seconds"`
+	Revision *RevRef       `json:"revision,omitempty"`
+	Steps    []DeployStep  `json:"steps"`
+	Error    string        `json:"error,omitempty"`
+}

@@ -1,0 +1,333 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// fsWorkers is how many goroutines make directories, links and files in
+// parallel: on a busy filesystem these calls wait more than they compute,
+// and on a small change linking the unchanged files is most of the work.
+const fsWorkers = 4
+
+// contentKey identifies a file body and its mode: files sharing both can
+// share an inode.
+type contentKey struct {
+	hash Hash
+	mode uint32
+}
+
+// fileLink is an entry of the new release made locally: a symlink, or a
+// file hard-linked from a kept release.
+type fileLink struct {
+	entry int    // index in the manifest
+	src   string // files: the path in the kept release
+}
+
+// fetchObject is content to download and the files that carry it.
+type fetchObject struct {
+	hash    Hash
+	size    int64
+	entries []int // manifest indexes; the first one is written from the stream
+	done    bool
+}
+
+// buildTree makes the tree of m under dir: directories, then symlinks and
+// files linked from kept releases, then the missing content fetched from
+// src. Files are read-only; directory modes are set last.
+func (r *Releases) buildTree(ctx context.Context, dir string, m *Manifest, src Source) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	if err := makeDirs(ctx, dir, m); err != nil {
+		return err
+	}
+	links, objects := r.planFiles(m)
+	lost, err := r.placeLocal(ctx, dir, m, links)
+	if err != nil {
+		return err
+	}
+	objects = addObjects(objects, m, lost)
+	if len(objects) > 0 {
+		r.setPhase(PhaseFetch)
+		if err := r.fetchObjects(ctx, dir, m, objects, src); err != nil {
+			return err
+		}
+	}
+	return setDirModes(dir, m)
+}
+
+// makeDirs creates the directories of m under dir (mode 0700 until
+// setDirModes), one level of depth at a time, each level in parallel.
+func makeDirs(ctx context.Context, dir string, m *Manifest) error {
+	var levels [][]int
+	for i := range m.Entries {
+		if e := &m.Entries[i]; e.Type == TypeDir {
+			d := strings.Count(e.Path, "/")
+			for len(levels) <= d {
+				levels = append(levels, nil)
+			}
+			levels[d] = append(levels[d], i)
+		}
+	}
+	for _, level := range levels {
+		err := parallel(ctx, len(level), func(k int) error {
+			return os.Mkdir(entryPath(dir, &m.Entries[level[k]]), 0o700)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parallel calls fn(0..n-1) from fsWorkers goroutines and returns the first
+// error; after an error or cancellation the remaining items are skipped.
+// Workers take runs of consecutive items: neighbours in a manifest share a
+// directory, whose lock the workers would otherwise contend for.
+func parallel(ctx context.Context, n int, fn func(i int) error) error {
+	chunk := int64(max(1, min(32, n/(4*fsWorkers))))
+	var next atomic.Int64
+	var stop atomic.Bool
+	errs := make([]error, fsWorkers)
+	var wg sync.WaitGroup
+	for w := range min(fsWorkers, n) {
+		wg.Go(func() {
+			for !stop.Load() {
+				start := int(next.Add(chunk) - chunk)
+				if start >= n {
+					return
+				}
+				if err := ctx.Err(); err != nil {
+					errs[w] = err
+					stop.Store(true)
+					return
+				}
+				for i := start; i < min(start+int(chunk), n); i++ {
+					if err := fn(i); err != nil {
+						errs[w] = err
+						stop.Store(true)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func entryPath(dir string, e *Entry) string { return filepath.Join(dir, filepath.FromSlash(e.Path)) }
+
+// olderSearchBytes: the kept releases other than the current one are
+// searched for content only when at least this much is still missing, as
+// reading a manifest of a large tree costs about as much as downloading
+// tens of megabytes.
+const olderSearchBytes = 32 << 20
+
+// planFiles finds, for every file of m, a kept release holding the same
+// content and mode: the current release, then, if much is still missing,
+// the others newest first. The rest is to be fetched, grouped by hash.
+func (r *Releases) planFiles(m *Manifest) ([]fileLink, []*fetchObject) {
+	type source struct {
+		path string // in a kept release; "" while missing
+		size int64
+	}
+	files, _ := m.Files()
+	want := make(map[contentKey]*source, files)
+	missing, missingBytes := 0, int64(0)
+	for i := range m.Entries {
+		if e := &m.Entries[i]; e.Type == TypeFile {
+			k := contentKey{e.SHA256, e.Mode}
+			if want[k] == nil {
+				want[k] = &source{size: e.Size}
+				missing++
+				missingBytes += e.Size
+			}
+		}
+	}
+	resolve := func(id string, km *Manifest) {
+		root := filepath.Join(r.relDir, id)
+		for i := range km.Entries {
+			e := &km.Entries[i]
+			if e.Type != TypeFile {
+				continue
+			}
+			if src := want[contentKey{e.SHA256, e.Mode}]; src != nil && src.path == "" {
+				src.path = entryPath(root, e)
+				missing--
+				missingBytes -= src.size
+			}
+		}
+	}
+	base, baseID := r.baseManifest()
+	if base != nil {
+		resolve(baseID, base)
+	}
+	list := r.List()
+	for i := len(list) - 1; i >= 0 && missingBytes >= olderSearchBytes; i-- {
+		if id := list[i].ID; id != baseID {
+			km, err := r.loadManifest(id)
+			if err != nil {
+				r.log.Warn("kept manifest unreadable", "id", id, "err", err)
+				continue
+			}
+			resolve(id, km)
+		}
+	}
+
+	links := make([]fileLink, 0, len(m.Entries)-missing)
+	objects := make([]*fetchObject, 0, missing)
+	byHash := make(map[Hash]*fetchObject, missing)
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		switch e.Type {
+		case TypeSymlink:
+			links = append(links, fileLink{entry: i})
+		case TypeFile:
+			if src := want[contentKey{e.SHA256, e.Mode}].path; src != "" {
+				links = append(links, fileLink{entry: i, src: src})
+			} else {
+				objects = addObject(objects, byHash, e, i)
+			}
+		}
+	}
+	return links, objects
+}
+
+func addObject(objects []*fetchObject, byHash map[Hash]*fetchObject, e *Entry, i int) []*fetchObject {
+	o := byHash[e.SHA256]
+	if o == nil {
+		o = &fetchObject{hash: e.SHA256, size: e.Size}
+		byHash[e.SHA256] = o
+		objects = append(objects, o)
+	}
+	o.entries = append(o.entries, i)
+	return objects
+}
+
+// addObjects adds the files at entries to objects.
+func addObjects(objects []*fetchObject, m *Manifest, entries []int) []*fetchObject {
+	if len(entries) == 0 {
+		return objects
+	}
+	byHash := map[Hash]*fetchObject{}
+	for _, o := range objects {
+		byHash[o.hash] = o
+	}
+	for _, i := range entries {
+		objects = addObject(objects, byHash, &m.Entries[i], i)
+	}
+	return objects
+}
+
+// placeLocal makes the symlinks and hard-links the files found in kept
+// releases, in parallel. It returns the files whose kept copy has gone
+// missing: they are to be fetched.
+func (r *Releases) placeLocal(ctx context.Context, dir string, m *Manifest, links []fileLink) ([]int, error) {
+	var mu sync.Mutex
+	var lost []int
+	err := parallel(ctx, len(links), func(k int) error {
+		l := links[k]
+		e := &m.Entries[l.entry]
+		if e.Type == TypeSymlink {
+			return os.Symlink(e.Target, entryPath(dir, e))
+		}
+		err := linkOrCopy(l.src, entryPath(dir, e), e.Mode)
+		if errors.Is(err, fs.ErrNotExist) {
+			mu.Lock()
+			lost = append(lost, l.entry)
+			mu.Unlock()
+			return nil
+		}
+		if err == nil {
+			r.fileDone(e.Size)
+		}
+		return err
+	})
+	if len(lost) > 0 {
+		r.log.Warn("files missing from kept releases; fetching them", "files", len(lost),
+			"example", m.Entries[lost[0]].Path)
+	}
+	return lost, err
+}
+
+// linkOrCopy hard-links src to dst, or copies it where a link is not
+// possible (too many links, another filesystem).
+func linkOrCopy(src, dst string, mode uint32) error {
+	err := os.Link(src, dst)
+	if errors.Is(err, syscall.EMLINK) || errors.Is(err, syscall.EXDEV) {
+		return copyFile(src, dst, mode)
+	}
+	return err
+}
+
+// copyFile copies src to a new read-only file dst.
+func copyFile(src, dst string, mode uint32) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := createReleaseFile(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return closeReleaseFile(out, mode)
+}
+
+// createReleaseFile creates a new file of a release being built.
+func createReleaseFile(p string) (*os.File, error) {
+	return os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+}
+
+// releaseFileMode is the mode of a release file: the manifest's without the
+// write bits (release files are shared by hard links: a write through one
+// release would change the others) nor setuid and setgid (a controller
+// cannot plant a program that runs as the agent's user).
+func releaseFileMode(mode uint32) os.FileMode { return FileMode(mode &^ 0o6222) }
+
+// closeReleaseFile gives a written file its release mode and closes it.
+func closeReleaseFile(f *os.File, mode uint32) error {
+	if err := f.Chmod(releaseFileMode(mode)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// setDirModes gives directories their modes, deepest first so that a
+// read-only directory never blocks the ones below it.
+func setDirModes(dir string, m *Manifest) error {
+	for i := len(m.Entries) - 1; i >= 0; i-- {
+		if e := &m.Entries[i]; e.Type == TypeDir {
+			if err := os.Chmod(entryPath(dir, e), FileMode(e.Mode)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fmt.Errorf("chmod release: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,299 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"runtime"
+	"sync"
+
+	sha256 "github.com/minio/sha256-simd"
+	"golang.org/x/sys/unix"
+)
+
+// Capturing reads each file to publish once: the bytes land straight in a
+// pack buffer and are hashed there. Each worker (one per CPU) has its own
+// hasher and its own pack, so nothing is copied between goroutines; content
+// already stored, or stored by another worker meanwhile, is taken back.
+const (
+	captureChunk   = 256 << 10 // largest single read
+	captureRetries = 3         // reads of a file that keeps changing
+)
+
+// errFileChanged reports a file whose identity changed while it was read.
+var errFileChanged = errors.New("changed while read")
+
+// capture reads, hashes and stores the files a scan finds, while the scan
+// goes on: files whose identity the cache knows are only looked up, the
+// others go to one worker per CPU.
+type capture struct {
+	s       *Store
+	ctx     context.Context
+	cancel  context.CancelFunc
+	work    chan *scanEntry
+	wg      sync.WaitGroup
+	workers []*captureWorker
+	errs    []error
+
+	mu      sync.Mutex
+	claimed map[Hash]struct{} // stored by this capture
+
+	writers []*packWriter // after wait: packs with new objects, not installed
+	changed int           // after wait: files whose content was not stored before
+}
+
+// startCapture starts the workers of a capture.
+func (s *Store) startCapture(ctx context.Context) *capture {
+	c := &capture{s: s, work: make(chan *scanEntry, 1024), claimed: map[Hash]struct{}{}}
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	n := runtime.NumCPU()
+	c.workers = make([]*captureWorker, n)
+	c.errs = make([]error, n)
+	for i := range c.workers {
+		c.workers[i] = &captureWorker{c: c, h: sha256.New()}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if c.errs[i] = c.workers[i].run(); c.errs[i] != nil {
+				c.cancel()
+			}
+		}()
+	}
+	return c
+}
+
+// lookup is the scan's lookup in the identity cache.
+func (c *capture) lookup(path string) *cacheEntry { return c.s.cache.files[path] }
+
+// offer is the scan's onFile: it fills in the hash of a file the identity
+// cache knows, whose content is stored, or queues the file to be read.
+func (c *capture) offer(e *scanEntry) {
+	if ce := e.cached; ce != nil && ce.id == e.id {
+		if _, stored := c.s.index[ce.hash]; stored {
+			e.hash = ce.hash
+			return
+		}
+	}
+	c.s.prog.plan(e.id.Size)
+	select {
+	case c.work <- e:
+	case <-c.ctx.Done():
+	}
+}
+
+// wait waits for the queued files to be captured. On error, nothing of the
+// capture remains.
+func (c *capture) wait() error {
+	close(c.work)
+	c.wg.Wait()
+	c.cancel()
+	for _, w := range c.workers {
+		if w.pw != nil {
+			c.writers = append(c.writers, w.pw)
+		}
+		c.changed += w.changed
+	}
+	if err := firstCause(c.errs); err != nil {
+		c.abort()
+		return err
+	}
+	return nil
+}
+
+// stop cancels the capture and removes what it wrote.
+func (c *capture) stop() {
+	c.cancel()
+	_ = c.wait()
+	c.abort()
+}
+
+// abort removes packs that were not installed.
+func (c *capture) abort() {
+	for _, w := range c.writers {
+		w.abort()
+	}
+	c.writers = nil
+}
+
+// firstCause returns the first error that is not a cancellation caused by
+// another, or else the first error.
+func firstCause(errs []error) error {
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// claim reports whether h is new content that the caller must keep, and
+// marks it as stored. known is whether the store held h before.
+func (c *capture) claim(h Hash) (keep, known bool) {
+	if _, ok := c.s.index[h]; ok {
+		return false, true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.claimed[h]; ok {
+		return false, false
+	}
+	c.claimed[h] = struct{}{}
+	return true, false
+}
+
+type captureWorker struct {
+	c       *capture
+	h       hash.Hash
+	pw      *packWriter
+	changed int
+}
+
+func (w *captureWorker) run() error {
+	for e := range w.c.work {
+		if err := w.c.ctx.Err(); err != nil {
+			return err
+		}
+		if w.pw == nil {
+			pw, err := createPackWriter(w.c.s.objects, w.c.s.nextPack.Add(1)-1)
+			if err != nil {
+				return fmt.Errorf("create pack: %w", err)
+			}
+			w.pw = pw
+		}
+		if err := w.file(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// file captures e, retrying if it changes while read.
+func (w *captureWorker) file(e *scanEntry) error {
+	full := w.c.s.cfg.Source + "/" + e.path
+	var err error
+	before := &e.id
+	if e.unstatted {
+		before = nil
+	}
+	for range captureRetries {
+		var id fileID
+		var sum Hash
+		start := w.pw.size()
+		id, sum, err = w.read(full, before)
+		before = nil
+		if errors.Is(err, errFileChanged) {
+			w.pw.rewind(start)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		keep, known := w.c.claim(sum)
+		if keep {
+			w.pw.add(sum, start)
+		} else {
+			w.pw.rewind(start)
+		}
+		if !known {
+			w.changed++
+		}
+		if e.unstatted {
+			w.c.s.prog.planBytes(id.Size)
+		}
+		e.id, e.hash, e.unstatted = id, sum, false
+		w.c.s.prog.done(id.Size)
+		return nil
+	}
+	return fmt.Errorf("read %s: %w %d times; publish again when it is stable", full, err, captureRetries)
+}
+
+// read appends the content of the file at full to the pack and hashes it.
+// The file's identity must be the same before and after reading, and the
+// bytes read must match its size. The identity before is the scan's, when
+// given (one fstat less per file: the scan's stat, like an fstat, makes the
+// kernel give the next change a fresh ctime), else the open file's.
+func (w *captureWorker) read(full string, before *fileID) (fileID, Hash, error) {
+	var sum Hash
+	fd, err := openRetry(full)
+	if err != nil {
+		return fileID{}, sum, fmt.Errorf("read %s: %w", full, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	var id fileID
+	if before != nil {
+		id = *before
+	} else {
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fileID{}, sum, fmt.Errorf("read %s: %w", full, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return fileID{}, sum, fmt.Errorf("read %s: no longer a regular file", full)
+		}
+		id = fileIDOf(&st)
+	}
+	if hook := w.c.s.testHookRead; hook != nil {
+		hook(full)
+	}
+	w.h.Reset()
+	var total int64
+	for {
+		want := int(min(id.Size-total+1, captureChunk))
+		b, err := w.pw.reserve(want)
+		if err != nil {
+			return fileID{}, sum, fmt.Errorf("write pack: %w", err)
+		}
+		n, err := readRetry(fd, b)
+		if err != nil {
+			return fileID{}, sum, fmt.Errorf("read %s: %w", full, err)
+		}
+		w.h.Write(b[:n])
+		w.pw.commit(n)
+		total += int64(n)
+		// A short read at the expected size is the end of the file; a
+		// file that grew shows in the second fstat.
+		if n == 0 || total > id.Size || (total == id.Size && n < want) {
+			break
+		}
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fileID{}, sum, fmt.Errorf("read %s: %w", full, err)
+	}
+	if total != id.Size || fileIDOf(&st) != id || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fileID{}, sum, errFileChanged
+	}
+	w.h.Sum(sum[:0])
+	return id, sum, nil
+}
+
+// openRetry opens a source file for reading, without updating its access
+// time where the kernel allows it.
+func openRetry(p string) (int, error) {
+	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NOCTTY | unix.O_NONBLOCK
+	noatime := unix.O_NOATIME
+	for {
+		fd, err := unix.Open(p, flags|noatime, 0)
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EPERM && noatime != 0: // not the owner
+			noatime = 0
+		default:
+			return fd, err
+		}
+	}
+}
+
+func readRetry(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}

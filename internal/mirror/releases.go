@@ -1,0 +1,567 @@
+package mirror
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sha256 "github.com/minio/sha256-simd"
+)
+
+// releasesDir holds the release trees of a web node (see fsutil.go).
+const releasesDir = "releases"
+
+// ReleasesConfig configures the release store of a web node.
+type ReleasesConfig struct {
+	Dir    string // data_dir/mirror
+	Target string // mirror.target: the symlink the agent owns
+	// Keep is how many releases are kept, the newest by seq, plus the
+	// current one if older; at least 1.
+	Keep int
+	// AfterSwitch is run (argv, no shell) after each switch.
+	AfterSwitch []string
+	// AfterSwitchTimeout bounds AfterSwitch; default 60 s.
+	AfterSwitchTimeout time.Duration
+	Logger             *slog.Logger
+}
+
+// Releases is the release store of a web node: complete trees under
+// <Dir>/releases/<id>, built from a Source, and the symlink Target that
+// points at the current one.
+type Releases struct {
+	cfg    ReleasesConfig
+	log    *slog.Logger
+	relDir string // absolute <Dir>/releases
+	target string // absolute Target
+
+	applyMu sync.Mutex // serializes Apply and owns base
+	base    struct {   // the last manifest loaded or built, for the next delta
+		id string
+		m  *Manifest
+	}
+
+	mu         sync.Mutex
+	kept       map[string]Revision
+	current    string
+	progress   SyncProgress
+	phaseStart time.Time
+
+	filesDone atomic.Int64
+	bytesDone atomic.Int64
+}
+
+// Phases of SyncProgress.
+const (
+	PhaseIdle        = "idle"
+	PhaseManifest    = "manifest"     // fetching and verifying the manifest
+	PhaseLink        = "link"         // directories, symlinks, hard links from kept releases
+	PhaseFetch       = "fetch"        // downloading the missing content
+	PhaseDurable     = "durable"      // flushing the release to disk
+	PhaseSwitch      = "switch"       // switching Target
+	PhaseAfterSwitch = "after_switch" // running AfterSwitch
+	PhaseGC          = "gc"           // removing releases beyond Keep
+)
+
+// SyncProgress is the state of the Apply in progress; between two, Phase
+// is "idle" and the rest describes the last one.
+type SyncProgress struct {
+	Phase     string   `json:"phase"`
+	Files     int      `json:"files"`
+	FilesDone int      `json:"files_done"`
+	Bytes     int64    `json:"bytes"`
+	BytesDone int64    `json:"bytes_done"`
+	Revision  Revision `json:"revision,omitzero"`
+}
+
+// ErrAfterSwitch marks a failure of the AfterSwitch command: the switch
+// itself succeeded and stands.
+var ErrAfterSwitch = errors.New("after_switch")
+
+// NewReleases returns a release store; Open prepares it.
+func NewReleases(cfg ReleasesConfig) *Releases {
+	if cfg.Keep < 1 {
+		cfg.Keep = 1
+	}
+	if cfg.AfterSwitchTimeout <= 0 {
+		cfg.AfterSwitchTimeout = 60 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Releases{cfg: cfg, log: log, kept: map[string]Revision{}, progress: SyncProgress{Phase: PhaseIdle}}
+}
+
+// Open creates the directories, removes the leftovers of a crash, finds the
+// kept releases and the current one, and checks that Target can be taken
+// over. A real directory at Target is moved aside to "<Target>.pre-nodeagent"
+// at the first switch, never deleted.
+func (r *Releases) Open(ctx context.Context) error {
+	if r.cfg.Dir == "" || r.cfg.Target == "" {
+		return errors.New("open releases: Dir and Target are required")
+	}
+	dir, err := filepath.Abs(r.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("open releases: %w", err)
+	}
+	if r.target, err = filepath.Abs(r.cfg.Target); err != nil {
+		return fmt.Errorf("open releases: %w", err)
+	}
+	r.relDir = filepath.Join(dir, releasesDir)
+	for _, d := range []string{r.relDir, r.metaDir(manifestsDir), r.metaDir(revisionsDir)} {
+		// The web server traverses releases/ through Target: 0755.
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("open releases: %w", err)
+		}
+		if err := removeTemps(d); err != nil {
+			return fmt.Errorf("open releases: remove leftovers: %w", err)
+		}
+	}
+	if err := r.openTarget(); err != nil {
+		return fmt.Errorf("open releases: %w", err)
+	}
+	if err := r.loadKept(); err != nil {
+		return fmt.Errorf("open releases: %w", err)
+	}
+	if cur, ok := r.Current(); ok {
+		r.log.Info("releases opened", "current", cur.ID, "seq", cur.Seq, "kept", len(r.kept))
+	} else {
+		r.log.Info("releases opened", "current", "none", "kept", len(r.kept))
+	}
+	return nil
+}
+
+func (r *Releases) metaDir(kind string) string { return filepath.Join(filepath.Dir(r.relDir), kind) }
+
+func (r *Releases) metaFile(kind, id string) string {
+	return filepath.Join(r.metaDir(kind), id+".json")
+}
+
+// loadKept lists the complete releases: a directory with its manifest and
+// revision files. Others are crash leftovers and are removed, as are
+// metadata files without a release.
+func (r *Releases) loadKept() error {
+	ents, err := os.ReadDir(r.relDir)
+	if err != nil {
+		return err
+	}
+	kept := map[string]Revision{}
+	for _, e := range ents {
+		id := e.Name()
+		if _, err := ParseHash(id); err != nil || !e.IsDir() {
+			r.log.Warn("ignoring a foreign entry in the releases directory", "name", id)
+			continue
+		}
+		rev, err := r.readRevision(id)
+		if err == nil {
+			_, err = os.Stat(r.metaFile(manifestsDir, id))
+		}
+		switch {
+		case err == nil:
+			kept[id] = rev
+		case id == r.current:
+			r.log.Warn("current release has no metadata", "id", id, "err", err)
+			kept[id] = Revision{ID: id}
+		default:
+			r.log.Warn("removing an incomplete release", "id", id, "err", err)
+			if err := removeTree(filepath.Join(r.relDir, id)); err != nil {
+				return fmt.Errorf("remove incomplete release %s: %w", id, err)
+			}
+		}
+	}
+	if r.current != "" {
+		if _, ok := kept[r.current]; !ok {
+			r.current = "" // Target points at a release that is gone
+		}
+	}
+	r.mu.Lock()
+	r.kept = kept
+	r.mu.Unlock()
+	return r.removeOrphans(kept)
+}
+
+func (r *Releases) readRevision(id string) (Revision, error) {
+	data, err := os.ReadFile(r.metaFile(revisionsDir, id))
+	if err != nil {
+		return Revision{}, err
+	}
+	var rev Revision
+	if err := json.Unmarshal(data, &rev); err != nil {
+		return Revision{}, fmt.Errorf("revision file %s: %w", id, err)
+	}
+	if rev.ID != id {
+		return Revision{}, fmt.Errorf("revision file %s: names %s", id, rev.ID)
+	}
+	return rev, nil
+}
+
+// removeOrphans removes manifest and revision files of releases not kept.
+func (r *Releases) removeOrphans(kept map[string]Revision) error {
+	for _, kind := range []string{manifestsDir, revisionsDir} {
+		ents, err := os.ReadDir(r.metaDir(kind))
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			id, ok := strings.CutSuffix(e.Name(), ".json")
+			if _, isKept := kept[id]; !ok || isKept {
+				continue
+			}
+			if err := os.Remove(filepath.Join(r.metaDir(kind), e.Name())); err != nil {
+				return fmt.Errorf("remove orphan %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// Current returns the revision Target points at.
+func (r *Releases) Current() (Revision, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.current == "" {
+		return Revision{}, false
+	}
+	return r.kept[r.current], true
+}
+
+// List returns the kept releases, oldest first.
+func (r *Releases) List() []Revision {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Revision, 0, len(r.kept))
+	for _, rev := range r.kept {
+		out = append(out, rev)
+	}
+	slices.SortFunc(out, func(a, b Revision) int {
+		return cmp.Or(cmp.Compare(a.Seq, b.Seq), a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
+	})
+	return out
+}
+
+// Progress returns the state of the Apply in progress, or of the last one
+// with Phase "idle".
+func (r *Releases) Progress() SyncProgress {
+	r.mu.Lock()
+	p := r.progress
+	r.mu.Unlock()
+	p.FilesDone = int(r.filesDone.Load())
+	p.BytesDone = r.bytesDone.Load()
+	return p
+}
+
+// setPhase moves the Apply in progress to phase and logs how long the
+// previous one took.
+func (r *Releases) setPhase(phase string) {
+	now := time.Now()
+	r.mu.Lock()
+	prev, took := r.progress.Phase, now.Sub(r.phaseStart)
+	r.progress.Phase, r.phaseStart = phase, now
+	r.mu.Unlock()
+	if prev != PhaseIdle {
+		r.log.Debug("sync phase done", "phase", prev, "duration", took.Round(time.Microsecond))
+	}
+}
+
+func (r *Releases) startProgress(rev Revision, files int, bytes int64) {
+	r.filesDone.Store(0)
+	r.bytesDone.Store(0)
+	r.mu.Lock()
+	r.progress = SyncProgress{Phase: r.progress.Phase, Files: files, Bytes: bytes, Revision: rev}
+	r.mu.Unlock()
+}
+
+func (r *Releases) fileDone(size int64) {
+	r.filesDone.Add(1)
+	r.bytesDone.Add(size)
+}
+
+// Apply makes rev the current release: it builds releases/<id> from src
+// unless that release is kept already (a rollback downloads nothing), then
+// switches Target to it atomically, runs AfterSwitch and removes the
+// releases beyond Keep. On any error before the switch, Target is untouched.
+// An error wrapping ErrAfterSwitch means the switch happened.
+func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
+	if _, err := ParseHash(rev.ID); err != nil {
+		return fmt.Errorf("apply: revision id: %w", err)
+	}
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	defer r.setPhase(PhaseIdle)
+
+	r.mu.Lock()
+	cur := r.current
+	kept, isKept := r.kept[rev.ID]
+	r.mu.Unlock()
+	if cur == rev.ID {
+		return nil
+	}
+	if isKept {
+		rev = kept
+		r.startProgress(rev, rev.Files, rev.Bytes)
+		r.filesDone.Store(int64(rev.Files))
+		r.bytesDone.Store(rev.Bytes)
+		r.log.Info("switching to a kept release", "id", rev.ID, "seq", rev.Seq)
+	} else {
+		start := time.Now()
+		built, err := r.build(ctx, rev, src)
+		if err != nil {
+			return fmt.Errorf("apply %d (%s): %w", rev.Seq, rev.ID, err)
+		}
+		rev = built
+		r.log.Info("release built", "id", rev.ID, "seq", rev.Seq, "files", rev.Files,
+			"bytes", rev.Bytes, "duration", time.Since(start).Round(time.Millisecond))
+	}
+	r.setPhase(PhaseSwitch)
+	if err := r.switchTo(rev.ID); err != nil {
+		return fmt.Errorf("apply %d (%s): %w", rev.Seq, rev.ID, err)
+	}
+	r.mu.Lock()
+	r.current = rev.ID
+	r.mu.Unlock()
+	r.log.Info("switched", "target", r.target, "id", rev.ID, "seq", rev.Seq)
+
+	r.setPhase(PhaseAfterSwitch)
+	hookErr := r.runAfterSwitch(ctx, rev)
+	r.setPhase(PhaseGC)
+	if err := r.gc(); err != nil {
+		r.log.Warn("release gc", "err", err)
+	}
+	return hookErr
+}
+
+// build makes releases/<id> from src and records its manifest and revision.
+// On failure it leaves nothing behind.
+func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revision, err error) {
+	r.startProgress(rev, 0, 0)
+	r.setPhase(PhaseManifest)
+	meta, err := src.Revision(ctx, rev.ID)
+	if err != nil {
+		return rev, err
+	}
+	if meta.ID != rev.ID {
+		return rev, fmt.Errorf("revision metadata names %s", meta.ID)
+	}
+	if meta.Seq == 0 {
+		meta.Seq = rev.Seq
+	}
+	m, data, err := r.manifest(ctx, rev.ID, src)
+	if err != nil {
+		return rev, err
+	}
+	tmp := filepath.Join(r.relDir, tmpPrefix+rev.ID)
+	defer func() {
+		if err != nil {
+			r.discard(rev.ID, tmp)
+		}
+	}()
+	// Written now so the bytes need not stay in memory during the build;
+	// without its release directory, Open treats it as an orphan.
+	if err := writeFileAtomic(r.metaFile(manifestsDir, rev.ID), data, 0o644); err != nil {
+		return rev, fmt.Errorf("write manifest: %w", err)
+	}
+
+	meta.Files, meta.Bytes = m.Files()
+	r.startProgress(meta, meta.Files, meta.Bytes)
+	r.setPhase(PhaseLink)
+	if err := removeTree(tmp); err != nil {
+		return rev, err
+	}
+	if err := r.buildTree(ctx, tmp, m, src); err != nil {
+		return rev, err
+	}
+	if err := r.commit(tmp, meta); err != nil {
+		return rev, err
+	}
+	r.base.id, r.base.m = rev.ID, m
+	return meta, nil
+}
+
+// discard removes what a failed build left.
+func (r *Releases) discard(id, tmp string) {
+	if err := removeTree(tmp); err != nil {
+		r.log.Warn("remove failed build", "dir", tmp, "err", err)
+	}
+	for _, kind := range []string{manifestsDir, revisionsDir} {
+		if err := os.Remove(r.metaFile(kind, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn("remove metadata of failed build", "id", id, "err", err)
+		}
+	}
+}
+
+// commit makes the built tree durable and gives it its name, the commit
+// point: a release directory is complete once named, and Open removes
+// metadata files without one.
+func (r *Releases) commit(tmp string, rev Revision) error {
+	r.setPhase(PhaseDurable)
+	if err := syncFS(r.relDir); err != nil {
+		return err
+	}
+	if err := writeJSONAtomic(r.metaFile(revisionsDir, rev.ID), rev); err != nil {
+		return fmt.Errorf("write revision: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(r.relDir, rev.ID)); err != nil {
+		return err
+	}
+	if err := syncDir(r.relDir); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.kept[rev.ID] = rev
+	r.mu.Unlock()
+	return nil
+}
+
+// manifest returns the verified manifest of id and its canonical bytes: from
+// a delta against the current release when possible, else in full.
+func (r *Releases) manifest(ctx context.Context, id string, src Source) (*Manifest, []byte, error) {
+	if base, baseID := r.baseManifest(); base != nil {
+		m, data, err := r.manifestFromDelta(ctx, id, baseID, base, src)
+		if err == nil {
+			return m, data, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		r.log.Info("delta unusable, fetching the full manifest", "id", id, "base", baseID, "err", err)
+	}
+	data, err := src.Manifest(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := DecodeManifest(data, id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("manifest %s: %w", id, err)
+	}
+	return m, data, nil
+}
+
+func (r *Releases) manifestFromDelta(ctx context.Context, id, baseID string, base *Manifest, src Source) (*Manifest, []byte, error) {
+	d, err := src.Delta(ctx, id, baseID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if d.Base != baseID {
+		return nil, nil, fmt.Errorf("%w: delta from %s, want %s", ErrBadManifest, d.Base, baseID)
+	}
+	m, err := d.Apply(base)
+	if err != nil {
+		return nil, nil, err
+	}
+	data := encodeManifest(m) // the bytes of m.Encode, faster
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != id {
+		return nil, nil, fmt.Errorf("%w: delta result does not hash to %s", ErrBadManifest, id)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return m, data, nil
+}
+
+// baseManifest returns the manifest of the current release, loading it when
+// the cached one is another. Called with applyMu held.
+func (r *Releases) baseManifest() (*Manifest, string) {
+	cur, ok := r.Current()
+	if !ok {
+		return nil, ""
+	}
+	if r.base.id != cur.ID {
+		m, err := r.loadManifest(cur.ID)
+		if err != nil {
+			r.log.Warn("current manifest unreadable", "id", cur.ID, "err", err)
+			return nil, ""
+		}
+		r.base.id, r.base.m = cur.ID, m
+	}
+	return r.base.m, r.base.id
+}
+
+func (r *Releases) loadManifest(id string) (*Manifest, error) {
+	data, err := os.ReadFile(r.metaFile(manifestsDir, id))
+	if err != nil {
+		return nil, err
+	}
+	return DecodeManifest(data, id)
+}
+
+// removeTreeParallel is removeTree with the top-level entries of p removed
+// in parallel: removing a release of a large tree unlinks every file.
+func removeTreeParallel(p string) error {
+	ents, err := os.ReadDir(p)
+	if err != nil {
+		return removeTree(p)
+	}
+	if err := os.Chmod(p, 0o700); err != nil {
+		return err
+	}
+	err = parallel(context.Background(), len(ents), func(i int) error {
+		return removeTree(filepath.Join(p, ents[i].Name()))
+	})
+	if err != nil {
+		return err
+	}
+	return removeTree(p)
+}
+
+// gc removes the releases beyond the newest Keep (by seq), never the
+// current one.
+func (r *Releases) gc() error {
+	list := r.List()
+	cur, _ := r.Current()
+	var errs []error
+	for i, rev := range list {
+		if i >= len(list)-r.cfg.Keep || rev.ID == cur.ID {
+			continue
+		}
+		if err := r.removeRelease(rev.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.log.Info("release removed", "id", rev.ID, "seq", rev.Seq)
+	}
+	return errors.Join(errs...)
+}
+
+// removeRelease renames the release out of the kept set first, so a crash in
+// the middle of the removal leaves only a temporary name that Open removes,
+// never a half-deleted release that looks complete.
+func (r *Releases) removeRelease(id string) error {
+	trash := filepath.Join(r.relDir, tmpPrefix+"gc-"+id)
+	if err := removeTree(trash); err != nil { // left by an earlier failure
+		return fmt.Errorf("remove release %s: %w", id, err)
+	}
+	if err := os.Rename(filepath.Join(r.relDir, id), trash); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove release %s: %w", id, err)
+	}
+	r.mu.Lock()
+	delete(r.kept, id)
+	r.mu.Unlock()
+	if r.base.id == id {
+		r.base.id, r.base.m = "", nil
+	}
+	var errs []error
+	for _, kind := range []string{manifestsDir, revisionsDir} {
+		if err := os.Remove(r.metaFile(kind, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := removeTreeParallel(trash); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove release %s: %w", id, err)
+	}
+	return nil
+}

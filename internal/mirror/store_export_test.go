@@ -1,0 +1,25 @@
+package mirror
+
+import "time"
+
+// Hooks for the black-box tests of the store.
+
+// SetRacyMargin changes how recent a file's ctime may be for the identity
+// cache to trust it (2 s by default), so tests can publish files they
+// have just written and still exercise the cache.
+func SetRacyMargin(s *Store, d time.Duration) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	s.racyMargin = d
+}
+
+// EncodeManifestFast is the encoder publishes use instead of Encode.
+var EncodeManifestFast = encodeManifest
+
+// SetReadHook makes publishes call hook(path) between opening a source
+// file and reading it.
+func SetReadHook(s *Store, hook func(path string)) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	s.testHookRead = hook
+}

@@ -1,0 +1,186 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// SyncerConfig configures a Syncer.
+type SyncerConfig struct {
+	Releases *Releases
+	// Source returns where to fetch from, asked before each attempt (the
+	// controller may have moved).
+	Source func(ctx context.Context) (Source, error)
+	// OnApplied is called after each successful switch, from the syncer's
+	// goroutine.
+	OnApplied func(Revision)
+	Logger    *slog.Logger
+	// RetryMin and RetryMax bound the exponential backoff after a failed
+	// sync; default 1 s and 30 s.
+	RetryMin, RetryMax time.Duration
+}
+
+// Syncer keeps the current release at the target revision: it applies each
+// new target, retrying failures with backoff. Targets set during an Apply
+// are coalesced: the newest one is applied next.
+type Syncer struct {
+	cfg  SyncerConfig
+	log  *slog.Logger
+	wake chan struct{}
+
+	mu        sync.Mutex
+	target    Revision
+	lastErr   error
+	lastErrAt time.Time
+
+	cancel    context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// NewSyncer returns a syncer; Open starts it.
+func NewSyncer(cfg SyncerConfig) *Syncer {
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = time.Second
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = max(30*time.Second, cfg.RetryMin)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Syncer{cfg: cfg, log: log, wake: make(chan struct{}, 1)}
+}
+
+// Open starts the sync loop; Close stops it.
+func (s *Syncer) Open(ctx context.Context) error {
+	if s.cfg.Releases == nil || s.cfg.Source == nil {
+		return errors.New("open syncer: Releases and Source are required")
+	}
+	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		s.run(ctx)
+	}()
+	return nil
+}
+
+// Close stops the loop, interrupting an Apply in progress (which leaves
+// Target untouched), and waits for it.
+func (s *Syncer) Close() error {
+	s.closeOnce.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+			<-s.done
+		}
+	})
+	return nil
+}
+
+// SetTarget makes rev (at least its ID and Seq) the revision to apply.
+func (s *Syncer) SetTarget(rev Revision) {
+	s.mu.Lock()
+	changed := rev.ID != s.target.ID
+	s.target = rev
+	s.mu.Unlock()
+	if changed {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// LastError returns the error of the last sync attempt and when it happened;
+// nil after a success. A failed AfterSwitch is reported here too, though the
+// switch stands.
+func (s *Syncer) LastError() (error, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr, s.lastErrAt
+}
+
+func (s *Syncer) setError(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastErr, s.lastErrAt = err, time.Time{}
+	if err != nil {
+		s.lastErrAt = time.Now()
+	}
+}
+
+func (s *Syncer) currentTarget() Revision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.target
+}
+
+func (s *Syncer) run(ctx context.Context) {
+	delay := s.cfg.RetryMin
+	lastLogged, failing := "", ""
+	for {
+		target := s.currentTarget()
+		cur, _ := s.cfg.Releases.Current()
+		if target.ID == "" || target.ID == cur.ID {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.wake:
+				continue
+			}
+		}
+		if target.ID != failing {
+			delay = s.cfg.RetryMin // a new target starts a fresh backoff
+		}
+		err := s.apply(ctx, target)
+		if ctx.Err() != nil {
+			return
+		}
+		s.setError(err)
+		if err == nil || errors.Is(err, ErrAfterSwitch) {
+			lastLogged, failing = "", ""
+			if s.cfg.OnApplied != nil {
+				cur, _ := s.cfg.Releases.Current()
+				s.cfg.OnApplied(cur)
+			}
+			continue
+		}
+		if msg := err.Error(); msg != lastLogged {
+			s.log.Error("sync", "target", target.ID, "seq", target.Seq, "retry_in", delay, "err", err)
+			lastLogged = msg
+		} else {
+			s.log.Debug("sync", "target", target.ID, "retry_in", delay, "err", err)
+		}
+		failing = target.ID
+		if !s.sleep(ctx, delay) {
+			return
+		}
+		delay = min(delay*2, s.cfg.RetryMax)
+	}
+}
+
+func (s *Syncer) apply(ctx context.Context, target Revision) error {
+	src, err := s.cfg.Source(ctx)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Releases.Apply(ctx, target, src)
+}
+
+// sleep waits d or until a new target arrives; false when ctx is done.
+func (s *Syncer) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.wake:
+	case <-t.C:
+	}
+	return true
+}
