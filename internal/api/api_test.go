@@ -18,8 +18,8 @@ import (
 // fakeNode is an api.Node whose answers the test sets.
 type fakeNode struct {
 	api.Operations // not used by these tests
-	health  api.Health
-	publish func(ctx context.Context, msg string) (mirror.Revision, bool, error)
+	health         api.Health
+	publish        func(ctx context.Context, msg string) (mirror.Revision, bool, error)
 }
 
 func (f *fakeNode) Status() api.Status          { return api.Status{Node: "n1", Role: "web"} }
