@@ -30,6 +30,9 @@ type Options struct {
 	Token string
 	// GossipTiming overrides the LAN timing (tests).
 	GossipTiming gossip.Timing
+	// WrapPeerTransport, when set, wraps the transport of agent-to-agent
+	// calls (tests cut a node off from the controller with it).
+	WrapPeerTransport func(http.RoundTripper) http.RoundTripper
 	// SyncRetryMin and SyncRetryMax bound the web syncer's back-off.
 	SyncRetryMin, SyncRetryMax time.Duration
 	Version                    string
@@ -105,6 +108,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	}
 	a.peers = a.id.HTTPClient()
 	a.wire.instrument(a.peers)
+	if a.opts.WrapPeerTransport != nil {
+		a.peers.Transport = a.opts.WrapPeerTransport(a.peers.Transport)
+	}
 	if err := a.listen(); err != nil {
 		return err
 	}
