@@ -50,10 +50,107 @@ func (r *Releases) buildTree(ctx context.Context, dir string, m *Manifest, src S
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
-	if err := makeDirs(ctx, dir, m); err != nil {
+	var dirs, place []int
+	for i := range m.Entries {
+		if m.Entries[i].Type == TypeDir {
+			dirs = append(dirs, i)
+		} else {
+			place = append(place, i)
+		}
+	}
+	if err := makeDirs(ctx, dir, m, dirs); err != nil {
 		return err
 	}
-	links, objects := r.planFiles(m)
+	if err := r.placeEntries(ctx, dir, m, place, src); err != nil {
+		return err
+	}
+	return setDirModes(dir, m, dirs)
+}
+
+// updateTree turns dir, a recycled release holding the tree of old, into
+// the tree of m: it removes what m lacks or has changed, deepest first,
+// then makes what is new. Files are never written in place, as other
+// releases may share them: a changed file is unlinked and placed anew.
+func (r *Releases) updateTree(ctx context.Context, dir string, old, m *Manifest, src Source) error {
+	// Directories the agent may not write to (without root's override)
+	// are opened up until setDirModes.
+	var chmods []int
+	for i := range old.Entries {
+		if e := &old.Entries[i]; e.Type == TypeDir && e.Mode&0o700 != 0o700 {
+			if err := os.Chmod(entryPath(dir, e), 0o700); err != nil {
+				return err
+			}
+		}
+	}
+	if err := removeChanged(dir, old, m); err != nil {
+		return err
+	}
+	var mkdirs, place []int
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		o, existed := old.lookup(e.Path)
+		if existed && *o == *e && (e.Type != TypeDir || e.Mode&0o700 == 0o700) {
+			continue // unchanged, and its mode was never relaxed
+		}
+		switch {
+		case e.Type != TypeDir:
+			place = append(place, i)
+		case !existed || o.Type != TypeDir:
+			mkdirs = append(mkdirs, i)
+			chmods = append(chmods, i)
+		default:
+			chmods = append(chmods, i)
+		}
+	}
+	r.countUnchanged(m, place)
+	if err := makeDirs(ctx, dir, m, mkdirs); err != nil {
+		return err
+	}
+	if err := r.placeEntries(ctx, dir, m, place, src); err != nil {
+		return err
+	}
+	return setDirModes(dir, m, chmods)
+}
+
+// removeChanged removes from dir the entries of old that m does not have,
+// or has with another type, content or target, deepest first. A directory
+// that stays a directory stays, whatever happens inside it.
+func removeChanged(dir string, old, m *Manifest) error {
+	for i := len(old.Entries) - 1; i >= 0; i-- {
+		o := &old.Entries[i]
+		e, ok := m.lookup(o.Path)
+		if ok && (*e == *o || (e.Type == TypeDir && o.Type == TypeDir)) {
+			continue
+		}
+		p := entryPath(dir, o)
+		err := os.Remove(p)
+		if err != nil && o.Type == TypeDir {
+			err = removeTree(p) // not empty: something foreign inside
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// countUnchanged counts the files of m outside place as done.
+func (r *Releases) countUnchanged(m *Manifest, place []int) {
+	files, bytes := m.Files()
+	for _, i := range place {
+		if e := &m.Entries[i]; e.Type == TypeFile {
+			files--
+			bytes -= e.Size
+		}
+	}
+	r.filesDone.Add(int64(files))
+	r.bytesDone.Add(bytes)
+}
+
+// placeEntries makes the symlinks and files of m at the indexes place:
+// links from kept releases where they hold the content, else fetched.
+func (r *Releases) placeEntries(ctx context.Context, dir string, m *Manifest, place []int, src Source) error {
+	links, objects := r.planFiles(m, place)
 	lost, err := r.placeLocal(ctx, dir, m, links)
 	if err != nil {
 		return err
@@ -65,21 +162,20 @@ func (r *Releases) buildTree(ctx context.Context, dir string, m *Manifest, src S
 			return err
 		}
 	}
-	return setDirModes(dir, m)
+	return nil
 }
 
-// makeDirs creates the directories of m under dir (mode 0700 until
-// setDirModes), one level of depth at a time, each level in parallel.
-func makeDirs(ctx context.Context, dir string, m *Manifest) error {
+// makeDirs creates the directories of m at the indexes dirs (in manifest
+// order) under dir, mode 0700 until setDirModes, one level of depth at a
+// time, each level in parallel.
+func makeDirs(ctx context.Context, dir string, m *Manifest, dirs []int) error {
 	var levels [][]int
-	for i := range m.Entries {
-		if e := &m.Entries[i]; e.Type == TypeDir {
-			d := strings.Count(e.Path, "/")
-			for len(levels) <= d {
-				levels = append(levels, nil)
-			}
-			levels[d] = append(levels[d], i)
+	for _, i := range dirs {
+		d := strings.Count(m.Entries[i].Path, "/")
+		for len(levels) <= d {
+			levels = append(levels, nil)
 		}
+		levels[d] = append(levels[d], i)
 	}
 	for _, level := range levels {
 		err := parallel(ctx, len(level), func(k int) error {
@@ -141,18 +237,18 @@ func entryPath(dir string, e *Entry) string { return filepath.Join(dir, filepath
 // tens of megabytes.
 const olderSearchBytes = 32 << 20
 
-// planFiles finds, for every file of m, a kept release holding the same
-// content and mode: the current release, then, if much is still missing,
-// the others newest first. The rest is to be fetched, grouped by hash.
-func (r *Releases) planFiles(m *Manifest) ([]fileLink, []*fetchObject) {
+// planFiles finds, for every file of m at the indexes place, a kept release
+// holding the same content and mode: the current release, then, if much is
+// still missing, the others newest first. The rest is to be fetched,
+// grouped by hash. Symlinks at place are made locally too.
+func (r *Releases) planFiles(m *Manifest, place []int) ([]fileLink, []*fetchObject) {
 	type source struct {
 		path string // in a kept release; "" while missing
 		size int64
 	}
-	files, _ := m.Files()
-	want := make(map[contentKey]*source, files)
+	want := make(map[contentKey]*source, len(place))
 	missing, missingBytes := 0, int64(0)
-	for i := range m.Entries {
+	for _, i := range place {
 		if e := &m.Entries[i]; e.Type == TypeFile {
 			k := contentKey{e.SHA256, e.Mode}
 			if want[k] == nil {
@@ -192,10 +288,10 @@ func (r *Releases) planFiles(m *Manifest) ([]fileLink, []*fetchObject) {
 		}
 	}
 
-	links := make([]fileLink, 0, len(m.Entries)-missing)
+	links := make([]fileLink, 0, len(place)-missing)
 	objects := make([]*fetchObject, 0, missing)
 	byHash := make(map[Hash]*fetchObject, missing)
-	for i := range m.Entries {
+	for _, i := range place {
 		e := &m.Entries[i]
 		switch e.Type {
 		case TypeSymlink:
@@ -316,14 +412,14 @@ func closeReleaseFile(f *os.File, mode uint32) error {
 	return f.Close()
 }
 
-// setDirModes gives directories their modes, deepest first so that a
-// read-only directory never blocks the ones below it.
-func setDirModes(dir string, m *Manifest) error {
-	for i := len(m.Entries) - 1; i >= 0; i-- {
-		if e := &m.Entries[i]; e.Type == TypeDir {
-			if err := os.Chmod(entryPath(dir, e), FileMode(e.Mode)); err != nil {
-				return err
-			}
+// setDirModes gives the directories of m at the indexes dirs (in manifest
+// order) their modes, deepest first so that a read-only directory never
+// blocks the ones below it; then the release root its own.
+func setDirModes(dir string, m *Manifest, dirs []int) error {
+	for k := len(dirs) - 1; k >= 0; k-- {
+		e := &m.Entries[dirs[k]]
+		if err := os.Chmod(entryPath(dir, e), FileMode(e.Mode)); err != nil {
+			return err
 		}
 	}
 	if err := os.Chmod(dir, 0o755); err != nil {

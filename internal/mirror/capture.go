@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"hash"
 	"runtime"
+	"slices"
 	"sync"
 
 	sha256 "github.com/minio/sha256-simd"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -106,6 +108,26 @@ func (c *capture) stop() {
 	c.cancel()
 	_ = c.wait()
 	c.abort()
+}
+
+// finish makes the captured packs durable under their temporary names,
+// dropping those that ended up empty (all they read was stored already).
+func (c *capture) finish() error {
+	c.writers = slices.DeleteFunc(c.writers, func(w *packWriter) bool {
+		if len(w.objs) == 0 {
+			w.abort()
+			return true
+		}
+		return false
+	})
+	var g errgroup.Group
+	for _, w := range c.writers {
+		g.Go(w.finish)
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("write pack: %w", err)
+	}
+	return nil
 }
 
 // abort removes packs that were not installed.
@@ -215,9 +237,10 @@ func (w *captureWorker) file(e *scanEntry) error {
 
 // read appends the content of the file at full to the pack and hashes it.
 // The file's identity must be the same before and after reading, and the
-// bytes read must match its size. The identity before is the scan's, when
-// given (one fstat less per file: the scan's stat, like an fstat, makes the
-// kernel give the next change a fresh ctime), else the open file's.
+// bytes read must match its size. The identity before is the scan's when
+// given, else the open file's: a change made after the scan's stat shows in
+// the fstat after reading as surely as one made after an fstat at open
+// would, and it saves a syscall per file.
 func (w *captureWorker) read(full string, before *fileID) (fileID, Hash, error) {
 	var sum Hash
 	fd, err := openRetry(full)

@@ -245,10 +245,15 @@ func (r *Releases) List() []Revision {
 	for _, rev := range r.kept {
 		out = append(out, rev)
 	}
-	slices.SortFunc(out, func(a, b Revision) int {
+	sortRevisions(out)
+	return out
+}
+
+// sortRevisions sorts by seq, oldest first.
+func sortRevisions(revs []Revision) {
+	slices.SortFunc(revs, func(a, b Revision) int {
 		return cmp.Or(cmp.Compare(a.Seq, b.Seq), a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
 	})
-	return out
 }
 
 // Progress returns the state of the Apply in progress, or of the last one
@@ -379,7 +384,12 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	if err := removeTree(tmp); err != nil {
 		return rev, err
 	}
-	if err := r.buildTree(ctx, tmp, m, src); err != nil {
+	if old := r.recycle(meta, tmp); old != nil {
+		err = r.updateTree(ctx, tmp, old, m, src)
+	} else {
+		err = r.buildTree(ctx, tmp, m, src)
+	}
+	if err != nil {
 		return rev, err
 	}
 	if err := r.commit(tmp, meta); err != nil {
@@ -539,11 +549,54 @@ func (r *Releases) gc() error {
 // never a half-deleted release that looks complete.
 func (r *Releases) removeRelease(id string) error {
 	trash := filepath.Join(r.relDir, tmpPrefix+"gc-"+id)
-	if err := removeTree(trash); err != nil { // left by an earlier failure
+	err := removeTree(trash) // left by an earlier failure
+	if err == nil {
+		err = r.unkeep(id, trash)
+	}
+	if err == nil {
+		err = removeTreeParallel(trash)
+	}
+	if err != nil {
 		return fmt.Errorf("remove release %s: %w", id, err)
 	}
-	if err := os.Rename(filepath.Join(r.relDir, id), trash); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove release %s: %w", id, err)
+	return nil
+}
+
+// recycle finds a kept release that gc would remove once rev is current and
+// that is not served now, and moves it to tmp: rev's tree is made from it by
+// changing what differs, rather than built from nothing while the other is
+// deleted file by file. It returns the manifest of the recycled tree, or
+// nil if there is none to recycle.
+func (r *Releases) recycle(rev Revision, tmp string) *Manifest {
+	list := append(r.List(), rev)
+	sortRevisions(list)
+	cur, _ := r.Current()
+	id := ""
+	for _, k := range list[:max(0, len(list)-r.cfg.Keep)] {
+		if k.ID != rev.ID && k.ID != cur.ID {
+			id = k.ID // the newest of them: the fewest changes
+		}
+	}
+	if id == "" {
+		return nil
+	}
+	old, err := r.loadManifest(id)
+	if err == nil {
+		err = r.unkeep(id, tmp)
+	}
+	if err != nil {
+		r.log.Warn("release not recycled; building from nothing", "id", id, "err", err)
+		return nil
+	}
+	r.log.Debug("recycling release", "id", id, "for", rev.ID)
+	return old
+}
+
+// unkeep renames the release id to dir, out of the kept set, and removes
+// its metadata files.
+func (r *Releases) unkeep(id, dir string) error {
+	if err := os.Rename(filepath.Join(r.relDir, id), dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	r.mu.Lock()
 	delete(r.kept, id)
@@ -557,11 +610,5 @@ func (r *Releases) removeRelease(id string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := removeTreeParallel(trash); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("remove release %s: %w", id, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }

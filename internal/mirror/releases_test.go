@@ -704,3 +704,100 @@ func TestApplyFetchesWhatAKeptReleaseLost(t *testing.T) {
 		t.Errorf("%+v; want the changed and the lost file in 1 request", c)
 	}
 }
+
+func TestApplyRecyclesTheReleaseGCWouldRemove(t *testing.T) {
+	v1 := []tnode{
+		tdir("a", 0o755),
+		tfile("a/keep.php", 0o644, "keep"),
+		tfile("a/change.php", 0o644, "c1"),
+		tfile("a/mode.sh", 0o644, "mode"),
+		tdir("a/tofile", 0o755),
+		tfile("a/tofile/x", 0o644, "x"),
+		tfile("a/todir", 0o644, "f"),
+		tlink("a/link", "keep.php"),
+		tlink("a/linktofile", "keep.php"),
+		tdir("gone", 0o755),
+		tdir("gone/deep", 0o755),
+		tfile("gone/deep/f", 0o644, "g"),
+		tdir("modes", 0o755),
+		tdir("ro", 0o555),
+		tfile("ro/f", 0o644, "r1"),
+		tfile("version.txt", 0o644, "1"),
+	}
+	v3 := []tnode{
+		tdir("a", 0o755),
+		tfile("a/keep.php", 0o644, "keep"),
+		tfile("a/change.php", 0o644, "c3"),
+		tfile("a/mode.sh", 0o755, "mode"),
+		tfile("a/tofile", 0o644, "now a file"),
+		tdir("a/todir", 0o750),
+		tfile("a/todir/y", 0o644, "y"),
+		tlink("a/link", "change.php"),
+		tfile("a/linktofile", 0o644, "was a link"),
+		tdir("modes", 0o700),
+		tdir("newempty", 0o750),
+		tdir("ro", 0o555),
+		tfile("ro/f", 0o644, "r3"),
+		tfile("ro/new", 0o644, "n"),
+		tfile("version.txt", 0o644, "3"),
+	}
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+	// Each release from the third on is made from the one before the
+	// current: v3 from v1, then v1 from v3.
+	steps := [][]tnode{v1, v3, withFile(v3, "version.txt", "3b"), withFile(v1, "version.txt", "1b")}
+	var revs []mirror.Revision
+	for i, nodes := range steps {
+		rev := ctl.publish(nodes)
+		var recycled os.FileInfo
+		if i >= 2 {
+			recycled = mustStat(t, n.release(revs[i-2].ID))
+		}
+		ctl.counts()
+		mustApply(t, n, rev, ctl.client())
+		revs = append(revs, rev)
+		checkTree(t, n.target, nodes)
+		checkNoTemps(t, n)
+		if recycled != nil && !os.SameFile(recycled, mustStat(t, n.release(rev.ID))) {
+			t.Errorf("step %d: release %d was not recycled", i+1, i-1)
+		}
+		if i == 0 {
+			continue
+		}
+		prev := n.release(revs[i-1].ID)
+		for _, e := range readTree(t, n.target).Entries {
+			if e.Type != mirror.TypeFile {
+				continue
+			}
+			before, err := os.Lstat(filepath.Join(prev, e.Path))
+			same := err == nil && os.SameFile(before, mustStat(t, filepath.Join(n.release(rev.ID), e.Path)))
+			if unchanged := sameEntry(t, prev, n.release(rev.ID), e.Path); unchanged != same {
+				t.Errorf("step %d: %s: unchanged %v, shares the inode %v", i+1, e.Path, unchanged, same)
+			}
+		}
+	}
+	checkKept(t, n, revs[2], revs[3])
+}
+
+func mustStat(t *testing.T, p string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}
+
+// sameEntry reports whether the file at p has the same bytes and mode in
+// the trees a and b.
+func sameEntry(t *testing.T, a, b, p string) bool {
+	t.Helper()
+	fa, errA := os.Lstat(filepath.Join(a, p))
+	fb, errB := os.Lstat(filepath.Join(b, p))
+	if errA != nil || errB != nil || !fa.Mode().IsRegular() || fa.Mode() != fb.Mode() {
+		return false
+	}
+	x, _ := os.ReadFile(filepath.Join(a, p))
+	y, _ := os.ReadFile(filepath.Join(b, p))
+	return string(x) == string(y)
+}

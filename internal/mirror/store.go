@@ -461,6 +461,9 @@ func (s *Store) publish(ctx context.Context, message string) (Revision, bool, er
 	}
 	defer c.abort()
 	s.prog.setPhase("commit")
+	// The packs reach the disk while the manifest is built.
+	finished := make(chan error, 1)
+	go func() { finished <- c.finish() }()
 	cached := make(chan struct{})
 	go func() {
 		defer close(cached)
@@ -471,7 +474,7 @@ func (s *Store) publish(ctx context.Context, message string) (Revision, bool, er
 	sum := sha256.Sum256(data)
 	id := hex.EncodeToString(sum[:])
 	<-cached
-	if err := <-valid; err != nil {
+	if err := errors.Join(<-valid, <-finished); err != nil {
 		return Revision{}, false, err
 	}
 	latest, ok := s.Latest()
@@ -591,25 +594,11 @@ func (s *Store) updateScanCache(ents []*scanEntry, scanStart time.Time) {
 	s.dirty = true
 }
 
-// installPacks makes the captured packs durable, renames them into place
-// and adds their objects to the index.
+// installPacks renames the captured packs, made durable by c.finish, into
+// place and adds their objects to the index.
 func (s *Store) installPacks(c *capture) error {
-	c.writers = slices.DeleteFunc(c.writers, func(w *packWriter) bool {
-		if len(w.objs) == 0 { // all it read was stored already
-			w.abort()
-			return true
-		}
-		return false
-	})
 	if len(c.writers) == 0 {
 		return nil
-	}
-	var g errgroup.Group
-	for _, w := range c.writers {
-		g.Go(w.finish)
-	}
-	if err := g.Wait(); err != nil {
-		return fmt.Errorf("write pack: %w", err)
 	}
 	var packs []*pack
 	for _, w := range c.writers {
