@@ -67,6 +67,8 @@ type Agent struct {
 	maintApplied uint64 // clock of the maintenance state applied
 	maintActive  bool
 	deploys      deployRuns
+	poke         chan struct{}   // wakes the watch loop to advertise metadata
+	lastMeta     gossip.NodeMeta // owned by the watch loop
 	closeOnce    sync.Once
 	closeErr     error
 }
@@ -91,6 +93,7 @@ const (
 // On error everything opened so far is closed.
 func (a *Agent) Open(ctx context.Context) (err error) {
 	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.poke = make(chan struct{}, 1)
 	defer func() {
 		if err != nil {
 			a.Close()

@@ -49,7 +49,8 @@ func (a *Agent) SetDrain(drained bool) error {
 	a.drained = drained
 	a.mu.Unlock()
 	a.log.Info("drain", "drained", drained)
-	return a.gossip.SetMeta(a.localMeta())
+	a.announce()
+	return nil
 }
 
 func (a *Agent) isDrained() bool {

@@ -91,9 +91,7 @@ func (a *Agent) applyMaintenance() {
 	a.maintApplied, a.maintActive = m.Clock, m.Active
 	a.mu.Unlock()
 	a.log.Info("maintenance applied", "active", m.Active, "clock", m.Clock)
-	if err := a.gossip.SetMeta(a.localMeta()); err != nil {
-		a.log.Warn("announce maintenance applied", "err", err)
-	}
+	a.announce()
 }
 
 // climaintenance writes or removes <dataroot>/climaintenance.html the way

@@ -58,6 +58,13 @@ func (a *Agent) appliedRevision() (mirror.Revision, bool) {
 	return mirror.Revision{}, false
 }
 
+func (a *Agent) currentTargetID() string {
+	if t := a.currentTarget(); t != nil {
+		return t.ID
+	}
+	return ""
+}
+
 func (a *Agent) currentTarget() *api.RevRef {
 	if a.gossip == nil {
 		return nil
@@ -96,7 +103,8 @@ func (a *Agent) setTarget(rev mirror.Revision) error {
 		return fmt.Errorf("announce target %d: %w", rev.Seq, err)
 	}
 	a.log.Info("cluster target", "seq", rev.Seq, "id", rev.ID)
-	return a.gossip.SetMeta(a.localMeta())
+	a.announce()
+	return nil
 }
 
 // Publish implements api.Node.
@@ -127,13 +135,38 @@ func (a *Agent) watch() {
 	defer tick.Stop()
 	for {
 		a.observe()
+		a.publishMeta()
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-ch:
+		case <-a.poke:
 		case <-tick.C:
 		}
 	}
+}
+
+// announce asks the watch loop to re-advertise this node's metadata. It never
+// blocks: gossip's metadata update waits for a broadcast round, which must
+// not delay an API answer.
+func (a *Agent) announce() {
+	select {
+	case a.poke <- struct{}{}:
+	default:
+	}
+}
+
+// publishMeta advertises the metadata when it changed since the last time.
+func (a *Agent) publishMeta() {
+	m := a.localMeta()
+	if m == a.lastMeta {
+		return
+	}
+	if err := a.gossip.SetMeta(m); err != nil {
+		a.log.Warn("advertise node metadata", "err", err)
+		return
+	}
+	a.lastMeta = m
 }
 
 func (a *Agent) observe() {
@@ -166,20 +199,14 @@ func (a *Agent) trackLag() {
 	}
 	a.mu.Unlock()
 	if was != behind {
-		if err := a.gossip.SetMeta(a.localMeta()); err != nil {
-			a.log.Warn("announce lag", "err", err)
-		}
+		a.announce()
 	}
 }
 
 // applied is the syncer's callback after a switch.
 func (a *Agent) applied(rev mirror.Revision) {
 	a.trackLag()
-	// Announce even when the lag state did not change (a rollback between
-	// two kept releases).
-	if err := a.gossip.SetMeta(a.localMeta()); err != nil {
-		a.log.Warn("announce applied revision", "err", err)
-	}
+	a.announce()
 }
 
 // source finds the controller's mirror endpoint through gossip.
@@ -207,6 +234,13 @@ func (a *Agent) Rollback(ref string) (api.RevRef, error) {
 	}
 	if err != nil {
 		return api.RevRef{}, err
+	}
+	// Pin before announcing, then check the revision survived a GC that may
+	// have run between Find and Pin.
+	a.store.Pin(rev.ID)
+	if _, err := a.store.Find(rev.ID); err != nil {
+		a.store.Pin(a.currentTargetID())
+		return api.RevRef{}, api.NotFound(fmt.Sprintf("revision %q was just garbage-collected", ref))
 	}
 	if err := a.setTarget(rev); err != nil {
 		return api.RevRef{}, err

@@ -1,0 +1,422 @@
+package agent_test
+
+// Benchmarks of cluster-wide operations on 50 agents (1 controller + 49 web
+// nodes) in one process, real memberlist on 127.0.0.1, with the default LAN
+// gossip timing (zero Options.GossipTiming: probe 1s, gossip 200ms fanout 3,
+// push/pull 30s). Rerun with:
+//
+//	go test -run '^$' -bench 'Toggle50|Announce50' -benchtime 20x -timeout 30m ./internal/agent/
+//
+// Every iteration is one operation; each reports its latency distribution
+// over the iterations as custom metrics (nearest rank: with 20 iterations
+// p99 is the maximum):
+//
+//   - BenchmarkMaintenanceToggle50: the controller flips maintenance; applied
+//     is the time until every one of the 50 agents reports
+//     Status().Maintenance.Applied with the new clock and state (what "applied
+//     on that node" means); barrier is the time until the controller sees
+//     every web node's gossip metadata carry that clock (what `deploy
+//     -maintenance` waits for).
+//   - BenchmarkTargetAnnounce50: the controller publishes a 1-file change;
+//     announced is the time from the publish call until every agent's
+//     Status().Revision.Target names the new revision (the watch loop has
+//     seen the gossip register and handed it to the syncer); synced and
+//     barrier (every node applied it; the controller sees it in every web
+//     node's metadata) are reported too, for a tree of two tiny files.
+//
+// Flags (after the package): -ops.webs N (default 49), -ops.timing lan|test
+// (test: gossip.TestTiming, the millisecond intervals of the tests) and
+// -ops.gap D. The next operation starts once the previous one's barrier is
+// reached, as in a deploy, plus -ops.gap (default 0). Times are polled
+// every 2ms.
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nodeagent/nodeagent/internal/agent"
+	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/config"
+	"github.com/nodeagent/nodeagent/internal/gossip"
+)
+
+var (
+	opsWebs   = flag.Int("ops.webs", 49, "web agents of the ops benchmarks (plus one controller)")
+	opsTiming = flag.String("ops.timing", "lan", "gossip timing of the ops benchmarks: lan (the default of a real agent) or test")
+	opsGap    = flag.Duration("ops.gap", 0, "pause between two operations of the ops benchmarks (0: the next starts at the previous barrier)")
+)
+
+// opsPoll is how often the benchmarks look at the agents.
+const opsPoll = 2 * time.Millisecond
+
+// opsCluster is a controller and many web agents in one process.
+type opsCluster struct {
+	dir, source string
+	ctl         *agent.Agent
+	all         []*agent.Agent // the controller first
+	published   int
+	events      *eventCounter
+}
+
+func newOpsCluster(b *testing.B) *opsCluster {
+	b.Helper()
+	var timing gossip.Timing
+	switch *opsTiming {
+	case "lan":
+	case "test":
+		timing = gossip.TestTiming()
+	default:
+		b.Fatalf("-ops.timing %q: want lan or test", *opsTiming)
+	}
+	dir := b.TempDir()
+	c := &opsCluster{dir: dir, source: filepath.Join(dir, "source"), events: newEventCounter()}
+	c.writeSource(b, "index.php", "<?php echo 0;")
+	c.writeSource(b, "version.php", "<?php $version = 0;")
+	b.Cleanup(c.close)
+
+	c.ctl = c.open(b, c.config("controller", config.RoleController), timing)
+	c.publish(b)
+	for i := 1; i <= *opsWebs; i++ {
+		c.open(b, c.config(fmt.Sprintf("web-%02d", i), config.RoleWeb), timing)
+	}
+	start := time.Now()
+	c.waitFor(b, 3*time.Minute, "every agent sees every member alive and every web node in sync", c.settled)
+	b.Logf("%d agents (gossip timing %s) settled %.1fs after the last one opened; failure detector: %v",
+		len(c.all), *opsTiming, time.Since(start).Seconds(), c.events.take())
+	return c
+}
+
+func (c *opsCluster) config(node, role string) *config.Config {
+	cfg := config.Default()
+	cfg.Node, cfg.Role = node, role
+	cfg.DataDir = filepath.Join(c.dir, node, "data")
+	cfg.Gossip.Bind = "127.0.0.1:0"
+	cfg.Cluster.Listen = "127.0.0.1:0"
+	cfg.API.Listen = "127.0.0.1:0"
+	cfg.Mirror.Keep = 2
+	if role == config.RoleController {
+		cfg.Mirror.Source = c.source
+	} else {
+		cfg.Gossip.Join = []string{c.ctl.GossipAddr()}
+		cfg.Mirror.Target = filepath.Join(c.dir, node, "www", "moodle")
+	}
+	return cfg
+}
+
+func (c *opsCluster) open(b *testing.B, cfg *config.Config, timing gossip.Timing) *agent.Agent {
+	b.Helper()
+	if err := cfg.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	a := agent.New(cfg, agent.Options{Key: testKey, Token: testToken, GossipTiming: timing, Logger: slog.New(c.events)})
+	if err := a.Open(context.Background()); err != nil {
+		b.Fatalf("open %s: %v", cfg.Node, err)
+	}
+	c.all = append(c.all, a)
+	return a
+}
+
+// close stops every agent at once: each graceful leave waits for its
+// broadcast, so closing one after the other would take minutes.
+func (c *opsCluster) close() {
+	var wg sync.WaitGroup
+	for _, a := range c.all {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.Close() }()
+	}
+	wg.Wait()
+}
+
+func (c *opsCluster) writeSource(b *testing.B, name, body string) {
+	b.Helper()
+	p := filepath.Join(c.source, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// publish changes one file and publishes it; it returns the new revision id.
+func (c *opsCluster) publish(b *testing.B) string {
+	b.Helper()
+	c.published++
+	c.writeSource(b, "version.php", fmt.Sprintf("<?php $version = %d;", c.published))
+	rev, created, err := c.ctl.Publish(context.Background(), fmt.Sprintf("change %d", c.published))
+	if err != nil || !created {
+		b.Fatalf("publish %d: created %v, %v", c.published, created, err)
+	}
+	return rev.ID
+}
+
+// settled reports what is still missing for a quiet cluster.
+func (c *opsCluster) settled() error {
+	for _, a := range c.all {
+		alive := 0
+		for _, m := range a.Members() {
+			if m.State == gossip.StateAlive {
+				alive++
+			}
+		}
+		if alive != len(c.all) {
+			return fmt.Errorf("%s sees %d of %d members alive", a.Status().Node, alive, len(c.all))
+		}
+		if st := a.Status(); st.Role == config.RoleWeb && !st.Revision.InSync {
+			return fmt.Errorf("%s is not in sync", st.Node)
+		}
+	}
+	return nil
+}
+
+func (c *opsCluster) waitFor(b *testing.B, timeout time.Duration, what string, f func() error) {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: not after %s: %v", what, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// everyAgent polls every agent until done(agent) holds for each of them and
+// returns, from start, when the last one got there; an error after timeout.
+func (c *opsCluster) everyAgent(start time.Time, timeout time.Duration, what string, done func(*agent.Agent) bool) (time.Duration, error) {
+	pending := slices.Clone(c.all)
+	for {
+		now := time.Now()
+		pending = slices.DeleteFunc(pending, done)
+		if len(pending) == 0 {
+			return now.Sub(start), nil
+		}
+		if now.Sub(start) > timeout {
+			return 0, fmt.Errorf("%s: %d agents not after %s, e.g. %s", what, len(pending), timeout, pending[0].Status().Node)
+		}
+		time.Sleep(opsPoll)
+	}
+}
+
+// mustEveryAgent is everyAgent failing the benchmark on timeout.
+func (c *opsCluster) mustEveryAgent(b *testing.B, start time.Time, what string, done func(*agent.Agent) bool) time.Duration {
+	b.Helper()
+	d, err := c.everyAgent(start, time.Minute, what, done)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+// barrier polls the controller's gossip view until every web node's
+// metadata satisfies ok and returns when, from start.
+func (c *opsCluster) barrier(b *testing.B, start time.Time, timeout time.Duration, what string, ok func(gossip.NodeMeta) bool) time.Duration {
+	b.Helper()
+	for {
+		now := time.Now()
+		waiting, webs := 0, 0
+		for _, m := range c.ctl.Members() {
+			if m.Meta.Role == config.RoleWeb {
+				webs++
+				if m.State != gossip.StateAlive || !ok(m.Meta) {
+					waiting++
+				}
+			}
+		}
+		if waiting == 0 && webs == len(c.all)-1 {
+			return now.Sub(start)
+		}
+		if now.Sub(start) > timeout {
+			b.Fatalf("%s: %d web nodes not after %s", what, waiting, timeout)
+		}
+		time.Sleep(opsPoll)
+	}
+}
+
+// eventCounter is an slog handler counting the failure-detector events of
+// every agent: suspicion, refutation, members marked failed. They explain
+// slow gossip on a loaded machine.
+type eventCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+// counted are substrings of memberlist and gossip log messages.
+var counted = []string{"Suspect", "Refuting", "Marking", "member dead", "member alive", "timeout waiting"}
+
+func newEventCounter() *eventCounter { return &eventCounter{counts: map[string]int{}} }
+
+func (e *eventCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (e *eventCounter) WithAttrs([]slog.Attr) slog.Handler           { return e }
+func (e *eventCounter) WithGroup(string) slog.Handler                { return e }
+
+func (e *eventCounter) Handle(_ context.Context, r slog.Record) error {
+	for _, s := range counted {
+		if strings.Contains(r.Message, s) {
+			e.mu.Lock()
+			e.counts[s]++
+			e.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// take returns the counts since the last take and resets them.
+func (e *eventCounter) take() map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.counts
+	e.counts = map[string]int{}
+	return c
+}
+
+// cpuTime is the CPU time (user+system) of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measure runs the benchmark loop body through b.Loop and reports, besides
+// the latencies, the CPU the process used per operation and the failure
+// detector's events during the loop.
+func (c *opsCluster) measure(b *testing.B, op func(i int)) {
+	c.events.take()
+	cpu0, wall0 := cpuTime(), time.Now()
+	n := 0
+	for ; b.Loop(); n++ {
+		c.gap(b)
+		op(n)
+	}
+	cpu, wall := cpuTime()-cpu0, time.Since(wall0)
+	b.ReportMetric(cpu.Seconds()/float64(n), "cpu-s/op")
+	b.Logf("%d agents: %.1f CPU-s in %.1fs of wall time (%.2f cores); failure detector: %v",
+		len(c.all), cpu.Seconds(), wall.Seconds(), cpu.Seconds()/wall.Seconds(), c.events.take())
+}
+
+// gap pauses -ops.gap, outside the timed part.
+func (c *opsCluster) gap(b *testing.B) {
+	if *opsGap > 0 {
+		b.StopTimer()
+		time.Sleep(*opsGap)
+		b.StartTimer()
+	}
+}
+
+// latencies collects one duration per iteration under a name.
+type latencies map[string][]time.Duration
+
+func (l latencies) report(b *testing.B, order ...string) {
+	for _, name := range order {
+		d := slices.Clone(l[name])
+		slices.Sort(d)
+		if len(d) == 0 {
+			continue
+		}
+		for _, p := range []struct {
+			unit string
+			q    float64
+		}{{"p50", 0.50}, {"p99", 0.99}} {
+			b.ReportMetric(ms(d[rank(len(d), p.q)]), name+"-"+p.unit+"-ms")
+		}
+		b.ReportMetric(ms(d[len(d)-1]), name+"-max-ms")
+		b.Logf("%s over %d: p50 %.0fms p99 %.0fms max %.0fms; all: %v", name, len(d),
+			ms(d[rank(len(d), 0.50)]), ms(d[rank(len(d), 0.99)]), ms(d[len(d)-1]), roundAll(l[name]))
+	}
+}
+
+// rank is the nearest-rank index of quantile q among n sorted values.
+func rank(n int, q float64) int { return max(int(math.Ceil(q*float64(n)))-1, 0) }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func roundAll(d []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(d))
+	for i, v := range d {
+		out[i] = v.Round(time.Millisecond)
+	}
+	return out
+}
+
+func BenchmarkMaintenanceToggle50(b *testing.B) {
+	c := newOpsCluster(b)
+	lat := latencies{}
+	c.measure(b, func(i int) {
+		want := i%2 == 0
+		start := time.Now()
+		m, err := c.ctl.SetMaintenance(api.MaintenanceRequest{Enabled: want, Message: "benchmark"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat["applied"] = append(lat["applied"], c.mustEveryAgent(b, start, "maintenance applied", func(a *agent.Agent) bool {
+			st := a.Status().Maintenance
+			return st.Applied && st.Clock == m.Clock && st.Active == want
+		}))
+		lat["barrier"] = append(lat["barrier"], c.barrier(b, start, time.Minute, "maintenance barrier", func(n gossip.NodeMeta) bool {
+			return n.Maint == m.Clock && n.MaintOn == want
+		}))
+	})
+	lat.report(b, "applied", "barrier")
+}
+
+func BenchmarkTargetAnnounce50(b *testing.B) {
+	c := newOpsCluster(b)
+	lat := latencies{}
+	old := c.ctl.Status().Revision.Target.ID
+	c.measure(b, func(int) {
+		// Watch for "the target is no longer old" while Publish runs: it
+		// returns only after its own metadata update went out.
+		start := time.Now()
+		var announced time.Duration
+		var watchErr error
+		seen := map[*agent.Agent]string{}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			announced, watchErr = c.everyAgent(start, time.Minute, "target announced", func(a *agent.Agent) bool {
+				t := a.Status().Revision.Target
+				if t == nil || t.ID == old {
+					return false
+				}
+				seen[a] = t.ID
+				return true
+			})
+		}()
+		id := c.publish(b)
+		published := time.Since(start)
+		<-done
+		if watchErr != nil {
+			b.Fatal(watchErr)
+		}
+		for a, got := range seen {
+			if got != id {
+				b.Fatalf("%s: target %s, published %s", a.Status().Node, got, id)
+			}
+		}
+		lat["publish"] = append(lat["publish"], published)
+		lat["announced"] = append(lat["announced"], announced)
+		lat["synced"] = append(lat["synced"], c.mustEveryAgent(b, start, "revision applied", func(a *agent.Agent) bool {
+			r := a.Status().Revision
+			return r.Applied != nil && r.Applied.ID == id
+		}))
+		lat["barrier"] = append(lat["barrier"], c.barrier(b, start, time.Minute, "revision barrier", func(n gossip.NodeMeta) bool {
+			return n.Rev == id
+		}))
+		old = id
+	})
+	lat.report(b, "publish", "announced", "synced", "barrier")
+}
