@@ -19,7 +19,7 @@ import (
 // with on the same tree:
 //
 //	go test -run '^$' -bench . -benchtime 5x ./internal/mirror/
-const defaultBenchTSV = "/work/shared/corpus/moodle-3.5-tree.tsv"
+const defaultBenchTSV = "../../../shared/corpus/moodle-3.5-tree.tsv" // from this package directory
 
 // benchTree generates the tree in a temporary directory, or skips.
 func benchTree(b *testing.B) string {

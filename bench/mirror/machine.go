@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// machine describes where the benchmark ran.
+type machine struct {
+	date      string
+	nproc     int
+	cpu       string
+	memory    string
+	kernel    string
+	fs        string // filesystem of the work dir
+	goVersion string
+	rsync     string
+	loadStart string
+}
+
+func describeMachine(ctx context.Context, workDir string) machine {
+	return machine{
+		date:      time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		nproc:     runtime.NumCPU(),
+		cpu:       procField("/proc/cpuinfo", "model name"),
+		memory:    memTotal(),
+		kernel:    strings.TrimSpace(readText("/proc/sys/kernel/osrelease")),
+		fs:        filesystem(ctx, workDir),
+		goVersion: fmt.Sprintf("%s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH),
+		rsync:     firstLine(commandOutput(ctx, "rsync", "--version")),
+		loadStart: loadAverage(),
+	}
+}
+
+// procField returns the value of the first "key: value" line of a /proc
+// file, or "?".
+func procField(path, key string) string {
+	for _, line := range strings.Split(readText(path), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.TrimSpace(k) == key {
+			return strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return "?"
+}
+
+// memTotal returns the machine's memory in GiB, or "?".
+func memTotal() string {
+	var kb int64
+	if _, err := fmt.Sscanf(procField("/proc/meminfo", "MemTotal"), "%d kB", &kb); err != nil {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+}
+
+// filesystem returns the type and device of the filesystem holding dir.
+func filesystem(ctx context.Context, dir string) string {
+	lines := strings.Split(strings.TrimSpace(commandOutput(ctx, "df", "--output=fstype,source", dir)), "\n")
+	if len(lines) < 2 {
+		return "?"
+	}
+	return strings.Join(strings.Fields(lines[len(lines)-1]), " on ")
+}
+
+func readText(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "?"
+	}
+	return string(data)
+}
+
+func commandOutput(ctx context.Context, name string, args ...string) string {
+	out, err := exec.CommandContext(ctx, name, args...).Output()
+	if err != nil {
+		return "?"
+	}
+	return string(out)
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return strings.Join(strings.Fields(line), " ")
+}
+
+// checkout names the git commit of the working directory, and says whether
+// the checkout holds uncommitted changes.
+func checkout(ctx context.Context) string {
+	head := strings.TrimSpace(commandOutput(ctx, "git", "rev-parse", "--short", "HEAD"))
+	if head == "?" || head == "" {
+		return "not a git checkout"
+	}
+	if strings.TrimSpace(commandOutput(ctx, "git", "status", "--porcelain")) != "" {
+		return "checkout " + head + " with uncommitted changes"
+	}
+	return "checkout " + head
+}

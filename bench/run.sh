@@ -1,0 +1,36 @@
+#!/bin/sh
+# Runs the mirror benchmark (bench/mirror) and prints its markdown section.
+#
+#   bench/run.sh [-scale 1,3] [-runs 5] [-changes 10] [-out docs/benchmarks.md]
+#
+# Installs rsync (the anchor) with apt-get if it is missing, builds nodeagent,
+# then runs `go run ./bench/mirror` with the arguments given; -out FILE
+# appends the section to FILE as well.
+set -eu
+
+cd "$(dirname "$0")/.."
+
+if ! command -v rsync >/dev/null 2>&1; then
+	echo "rsync not found: installing it with apt-get" >&2
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	$sudo apt-get update
+	$sudo apt-get install -y rsync
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go build -o "$tmp/nodeagent" ./cmd/nodeagent
+go build -o "$tmp/bench-mirror" ./bench/mirror
+
+# The benchmark stops its agents and removes its trees when signalled:
+# forward INT/TERM to it and wait until it has cleaned up.
+"$tmp/bench-mirror" -bin "$tmp/nodeagent" -command "bench/run.sh $*" "$@" &
+pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
+status=0
+wait "$pid" || status=$?
+while kill -0 "$pid" 2>/dev/null; do
+	wait "$pid" || status=$?
+done
+exit "$status"
