@@ -53,6 +53,11 @@ func runMaintenance(ctx context.Context, args []string, out io.Writer) error {
 		return usagef("usage: nodeagent maintenance on [-m MSG] [-allow CIDR]... [-for DURATION] | off | status")
 	}
 	sub := args[0]
+	switch sub {
+	case "on", "off", "status":
+	default:
+		return usagef("maintenance: unknown subcommand %q (on, off, status)", sub)
+	}
 	fs := newFlags("maintenance " + sub)
 	var cf clientFlags
 	cf.register(fs)
@@ -83,8 +88,6 @@ func runMaintenance(ctx context.Context, args []string, out io.Writer) error {
 		_, err = c.do(ctx, http.MethodPut, "/v1/maintenance", api.MaintenanceRequest{}, &m)
 	case "status":
 		_, err = c.do(ctx, http.MethodGet, "/v1/maintenance", nil, &m)
-	default:
-		return usagef("maintenance: unknown subcommand %q (on, off, status)", sub)
 	}
 	if err != nil {
 		return fmt.Errorf("maintenance %s: %w", sub, err)
