@@ -470,7 +470,7 @@ func (s *Store) publish(ctx context.Context, message string) (Revision, bool, er
 		s.updateScanCache(ents, start)
 	}()
 	m := manifestOf(ents)
-	data := encodeManifest(m)
+	data := m.Encode()
 	sum := sha256.Sum256(data)
 	id := hex.EncodeToString(sum[:])
 	<-cached

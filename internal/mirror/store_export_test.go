@@ -13,9 +13,6 @@ func SetRacyMargin(s *Store, d time.Duration) {
 	s.racyMargin = d
 }
 
-// EncodeManifestFast is the encoder publishes use instead of Encode.
-var EncodeManifestFast = encodeManifest
-
 // SetReadHook makes publishes call hook(path) between opening a source
 // file and reading it.
 func SetReadHook(s *Store, hook func(path string)) {

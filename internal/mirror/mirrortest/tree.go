@@ -1,5 +1,5 @@
 // Package mirrortest builds source trees for the tests and benchmarks of
-// package mirror. It must not be imported by non-test code.
+// package mirror. Only tests and the benchmarks under bench/ import it.
 package mirrortest
 
 import (
