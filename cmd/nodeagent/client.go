@@ -36,6 +36,19 @@ type apiClient struct {
 	hc    *http.Client
 }
 
+// parse registers the client flags on fs, parses args, checks that nargs
+// arguments remain, and returns the client.
+func (c *clientFlags) parse(fs *flag.FlagSet, args []string, nargs int) (*apiClient, error) {
+	c.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() != nargs {
+		return nil, usagef("%s takes %d argument(s), got %d (see -h)", fs.Name(), nargs, fs.NArg())
+	}
+	return c.client()
+}
+
 func (c *clientFlags) client() (*apiClient, error) {
 	var cfg *config.Config
 	if loaded, err := config.Load(c.config); err == nil {

@@ -14,18 +14,11 @@ import (
 func runRollback(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("rollback")
 	var cf clientFlags
-	cf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: nodeagent rollback [flags] REV\n\nREV is a revision seq or id prefix (see `nodeagent revisions`).")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usagef("rollback takes one revision (seq or id prefix)")
-	}
-	c, err := cf.client()
+	c, err := cf.parse(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -60,15 +53,11 @@ func runMaintenance(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fs := newFlags("maintenance " + sub)
 	var cf clientFlags
-	cf.register(fs)
 	msg := fs.String("m", "", "message shown on the maintenance page")
 	var allow cidrList
 	fs.Var(&allow, "allow", "CIDR let through during maintenance (repeatable)")
 	dur := fs.Duration("for", 0, "end maintenance by itself after this long (e.g. 30m)")
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	c, err := cf.parse(fs, args[1:], 0)
 	if err != nil {
 		return err
 	}
@@ -126,11 +115,7 @@ func runDrain(drained bool) func(context.Context, []string, io.Writer) error {
 	return func(ctx context.Context, args []string, out io.Writer) error {
 		fs := newFlags(name)
 		var cf clientFlags
-		cf.register(fs)
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		c, err := cf.client()
+		c, err := cf.parse(fs, args, 0)
 		if err != nil {
 			return err
 		}
@@ -153,14 +138,10 @@ func runDrain(drained bool) func(context.Context, []string, io.Writer) error {
 func runDeploy(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("deploy")
 	var cf clientFlags
-	cf.register(fs)
 	msg := fs.String("m", "", "message of the revision (and of the maintenance page)")
 	maint := fs.Bool("maintenance", false, "maintenance on before publishing, off at the end")
 	run := fs.String("run", "", "command run on the controller once every web node serves the new revision")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	c, err := cf.parse(fs, args, 0)
 	if err != nil {
 		return err
 	}

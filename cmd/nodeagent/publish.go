@@ -12,15 +12,8 @@ import (
 func runPublish(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("publish")
 	var cf clientFlags
-	cf.register(fs)
 	msg := fs.String("m", "", "message recorded with the revision")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("publish takes no arguments")
-	}
-	c, err := cf.client()
+	c, err := cf.parse(fs, args, 0)
 	if err != nil {
 		return err
 	}

@@ -13,11 +13,7 @@ import (
 func runRevisions(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("revisions")
 	var cf clientFlags
-	cf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	c, err := cf.parse(fs, args, 0)
 	if err != nil {
 		return err
 	}

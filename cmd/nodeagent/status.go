@@ -15,11 +15,7 @@ import (
 func runStatus(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("status")
 	var cf clientFlags
-	cf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	c, err := cf.parse(fs, args, 0)
 	if err != nil {
 		return err
 	}
