@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
@@ -205,6 +206,10 @@ func (a *Agent) trackLag() {
 
 // applied is the syncer's callback after a switch.
 func (a *Agent) applied(rev mirror.Revision) {
+	// A sync grows the heap with the manifest and fetch buffers; give it
+	// back now rather than when the scavenger gets to it, so an idle web
+	// agent stays small.
+	debug.FreeOSMemory()
 	a.trackLag()
 	a.announce()
 }
