@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,18 +39,33 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a port free for both TCP and UDP on 127.0.0.1.
+// handedOut holds the ports freePort returned: the kernel may offer a port
+// again once its probe listener is closed, and two keys of one config (or
+// two parallel tests) must never get the same one.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePort returns a port free for both TCP and UDP on 127.0.0.1, never the
+// same one twice in a test binary.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for i := 0; i < 200; i++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
+		if handedOut.ports[port] {
+			continue
+		}
 		if pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 			pc.Close()
+			handedOut.ports[port] = true
 			return port
 		}
 	}
