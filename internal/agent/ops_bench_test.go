@@ -195,37 +195,64 @@ func (c *opsCluster) waitFor(b *testing.B, timeout time.Duration, what string, f
 	}
 }
 
-// everyAgent polls every agent until done(agent) holds for each of them and
-// returns, from start, when the last one got there; an error after timeout.
-func (c *opsCluster) everyAgent(start time.Time, timeout time.Duration, what string, done func(*agent.Agent) bool) (time.Duration, error) {
-	pending := slices.Clone(c.all)
+// stage is one condition every agent must reach, in order: an agent is
+// checked for a stage only once it reached the previous ones.
+type stage struct {
+	name string
+	done func(*agent.Agent) bool
+}
+
+// arrival is when the last agent reached a stage, which one it was, and
+// when the median agent did.
+type arrival struct {
+	last time.Duration
+	node string
+	mid  time.Duration
+}
+
+// track polls every agent through the stages until all of them reached the
+// last one, and returns per stage when the last agent got there, from
+// start; an error after timeout.
+func (c *opsCluster) track(start time.Time, timeout time.Duration, stages ...stage) ([]arrival, error) {
+	next := make([]int, len(c.all)) // per agent: the first stage not reached
+	out := make([]arrival, len(stages))
+	times := make([][]time.Duration, len(stages))
 	for {
 		now := time.Now()
-		pending = slices.DeleteFunc(pending, done)
-		if len(pending) == 0 {
-			return now.Sub(start), nil
+		pending := 0
+		for i, a := range c.all {
+			for next[i] < len(stages) && stages[next[i]].done(a) {
+				out[next[i]] = arrival{last: now.Sub(start), node: a.Status().Node}
+				times[next[i]] = append(times[next[i]], now.Sub(start))
+				next[i]++
+			}
+			if next[i] < len(stages) {
+				pending++
+			}
+		}
+		if pending == 0 {
+			// A stage's last arrival can precede an earlier stage's.
+			for k := range out {
+				if k > 0 {
+					out[k].last = max(out[k].last, out[k-1].last)
+				}
+				slices.Sort(times[k])
+				out[k].mid = times[k][len(times[k])/2]
+			}
+			return out, nil
 		}
 		if now.Sub(start) > timeout {
-			return 0, fmt.Errorf("%s: %d agents not after %s, e.g. %s", what, len(pending), timeout, pending[0].Status().Node)
+			return nil, fmt.Errorf("%d agents not through %q after %s", pending, stages[len(stages)-1].name, timeout)
 		}
 		time.Sleep(opsPoll)
 	}
 }
 
-// mustEveryAgent is everyAgent failing the benchmark on timeout.
-func (c *opsCluster) mustEveryAgent(b *testing.B, start time.Time, what string, done func(*agent.Agent) bool) time.Duration {
-	b.Helper()
-	d, err := c.everyAgent(start, time.Minute, what, done)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return d
-}
-
 // barrier polls the controller's gossip view until every web node's
 // metadata satisfies ok and returns when, from start.
-func (c *opsCluster) barrier(b *testing.B, start time.Time, timeout time.Duration, what string, ok func(gossip.NodeMeta) bool) time.Duration {
+func (c *opsCluster) barrier(b *testing.B, start time.Time, timeout time.Duration, what string, ok func(gossip.NodeMeta) bool) arrival {
 	b.Helper()
+	var last string
 	for {
 		now := time.Now()
 		waiting, webs := 0, 0
@@ -234,11 +261,12 @@ func (c *opsCluster) barrier(b *testing.B, start time.Time, timeout time.Duratio
 				webs++
 				if m.State != gossip.StateAlive || !ok(m.Meta) {
 					waiting++
+					last = m.Name
 				}
 			}
 		}
 		if waiting == 0 && webs == len(c.all)-1 {
-			return now.Sub(start)
+			return arrival{last: now.Sub(start), node: last}
 		}
 		if now.Sub(start) > timeout {
 			b.Fatalf("%s: %d web nodes not after %s", what, waiting, timeout)
@@ -317,25 +345,43 @@ func (c *opsCluster) gap(b *testing.B) {
 	}
 }
 
-// latencies collects one duration per iteration under a name.
-type latencies map[string][]time.Duration
+// latencies collects one arrival per iteration under a name.
+type latencies map[string][]arrival
 
+func (l latencies) add1(name string, a arrival) { l[name] = append(l[name], a) }
+
+func (l latencies) add(arr []arrival, names ...string) {
+	for i, name := range names {
+		l.add1(name, arr[i])
+	}
+}
+
+// report sets p50, p99 and max of every name as metrics and logs every
+// value, with the node that arrived last in the slowest iteration.
 func (l latencies) report(b *testing.B, order ...string) {
 	for _, name := range order {
-		d := slices.Clone(l[name])
-		slices.Sort(d)
-		if len(d) == 0 {
+		if len(l[name]) == 0 {
 			continue
 		}
-		for _, p := range []struct {
-			unit string
-			q    float64
-		}{{"p50", 0.50}, {"p99", 0.99}} {
-			b.ReportMetric(ms(d[rank(len(d), p.q)]), name+"-"+p.unit+"-ms")
+		var d, mids []time.Duration
+		worst := l[name][0]
+		for _, a := range l[name] {
+			d = append(d, a.last.Round(time.Millisecond))
+			mids = append(mids, a.mid.Round(time.Millisecond))
+			if a.last > worst.last {
+				worst = a
+			}
 		}
-		b.ReportMetric(ms(d[len(d)-1]), name+"-max-ms")
-		b.Logf("%s over %d: p50 %.0fms p99 %.0fms max %.0fms; all: %v", name, len(d),
-			ms(d[rank(len(d), 0.50)]), ms(d[rank(len(d), 0.99)]), ms(d[len(d)-1]), roundAll(l[name]))
+		all := slices.Clone(d)
+		slices.Sort(d)
+		p50, p99, top := d[rank(len(d), 0.50)], d[rank(len(d), 0.99)], d[len(d)-1]
+		b.ReportMetric(ms(p50), name+"-p50-ms")
+		b.ReportMetric(ms(p99), name+"-p99-ms")
+		b.ReportMetric(ms(top), name+"-max-ms")
+		b.Logf("%s over %d: p50 %.0fms p99 %.0fms max %.0fms (last: %s); all: %v", name, len(d), ms(p50), ms(p99), ms(top), worst.node, all)
+		if l[name][0].mid > 0 {
+			b.Logf("%s, median agent: %v", name, mids)
+		}
 	}
 }
 
@@ -343,14 +389,6 @@ func (l latencies) report(b *testing.B, order ...string) {
 func rank(n int, q float64) int { return max(int(math.Ceil(q*float64(n)))-1, 0) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func roundAll(d []time.Duration) []time.Duration {
-	out := make([]time.Duration, len(d))
-	for i, v := range d {
-		out[i] = v.Round(time.Millisecond)
-	}
-	return out
-}
 
 func BenchmarkMaintenanceToggle50(b *testing.B) {
 	c := newOpsCluster(b)
@@ -362,15 +400,21 @@ func BenchmarkMaintenanceToggle50(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		lat["applied"] = append(lat["applied"], c.mustEveryAgent(b, start, "maintenance applied", func(a *agent.Agent) bool {
-			st := a.Status().Maintenance
-			return st.Applied && st.Clock == m.Clock && st.Active == want
-		}))
-		lat["barrier"] = append(lat["barrier"], c.barrier(b, start, time.Minute, "maintenance barrier", func(n gossip.NodeMeta) bool {
+		arr, err := c.track(start, time.Minute,
+			stage{"received", func(a *agent.Agent) bool { return a.Maintenance().Clock >= m.Clock }},
+			stage{"applied", func(a *agent.Agent) bool {
+				st := a.Status().Maintenance
+				return st.Applied && st.Clock == m.Clock && st.Active == want
+			}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat.add(arr, "received", "applied")
+		lat.add1("barrier", c.barrier(b, start, time.Minute, "maintenance barrier", func(n gossip.NodeMeta) bool {
 			return n.Maint == m.Clock && n.MaintOn == want
 		}))
 	})
-	lat.report(b, "applied", "barrier")
+	lat.report(b, "received", "applied", "barrier")
 }
 
 func BenchmarkTargetAnnounce50(b *testing.B) {
@@ -378,45 +422,57 @@ func BenchmarkTargetAnnounce50(b *testing.B) {
 	lat := latencies{}
 	old := c.ctl.Status().Revision.Target.ID
 	c.measure(b, func(int) {
-		// Watch for "the target is no longer old" while Publish runs: it
+		// Track "the target is no longer old" while Publish runs: it
 		// returns only after its own metadata update went out.
 		start := time.Now()
-		var announced time.Duration
-		var watchErr error
-		seen := map[*agent.Agent]string{}
+		var arr []arrival
+		var trackErr error
+		var mu sync.Mutex
+		seen := map[string]string{} // node -> target seen by its watch loop
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			announced, watchErr = c.everyAgent(start, time.Minute, "target announced", func(a *agent.Agent) bool {
-				t := a.Status().Revision.Target
-				if t == nil || t.ID == old {
+			arr, trackErr = c.track(start, time.Minute,
+				stage{"received", func(a *agent.Agent) bool {
+					t := a.Revisions().Target
+					return t != nil && t.ID != old
+				}},
+				stage{"announced", func(a *agent.Agent) bool {
+					st := a.Status()
+					if t := st.Revision.Target; t != nil && t.ID != old {
+						mu.Lock()
+						seen[st.Node] = t.ID
+						mu.Unlock()
+						return true
+					}
 					return false
-				}
-				seen[a] = t.ID
-				return true
-			})
+				}})
 		}()
 		id := c.publish(b)
 		published := time.Since(start)
 		<-done
-		if watchErr != nil {
-			b.Fatal(watchErr)
+		if trackErr != nil {
+			b.Fatal(trackErr)
 		}
-		for a, got := range seen {
+		for node, got := range seen {
 			if got != id {
-				b.Fatalf("%s: target %s, published %s", a.Status().Node, got, id)
+				b.Fatalf("%s: target %s, published %s", node, got, id)
 			}
 		}
-		lat["publish"] = append(lat["publish"], published)
-		lat["announced"] = append(lat["announced"], announced)
-		lat["synced"] = append(lat["synced"], c.mustEveryAgent(b, start, "revision applied", func(a *agent.Agent) bool {
+		lat.add1("publish", arrival{last: published})
+		lat.add(arr, "received", "announced")
+		synced, err := c.track(start, time.Minute, stage{"synced", func(a *agent.Agent) bool {
 			r := a.Status().Revision
 			return r.Applied != nil && r.Applied.ID == id
-		}))
-		lat["barrier"] = append(lat["barrier"], c.barrier(b, start, time.Minute, "revision barrier", func(n gossip.NodeMeta) bool {
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat.add(synced, "synced")
+		lat.add1("barrier", c.barrier(b, start, time.Minute, "revision barrier", func(n gossip.NodeMeta) bool {
 			return n.Rev == id
 		}))
 		old = id
 	})
-	lat.report(b, "publish", "announced", "synced", "barrier")
+	lat.report(b, "publish", "received", "announced", "synced", "barrier")
 }

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/gossip"
+)
+
+// cluster is a set of `nodeagent run` processes configured by files under
+// dir, with the default (LAN) gossip timing of a real deployment.
+type cluster struct {
+	bin, dir, src string
+	key, token    string // files
+	tokenValue    string
+	ctl           *node
+	webs          []*node
+	hc            *http.Client
+}
+
+// node is one agent process.
+type node struct {
+	name, role string
+	target     string // web: the mirror.target symlink
+	localAPI   string // host:port, plain HTTP
+	clusterAPI string // host:port, TLS
+	gossip     string
+	logFile    string
+	cmd        *exec.Cmd
+}
+
+func newCluster(bin, dir string) (*cluster, error) {
+	c := &cluster{bin: bin, dir: dir, src: filepath.Join(dir, "source"), tokenValue: "ops-bench-token",
+		hc: &http.Client{Timeout: 10 * time.Second}}
+	c.key = filepath.Join(dir, "gossip.key")
+	c.token = filepath.Join(dir, "api.token")
+	if err := os.MkdirAll(c.src, 0o755); err != nil {
+		return nil, fmt.Errorf("cluster dir: %w", err)
+	}
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)) + "\n"
+	if err := os.WriteFile(c.key, []byte(key), 0o600); err != nil {
+		return nil, fmt.Errorf("gossip key: %w", err)
+	}
+	if err := os.WriteFile(c.token, []byte(c.tokenValue+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("api token: %w", err)
+	}
+	return c, nil
+}
+
+// start writes the config of a node and starts it; the first node must be
+// the controller.
+func (c *cluster) start(name, role string) (*node, error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{name: name, role: role, logFile: filepath.Join(c.dir, name+".log"),
+		gossip:     fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		localAPI:   fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		clusterAPI: fmt.Sprintf("127.0.0.1:%d", ports[2])}
+	var b strings.Builder
+	fmt.Fprintf(&b, "node: %s\nrole: %s\ndata_dir: %s\nlog: {level: info}\n", name, role, filepath.Join(c.dir, name, "data"))
+	fmt.Fprintf(&b, "gossip:\n  bind: %s\n  key_file: %s\n", n.gossip, c.key)
+	if role == "controller" {
+		c.ctl = n
+		fmt.Fprintf(&b, "mirror:\n  source: %s\n  keep: 3\n", c.src)
+	} else {
+		n.target = filepath.Join(c.dir, name, "www", "moodle")
+		fmt.Fprintf(&b, "  join: [%s]\nmirror:\n  target: %s\n  keep: 3\n", c.ctl.gossip, n.target)
+		c.webs = append(c.webs, n)
+	}
+	fmt.Fprintf(&b, "cluster: {listen: %s}\napi: {listen: %s, token_file: %s}\n", n.clusterAPI, n.localAPI, c.token)
+	cfg := filepath.Join(c.dir, name+".yaml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
+		return nil, fmt.Errorf("config of %s: %w", name, err)
+	}
+	logf, err := os.Create(n.logFile)
+	if err != nil {
+		return nil, fmt.Errorf("log of %s: %w", name, err)
+	}
+	defer logf.Close()
+	n.cmd = exec.Command(c.bin, "run", "-config", cfg)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if err := n.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return n, nil
+}
+
+// freePorts returns n distinct ports free for TCP and UDP on 127.0.0.1.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var held []io.Closer
+	defer func() {
+		for _, h := range held {
+			h.Close()
+		}
+	}()
+	for attempt := 0; len(ports) < n && attempt < 100; attempt++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		held = append(held, ln)
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		ports = append(ports, port)
+	}
+	if len(ports) < n {
+		return nil, errors.New("free port: none found")
+	}
+	return ports, nil
+}
+
+// stop ends every process: SIGTERM (a graceful leave), SIGKILL after 10s.
+func (c *cluster) stop() {
+	for _, n := range append(append([]*node{}, c.webs...), c.ctl) {
+		if n == nil || n.cmd == nil || n.cmd.Process == nil {
+			continue
+		}
+		n.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { n.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			n.cmd.Process.Kill()
+			<-done
+		}
+	}
+}
+
+// cli runs a nodeagent command against the controller's local API.
+func (c *cluster) cli(ctx context.Context, args ...string) ([]byte, error) {
+	full := append([]string{args[0], "-addr", "http://" + c.ctl.localAPI, "-token-file", c.token, "-config", "/nonexistent"}, args[1:]...)
+	out, err := exec.CommandContext(ctx, c.bin, full...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("nodeagent %s: %w: %s", args[0], err, bytes.TrimSpace(out))
+	}
+	return out, nil
+}
+
+// get decodes a GET of the controller's local API.
+func (c *cluster) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.ctl.localAPI+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.tokenValue)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// quiet reports what is missing for a quiet cluster: every web node alive
+// and serving the target, and applying the current maintenance state.
+func (c *cluster) quiet(ctx context.Context) error {
+	var st api.Status
+	if err := c.get(ctx, "/v1/status", &st); err != nil {
+		return err
+	}
+	var ms struct{ Members []gossip.Member }
+	if err := c.get(ctx, "/v1/members", &ms); err != nil {
+		return err
+	}
+	if st.Revision.Target == nil {
+		return errors.New("no target yet")
+	}
+	webs := 0
+	for _, m := range ms.Members {
+		if m.Meta.Role != "web" {
+			continue
+		}
+		webs++
+		switch {
+		case m.State != gossip.StateAlive:
+			return fmt.Errorf("%s is %s", m.Name, m.State)
+		case m.Meta.Rev != st.Revision.Target.ID:
+			return fmt.Errorf("%s serves %d, target %d", m.Name, m.Meta.Seq, st.Revision.Target.Seq)
+		case m.Meta.Maint != st.Maintenance.Clock || m.Meta.MaintOn != st.Maintenance.Active:
+			return fmt.Errorf("%s applies maintenance clock %d, cluster %d", m.Name, m.Meta.Maint, st.Maintenance.Clock)
+		}
+	}
+	if webs != len(c.webs) {
+		return fmt.Errorf("%d of %d web nodes seen", webs, len(c.webs))
+	}
+	return nil
+}
+
+// poll calls f every interval until it returns nil, ctx ends or timeout.
+func poll(ctx context.Context, timeout, interval time.Duration, what string, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not after %s: %w", what, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// writeTree writes n small PHP-like files under root.
+func writeTree(root string, n int) error {
+	for i := 0; i < n; i++ {
+		name := filepath.Join(root, fmt.Sprintf("mod%02d/sub%d/file%04d.php", i%40, i%7, i))
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			return err
+		}
+		body := fmt.Sprintf("<?php\n// file %d\n%s", i, strings.Repeat("echo 'x';\n", i%300))
+		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
