@@ -38,6 +38,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -268,6 +269,11 @@ func (c *opsCluster) barrier(b *testing.B, start time.Time, timeout time.Duratio
 		if waiting == 0 && webs == len(c.all)-1 {
 			return arrival{last: now.Sub(start), node: last}
 		}
+		if d := now.Sub(start); d > 4*time.Second && d < 4*time.Second+3*opsPoll {
+			f, _ := os.Create(fmt.Sprintf("/tmp/opsprof/goroutines-%d.txt", time.Now().UnixNano()))
+			pprof.Lookup("goroutine").WriteTo(f, 2)
+			f.Close()
+		}
 		if now.Sub(start) > timeout {
 			b.Fatalf("%s: %d web nodes not after %s", what, waiting, timeout)
 		}
@@ -345,6 +351,18 @@ func (c *opsCluster) gap(b *testing.B) {
 	}
 }
 
+// selfMeta is the metadata memberlist carries for the agent itself: what it
+// advertises to the others.
+func selfMeta(a *agent.Agent) gossip.NodeMeta {
+	name := a.Status().Node
+	for _, m := range a.Members() {
+		if m.Name == name {
+			return m.Meta
+		}
+	}
+	return gossip.NodeMeta{}
+}
+
 // latencies collects one arrival per iteration under a name.
 type latencies map[string][]arrival
 
@@ -405,16 +423,17 @@ func BenchmarkMaintenanceToggle50(b *testing.B) {
 			stage{"applied", func(a *agent.Agent) bool {
 				st := a.Status().Maintenance
 				return st.Applied && st.Clock == m.Clock && st.Active == want
-			}})
+			}},
+			stage{"advertised", func(a *agent.Agent) bool { return selfMeta(a).Maint == m.Clock }})
 		if err != nil {
 			b.Fatal(err)
 		}
-		lat.add(arr, "received", "applied")
+		lat.add(arr, "received", "applied", "advertised")
 		lat.add1("barrier", c.barrier(b, start, time.Minute, "maintenance barrier", func(n gossip.NodeMeta) bool {
 			return n.Maint == m.Clock && n.MaintOn == want
 		}))
 	})
-	lat.report(b, "received", "applied", "barrier")
+	lat.report(b, "received", "applied", "advertised", "barrier")
 }
 
 func BenchmarkTargetAnnounce50(b *testing.B) {
