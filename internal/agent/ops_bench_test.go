@@ -38,7 +38,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -268,11 +267,6 @@ func (c *opsCluster) barrier(b *testing.B, start time.Time, timeout time.Duratio
 		}
 		if waiting == 0 && webs == len(c.all)-1 {
 			return arrival{last: now.Sub(start), node: last}
-		}
-		if d := now.Sub(start); d > 4*time.Second && d < 4*time.Second+3*opsPoll {
-			f, _ := os.Create(fmt.Sprintf("/tmp/opsprof/goroutines-%d.txt", time.Now().UnixNano()))
-			pprof.Lookup("goroutine").WriteTo(f, 2)
-			f.Close()
 		}
 		if now.Sub(start) > timeout {
 			b.Fatalf("%s: %d web nodes not after %s", what, waiting, timeout)
