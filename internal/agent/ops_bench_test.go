@@ -3,32 +3,41 @@ package agent_test
 // Benchmarks of cluster-wide operations on 50 agents (1 controller + 49 web
 // nodes) in one process, real memberlist on 127.0.0.1, with the default LAN
 // gossip timing (zero Options.GossipTiming: probe 1s, gossip 200ms fanout 3,
-// push/pull 30s). Rerun with:
+// push/pull 30s, scaled to 60s above 32 nodes). Rerun with:
 //
 //	go test -run '^$' -bench 'Toggle50|Announce50' -benchtime 20x -timeout 30m ./internal/agent/
 //
-// Every iteration is one operation; each reports its latency distribution
-// over the iterations as custom metrics (nearest rank: with 20 iterations
-// p99 is the maximum):
+// Every iteration is one operation, and the next one starts as soon as the
+// previous one's barrier is reached, as in a deploy. Each stage reports, as
+// custom metrics, the distribution over the iterations of the time until
+// the last of the 50 agents got there (nearest rank: with 20 iterations p99
+// is the maximum); the log adds every value, the slowest node and the
+// median agent:
 //
-//   - BenchmarkMaintenanceToggle50: the controller flips maintenance; applied
-//     is the time until every one of the 50 agents reports
-//     Status().Maintenance.Applied with the new clock and state (what "applied
-//     on that node" means); barrier is the time until the controller sees
-//     every web node's gossip metadata carry that clock (what `deploy
-//     -maintenance` waits for).
-//   - BenchmarkTargetAnnounce50: the controller publishes a 1-file change;
-//     announced is the time from the publish call until every agent's
-//     Status().Revision.Target names the new revision (the watch loop has
-//     seen the gossip register and handed it to the syncer); synced and
-//     barrier (every node applied it; the controller sees it in every web
-//     node's metadata) are reported too, for a tree of two tiny files.
+//   - BenchmarkMaintenanceToggle50: the controller flips maintenance.
+//     received: every agent's gossip register holds the new clock;
+//     applied: every agent reports Status().Maintenance.Applied with that
+//     clock and state (its watch loop applied it: what "applied on that
+//     node" means); advertised: every agent's own gossip metadata carries
+//     the clock; barrier: the controller sees that clock in every web node's
+//     metadata (what `deploy -maintenance` waits for).
+//   - BenchmarkTargetAnnounce50: the controller publishes a 1-file change
+//     (a source tree of two tiny files). received: every agent's target
+//     register names the new revision; announced: every agent's
+//     Status().Revision.Target does (the watch loop handed it to the
+//     syncer); synced: every web node applied it; barrier: the controller
+//     sees it in every web node's metadata.
+//
+// Also reported: the CPU the process used per operation and the failure
+// detector's events (suspicions, members marked failed), which explain
+// slow gossip on a loaded machine. 50 agents share one heap here, so one
+// agent's debug.FreeOSMemory after a sync collects for all of them.
 //
 // Flags (after the package): -ops.webs N (default 49), -ops.timing lan|test
-// (test: gossip.TestTiming, the millisecond intervals of the tests) and
-// -ops.gap D. The next operation starts once the previous one's barrier is
-// reached, as in a deploy, plus -ops.gap (default 0). Times are polled
-// every 2ms.
+// (test: gossip.TestTiming; at 50 agents it needs more than the 2 cores of
+// the reference machine and the failure detector flaps) and -ops.gap D (a
+// pause before each operation, outside the timing). Agents are polled every
+// 2ms.
 
 import (
 	"context"
