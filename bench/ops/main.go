@@ -10,13 +10,16 @@
 // keep-alive connections. Requests are scheduled by time and every latency
 // is measured from the request's scheduled start, so a slow answer cannot
 // hide the ones that would have queued behind it (no coordinated omission).
-// Target: p99 <= 1ms at 500 requests/s.
+// The same generator also loads two anchors (the agent's /healthz and a
+// minimal net/http server, this program re-executed as `serve-anchor`), in
+// 2s slices rotating over all targets so outside load hits them alike; wrk,
+// when installed, cross-checks closed-loop. Target: p99 <= 1ms at 500/s.
 //
 // deploy: on 1 controller + 2 web processes, `nodeagent deploy -maintenance`
 // of a 1-file change end to end, against `nodeagent publish` of a 1-file
 // change followed by polling until both web targets serve it; runs of the
-// two alternate. Target: the deploy's median within 1s of the publish
-// path's median.
+// two alternate, each from a quiet cluster (checked, never a fixed pause).
+// Target: the deploy's median within 1s of the publish path's median.
 //
 // The 50-agent maintenance and announce benchmarks are Go benchmarks in
 // internal/agent (ops_bench_test.go). The command owns only its temporary
