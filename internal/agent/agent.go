@@ -221,7 +221,7 @@ func (a *Agent) openGossip(ctx context.Context, key []byte) error {
 }
 
 func (a *Agent) serve(token string) {
-	srv := api.New(api.Config{Node: a, Token: token, Mirror: a.mirrorHandler(), Logger: a.log})
+	srv := api.New(api.Config{Node: a, Token: token, Mirror: a.mirrorHandler(), Meta: a.localMeta, Logger: a.log})
 	a.localSrv = newHTTPServer(srv.LocalHandler())
 	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
 	a.clusterSrv.TLSConfig = a.id.ServerConfig()

@@ -191,9 +191,13 @@ func (a *Agent) deployAction(ctx context.Context, d *api.Deploy, step string) (s
 	return "", fmt.Errorf("unknown step %q", step)
 }
 
-// waitWebNodes waits until every live web node satisfies ok. Nodes that are
-// dead or left are not waited for and are named in the result; a live node
-// that does not get there within limit fails the step.
+// waitWebNodes waits until every live web node's metadata satisfies ok.
+// Nodes that are dead or left are not waited for and are named in the
+// result; a live node that does not get there within limit fails the step.
+// Metadata comes by gossip; a node still waiting after
+// directAfter is also asked directly over the cluster API, every
+// directEvery, because gossip can be slow to carry metadata while many
+// nodes change theirs at once.
 func (a *Agent) waitWebNodes(ctx context.Context, limit time.Duration, what string, ok func(gossip.NodeMeta) bool) (string, error) {
 	ch, cancel := a.gossip.Changes()
 	defer cancel()
@@ -201,8 +205,12 @@ func (a *Agent) waitWebNodes(ctx context.Context, limit time.Duration, what stri
 	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	direct := newMetaProbes(a)
+	defer direct.close()
+	start := time.Now()
 	for {
-		var waiting, gone, done []string
+		var waiting []gossip.Member
+		var gone, done []string
 		for _, m := range a.gossip.Members() {
 			if m.Meta.Role != roleWeb {
 				continue
@@ -210,10 +218,10 @@ func (a *Agent) waitWebNodes(ctx context.Context, limit time.Duration, what stri
 			switch {
 			case m.State != gossip.StateAlive:
 				gone = append(gone, m.Name+" ("+m.State+")")
-			case ok(m.Meta):
+			case ok(m.Meta) || direct.satisfies(m.Name, ok):
 				done = append(done, m.Name)
 			default:
-				waiting = append(waiting, m.Name)
+				waiting = append(waiting, m)
 			}
 		}
 		if len(waiting) == 0 {
@@ -224,14 +232,23 @@ func (a *Agent) waitWebNodes(ctx context.Context, limit time.Duration, what stri
 			}
 			return detail, nil
 		}
+		if time.Since(start) >= directAfter {
+			direct.ask(waiting)
+		}
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
 		case <-deadline.C:
-			sort.Strings(waiting)
-			return "", fmt.Errorf("after %s, web nodes still did not %s: %s", limit, what, strings.Join(waiting, ", "))
+			names := make([]string, len(waiting))
+			for i, m := range waiting {
+				names[i] = m.Name
+			}
+			sort.Strings(names)
+			return "", fmt.Errorf("after %s, web nodes still did not %s: %s", limit, what, strings.Join(names, ", "))
 		case <-ch:
 		case <-tick.C:
+		case ans := <-direct.answers:
+			direct.record(ans)
 		}
 	}
 }

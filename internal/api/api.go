@@ -42,6 +42,10 @@ type Config struct {
 	Token string // bearer token for /v1/
 	// Mirror serves the agent-to-agent mirror endpoints (controller only).
 	Mirror http.Handler
+	// Meta returns the metadata this node advertises by gossip, served to
+	// other agents at GET /cluster/v1/meta: a deploy barrier asks a node
+	// directly when its gossip is slow to arrive.
+	Meta   func() gossip.NodeMeta
 	Logger *slog.Logger
 }
 
@@ -83,6 +87,9 @@ func (s *Server) ClusterHandler() http.Handler {
 	if s.cfg.Mirror != nil {
 		h := echo.WrapHandler(http.StripPrefix("/cluster/v1/mirror", s.cfg.Mirror))
 		c.Any("/mirror/*", h)
+	}
+	if s.cfg.Meta != nil {
+		c.GET("/meta", func(c echo.Context) error { return c.JSON(http.StatusOK, s.cfg.Meta()) })
 	}
 	return e
 }

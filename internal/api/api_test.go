@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/clustertls"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
@@ -137,5 +138,48 @@ func TestClusterEndpointsNeedClusterCertificate(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 || mirrorCalled {
 		t.Fatalf("agent endpoint without a client certificate: %d, handler called %v", resp.StatusCode, mirrorCalled)
+	}
+}
+
+// TestClusterMeta: another agent reads this node's advertised metadata
+// with its cluster certificate (a deploy barrier does, when gossip is slow).
+func TestClusterMeta(t *testing.T) {
+	key := make([]byte, 32)
+	server, err := clustertls.New(key, "web-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := clustertls.New(key, "controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := gossip.NodeMeta{Role: "web", API: "10.0.0.5:7947", Seq: 7, Rev: strings.Repeat("ab", 32), Maint: 12, MaintOn: true}
+	srv := httptest.NewUnstartedServer(api.New(api.Config{
+		Node: &fakeNode{}, Token: token,
+		Meta: func() gossip.NodeMeta { return want },
+	}).ClusterHandler())
+	srv.TLS = server.ServerConfig()
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	host := strings.TrimPrefix(srv.URL, "https://")
+	resp, err := peer.HTTPClient().Get("https://" + host + "/cluster/v1/meta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got gossip.NodeMeta
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != 200 || got != want {
+		t.Fatalf("GET /cluster/v1/meta = %d %+v (%v), want %+v", resp.StatusCode, got, err, want)
+	}
+
+	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err = anon.Get(srv.URL + "/cluster/v1/meta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("GET /cluster/v1/meta without a cluster certificate = %d, want 401", resp.StatusCode)
 	}
 }

@@ -6,3 +6,7 @@ func (g *Gossip) Kill() error {
 	g.closeOnce.Do(func() { g.closeErr = g.shutdown(false) })
 	return g.closeErr
 }
+
+// DisableFanOut makes Set rely on gossip alone, as when every direct
+// datagram is lost.
+func (g *Gossip) DisableFanOut() { g.noFanOut.Store(true) }

@@ -36,6 +36,8 @@ type Gossip struct {
 	queue *memberlist.TransmitLimitedQueue
 	addr  string
 
+	noFanOut atomic.Bool // tests: Set does not send directly
+
 	mu        sync.Mutex
 	opened    bool
 	closed    bool

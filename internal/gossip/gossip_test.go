@@ -182,9 +182,10 @@ func TestRegisterSpreads(t *testing.T) {
 	key := MustKey(t)
 	// Ten nodes and no periodic push/pull: the writer alone transmits a
 	// broadcast 8 times (RetransmitMult 4 · ceil(log10(11))), fewer than its
-	// 9 peers, so the register reaches all of them only if receivers
-	// re-broadcast it.
+	// 9 peers, so with its direct datagrams lost the register reaches all
+	// of them only if receivers re-broadcast it.
 	nodes := MustCluster(t, 10, key, func(c *gossip.Config) { c.Timing.PushPullInterval = time.Hour })
+	nodes[0].DisableFanOut()
 
 	changes, cancel := nodes[9].Changes()
 	defer cancel()
@@ -252,6 +253,27 @@ func TestRegisterSpreads(t *testing.T) {
 		r1, ok1 := fresh.Get("maintenance")
 		r2, ok2 := fresh.Get("other")
 		return ok1 && ok2 && sameRegister(r1, want) && sameRegister(r2, next)
+	})
+}
+
+// TestRegisterSentDirectly: a register change reaches every member at once,
+// without waiting for room in gossip packets. With periodic gossip, probes
+// (which piggyback broadcasts) and push/pull all stopped, only the writer's
+// direct datagrams can carry it.
+func TestRegisterSentDirectly(t *testing.T) {
+	t.Parallel()
+	nodes := MustCluster(t, 5, MustKey(t), func(c *gossip.Config) {
+		c.Timing.GossipInterval = time.Hour
+		c.Timing.ProbeInterval = time.Hour
+		c.Timing.PushPullInterval = time.Hour
+	})
+	want, err := nodes[2].Set("target", map[string]any{"seq": 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAll(t, nodes, "register sent directly", func(g *gossip.Gossip) bool {
+		r, ok := g.Get("target")
+		return ok && sameRegister(r, want)
 	})
 }
 

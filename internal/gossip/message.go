@@ -3,6 +3,9 @@ package gossip
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"strconv"
+	"sync"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -94,6 +97,67 @@ func (g *Gossip) queueLeaveIntent() <-chan struct{} {
 	g.queue.QueueBroadcast(newBroadcast(leaveName(m.Node), msg, done))
 	return done
 }
+
+// fanOut sends msg at once to every live member, each over its own
+// encrypted memberlist stream, in the background. Gossip alone is too slow
+// for a register change while many nodes change their metadata (after every
+// toggle or publish): memberlist gives user broadcasts only the room its own
+// messages leave in a packet, and its packet handler serves every queued
+// alive message before a user message. A stream is handled on its own
+// goroutine as it arrives. The gossip queue still carries msg to any member
+// a stream missed, and push/pull repairs the rest.
+func (g *Gossip) fanOut(msg []byte) {
+	ml := g.ml.Load()
+	if ml == nil || g.noFanOut.Load() {
+		return
+	}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go func() {
+		defer g.wg.Done()
+		sem := make(chan struct{}, fanOutStreams)
+		var wg sync.WaitGroup
+		for _, n := range g.peers() {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				if err := ml.SendReliable(n, msg); err != nil {
+					g.log.Debug("gossip: direct send", "node", n.Name, "err", oneLine(err.Error()))
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+}
+
+// peers returns the live members other than this node, as memberlist
+// nodes to send to. (The nodes memberlist's own Members returns are
+// updated in place under its lock: reading them later races.)
+func (g *Gossip) peers() []*memberlist.Node {
+	var out []*memberlist.Node
+	for _, m := range g.Members() {
+		if m.Name == g.cfg.Name || m.State != StateAlive {
+			continue
+		}
+		host, port, err := net.SplitHostPort(m.Addr)
+		ip := net.ParseIP(host)
+		p, perr := strconv.ParseUint(port, 10, 16)
+		if err != nil || ip == nil || perr != nil {
+			continue
+		}
+		out = append(out, &memberlist.Node{Name: m.Name, Addr: ip, Port: uint16(p)})
+	}
+	return out
+}
+
+// fanOutStreams bounds the streams one fanOut has open at a time.
+const fanOutStreams = 16
 
 func registerName(key string) string { return "r/" + key }
 func leaveName(node string) string   { return "l/" + node }

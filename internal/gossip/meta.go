@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -44,9 +45,9 @@ func decodeMeta(b []byte) (NodeMeta, error) {
 	return m, err
 }
 
-// SetMeta replaces this node's metadata and re-advertises it, waiting up to
-// Timing.UpdateTimeout for the update to go out (a slow broadcast is not an
-// error). Metadata larger than memberlist.MetaMaxSize is refused with
+// SetMeta replaces this node's metadata and re-advertises it. It does not
+// wait for the update to spread: gossip carries it, and push/pull repairs
+// what gossip missed. Metadata larger than memberlist.MetaMaxSize is refused with
 // ErrTooLarge. Before Open it only sets what Open will advertise.
 func (g *Gossip) SetMeta(m NodeMeta) error {
 	b, err := encodeMeta(m)
@@ -70,10 +71,14 @@ func (g *Gossip) SetMeta(m NodeMeta) error {
 }
 
 // advertiseMeta re-advertises the local metadata until memberlist has
-// applied it. memberlist drops an update that races with a refutation
-// (UpdateNode's incarnation is then older than the refute's), so the
-// result is checked through the local node's own update event. A slow
-// broadcast is not an error: gossip and push/pull deliver it later.
+// applied it locally and queued it for gossip. memberlist drops an update
+// that races with a refutation (UpdateNode's incarnation is then older than
+// the refute's), so the result is checked through the local node's own
+// update event, which memberlist delivers before UpdateNode waits for the
+// broadcast. That wait is not needed and is cut to metaQueueWait: waiting
+// for a full retransmission (seconds when every node updates at once)
+// would hold up the caller's next update, e.g. the maintenance state a web
+// node applies.
 func (g *Gossip) advertiseMeta() {
 	ml := g.ml.Load()
 	if ml == nil {
@@ -84,11 +89,13 @@ func (g *Gossip) advertiseMeta() {
 	g.updateMu.Lock()
 	defer g.updateMu.Unlock()
 	for attempt := 0; attempt < 3 && !g.metaAdvertised(); attempt++ {
-		if err := ml.UpdateNode(g.timing.UpdateTimeout); err != nil {
-			g.log.Debug("gossip meta update", "err", err)
-		}
+		_ = ml.UpdateNode(metaQueueWait) // a timeout only: the update is queued
 	}
 }
+
+// metaQueueWait is how long advertiseMeta lets UpdateNode wait for its
+// broadcast; the timeout error it then returns is expected.
+const metaQueueWait = time.Millisecond
 
 // metaAdvertised reports whether memberlist carries the current metadata.
 func (g *Gossip) metaAdvertised() bool {

@@ -46,7 +46,8 @@ func (g *Gossip) Get(key string) (Register, bool) {
 }
 
 // Set writes value (JSON-encoded) to the register key with a clock above any
-// seen, broadcasts it, persists it and notifies subscribers. The encoded
+// seen, sends it to every live member at once and queues it for gossip,
+// persists it and notifies subscribers. The encoded
 // message must fit in a gossip packet (1 KiB), else ErrTooLarge.
 func (g *Gossip) Set(key string, value any) (Register, error) {
 	if err := validKey(key); err != nil {
@@ -74,6 +75,7 @@ func (g *Gossip) Set(key string, value any) (Register, error) {
 	g.mu.Unlock()
 
 	g.queue.QueueBroadcast(newBroadcast(registerName(key), msg, nil))
+	g.fanOut(msg)
 	r.Value = bytes.Clone(r.Value)
 	if err := g.persist(); err != nil {
 		return r, err

@@ -17,7 +17,6 @@ type Timing struct {
 	DeadNodeReclaim time.Duration
 	Reconnect       time.Duration // how often a dead member (or, when alone, the join list) is retried (LAN 30s)
 	Reap            time.Duration // how long dead and left members stay listed (24h)
-	UpdateTimeout   time.Duration // bound on spreading a SetMeta (2s)
 	LeaveTimeout    time.Duration // bound on the graceful leave in Close (2s)
 }
 
@@ -33,7 +32,6 @@ func lanTiming() Timing {
 		DeadNodeReclaim:  30 * time.Second,
 		Reconnect:        30 * time.Second,
 		Reap:             24 * time.Hour,
-		UpdateTimeout:    2 * time.Second,
 		LeaveTimeout:     2 * time.Second,
 	}
 }
@@ -52,7 +50,6 @@ func TestTiming() Timing {
 		DeadNodeReclaim:  time.Second,
 		Reconnect:        200 * time.Millisecond,
 		Reap:             24 * time.Hour,
-		UpdateTimeout:    time.Second,
 		LeaveTimeout:     time.Second,
 	}
 }
@@ -69,7 +66,6 @@ func (t Timing) withDefaults() Timing {
 	setDur(&t.DeadNodeReclaim, d.DeadNodeReclaim)
 	setDur(&t.Reconnect, d.Reconnect)
 	setDur(&t.Reap, d.Reap)
-	setDur(&t.UpdateTimeout, d.UpdateTimeout)
 	setDur(&t.LeaveTimeout, d.LeaveTimeout)
 	if t.SuspicionMult <= 0 {
 		t.SuspicionMult = d.SuspicionMult
