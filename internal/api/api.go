@@ -43,6 +43,10 @@ type Config struct {
 	// Mirror serves the agent-to-agent mirror endpoints (controller only).
 	Mirror http.Handler
 	Logger *slog.Logger
+	// Metrics serves GET /metrics on the local API (nil: no endpoint).
+	Metrics http.Handler
+	// ObserveRequest, when set, is told about every request (metrics).
+	ObserveRequest RequestObserver
 }
 
 // Server builds the two HTTP handlers of an agent.
@@ -69,15 +73,16 @@ const (
 
 // LocalHandler is the handler of the local API.
 func (s *Server) LocalHandler() http.Handler {
-	e := s.newEcho()
+	e := s.newEcho("local")
 	s.routes(e)
+	s.metricsRoute(e)
 	return e
 }
 
 // ClusterHandler is the handler of the cluster API: the same routes, plus the
 // agent-to-agent endpoints that require a cluster client certificate.
 func (s *Server) ClusterHandler() http.Handler {
-	e := s.newEcho()
+	e := s.newEcho("cluster")
 	s.routes(e)
 	c := e.Group("/cluster/v1", middleware.BodyLimit(clusterBodyLimit), requireClusterCert)
 	if s.cfg.Mirror != nil {
@@ -87,11 +92,14 @@ func (s *Server) ClusterHandler() http.Handler {
 	return e
 }
 
-func (s *Server) newEcho() *echo.Echo {
+func (s *Server) newEcho(name string) *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
+	if s.cfg.ObserveRequest != nil {
+		e.Use(s.observe(name))
+	}
 	e.Use(middleware.Recover())
 	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogURI: true, LogMethod: true, LogLatency: true, HandleError: true,
