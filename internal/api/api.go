@@ -119,6 +119,7 @@ func (s *Server) routes(e *echo.Echo) {
 	v1.GET("/members", s.members)
 	v1.GET("/revisions", s.revisions)
 	v1.POST("/revisions", s.publish)
+	v1.GET("/openapi.json", s.openapi)
 	s.opsRoutes(v1)
 }
 
