@@ -85,14 +85,18 @@ func TestCloudInit(t *testing.T) {
 			if strings.TrimSpace(files["/etc/nodeagent/api.token"]) != params["api_token"] {
 				t.Errorf("api.token not written from the parameter")
 			}
-			var install, start bool
+			var install, start, wait bool
 			for _, c := range cc.RunCmd {
 				line := strings.Join(c, " ")
 				install = install || strings.Contains(line, "apt-get install") && strings.Contains(line, "--force-confold")
 				start = start || line == "systemctl enable --now nodeagent.service"
+				wait = wait || strings.HasPrefix(line, "nodeagent wait")
 			}
 			if !install || !start {
 				t.Errorf("runcmd must install the package keeping the written config (%v) and start it (%v)", install, start)
+			}
+			if role == "web" && !wait {
+				t.Error("a web VM's provisioning must wait for its first sync")
 			}
 		})
 	}
