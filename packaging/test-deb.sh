@@ -131,7 +131,7 @@ echo "ok"
 step "purge: config, token and data gone; the admin's key and served releases stay"
 mkdir -p "$data/mirror/releases/abc" "$data/mirror/manifests"
 echo '{}' >"$data/drain.json"
-dpkg -P nodeagent >/dev/null
+dpkg -P nodeagent 2>&1 | grep -v "directory '$etc' not empty" || true
 installed && fail "still installed after purge"
 [ ! -e "$etc/nodeagent.yaml" ] && [ ! -e "$etc/api.token" ] || fail "purge left config or token"
 [ -f "$etc/gossip.key" ] || fail "purge deleted the admin's gossip.key"
@@ -139,7 +139,7 @@ installed && fail "still installed after purge"
 [ ! -e "$data/drain.json" ] && [ ! -e "$data/mirror/manifests" ] || fail "purge left agent state"
 rm -rf "$etc" "$data"
 # Without leftovers in the releases, purge removes data_dir whole.
-dpkg -i "$deb" >/dev/null && dpkg -P nodeagent >/dev/null
+dpkg -i "$deb" >/dev/null 2>&1 && dpkg -P nodeagent >/dev/null
 [ ! -e "$data" ] && [ ! -e "$etc" ] || fail "purge of a node without releases left $data or $etc"
 for l in /etc/systemd/system/multi-user.target.wants/nodeagent.service /etc/systemd/system/nodeagent.service; do
 	[ ! -L "$l" ] || fail "purge left $l"
