@@ -31,9 +31,9 @@ func runWait(ctx context.Context, args []string, out io.Writer) error {
 	defer p.Done()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
-	var st api.Status
 	var last error
 	for {
+		var st api.Status // fresh: omitted fields must not keep old values
 		_, err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
 		var ae *apiError
 		switch {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -22,7 +23,7 @@ func (s *Server) observe(api string) echo.MiddlewareFunc {
 				c.Error(err)
 			}
 			route := c.Path()
-			if c.Response().Status == 404 && route != "" && !s.isRoute(c, route) {
+			if c.Response().Status == http.StatusNotFound && route != "" && !s.isRoute(c, route) {
 				route = ""
 			}
 			s.cfg.ObserveRequest(api, c.Request().Method, route, c.Response().Status, time.Since(start))
