@@ -62,8 +62,8 @@ step "version mapping orders as dpkg does"
 v() { packaging/version.sh "$1" 7; }
 for pair in "v1.2.3-rc1 v1.2.3" "v1.2.3 v1.2.3-1-gabc1234" "v1.2.3-1-gabc1234 v1.2.3-2-gdef5678" \
 	"abc1234 v0.0.1" "v1.2.3-1-gabc1234 v1.2.4-rc1"; do
-	set -- $pair
-	dpkg --compare-versions "$(v "$1")" lt "$(v "$2")" || fail "$(v "$1") should sort before $(v "$2")"
+	read -r lo hi <<<"$pair"
+	dpkg --compare-versions "$(v "$lo")" lt "$(v "$hi")" || fail "$(v "$lo") should sort before $(v "$hi")"
 done
 echo "ok"
 
