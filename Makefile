@@ -5,6 +5,10 @@ GO      ?= go
 GOARCH  ?= $(shell $(GO) env GOARCH)
 VERSION ?= $(shell packaging/version.sh)
 COMMIT  ?= $(shell git rev-parse --short=12 HEAD)
+# Evaluated once (a ?= variable would run its command at every use).
+GOARCH  := $(GOARCH)
+VERSION := $(VERSION)
+COMMIT  := $(COMMIT)
 DEB_ARCH = $(or $(deb_arch_$(GOARCH)),$(GOARCH))
 deb_arch_386 = i386
 deb_arch_arm = armhf
