@@ -25,9 +25,10 @@ dist/nodeagent: FORCE
 	@mkdir -p dist
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/nodeagent
 
+# nfpm runs on this machine: without the GOARCH/GOOS given to make for the binary.
 deb: dist/nodeagent
 	rm -f dist/nodeagent_*_$(DEB_ARCH).deb
-	VERSION=$(VERSION) DEB_ARCH=$(DEB_ARCH) $(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target $(DEB)
+	env -u GOARCH -u GOOS VERSION=$(VERSION) DEB_ARCH=$(DEB_ARCH) $(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target $(DEB)
 	@echo $(DEB)
 
 # Build, install, inspect and remove the package on this machine (root).
