@@ -3,9 +3,12 @@ package agent_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -184,4 +187,51 @@ func TestMetricsOnlyOnLocalAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("cluster API GET /metrics: %d, want 404", resp.StatusCode)
 	}
+}
+
+// TestMetricsCountFailedSyncs: a web node cut off from the controller's
+// content counts failed attempts, switches nothing, and shows its lag; once
+// reconnected it switches once.
+func TestMetricsCountFailedSyncs(t *testing.T) {
+	c := newCluster(t)
+	var cut atomic.Bool
+	cut.Store(true)
+	web := c.addCuttableWeb("web-1", &cut)
+	c.publish("one")
+	eventually(t, 20*time.Second, func() error {
+		fams := scrape(t, web)
+		if n, _ := series(fams, "nodeagent_sync_errors_total", nil); n < 2 {
+			return fmt.Errorf("nodeagent_sync_errors_total %v, want retries counted", n)
+		}
+		if lag, _ := series(fams, "nodeagent_revision_lag_seconds", nil); lag <= 0 {
+			return fmt.Errorf("nodeagent_revision_lag_seconds %v while behind", lag)
+		}
+		return nil
+	})
+	fams := scrape(t, web)
+	checkSeries(t, "web-1 cut off", fams, []want{
+		{"nodeagent_switches_total", nil, 0},
+		{"nodeagent_sync_duration_seconds", nil, 0},
+		{"nodeagent_revision_in_sync", nil, 0},
+		{"nodeagent_revision_target_seq", nil, 1},
+		{"nodeagent_ready", nil, 0},
+	})
+	if _, ok := series(fams, "nodeagent_revision_applied_seq", nil); ok {
+		t.Error("nodeagent_revision_applied_seq exported before any release")
+	}
+	cut.Store(false)
+	c.converged("web-1")
+	eventually(t, 10*time.Second, func() error {
+		fams := scrape(t, web)
+		if n, _ := series(fams, "nodeagent_switches_total", nil); n != 1 {
+			return fmt.Errorf("nodeagent_switches_total %v, want 1", n)
+		}
+		return nil
+	})
+	checkSeries(t, "web-1 reconnected", scrape(t, web), []want{
+		{"nodeagent_sync_duration_seconds", nil, 1},
+		{"nodeagent_revision_applied_seq", nil, 1},
+		{"nodeagent_revision_in_sync", nil, 1},
+		{"nodeagent_revision_lag_seconds", nil, 0},
+	})
 }
