@@ -36,6 +36,7 @@ func commands() []command {
 		{"publish", "publish the source tree (controller)", runPublish},
 		{"status", "show the cluster", runStatus},
 		{"revisions", "list revisions (controller) or releases (web)", runRevisions},
+		{"wait", "wait until this node serves the cluster target, showing sync progress", runWait},
 		{"rollback", "make an older revision the cluster target", runRollback},
 		{"maintenance", "cluster-wide maintenance: on [-m MSG] [-allow CIDR]... [-for D] | off | status", runMaintenance},
 		{"drain", "take this node out of the load balancer", runDrain(true)},

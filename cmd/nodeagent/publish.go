@@ -18,7 +18,16 @@ func runPublish(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	var res api.PublishResponse
-	if _, err := c.do(ctx, http.MethodPost, "/v1/revisions", api.PublishRequest{Message: *msg}, &res); err != nil {
+	post := func() error {
+		_, err := c.do(ctx, http.MethodPost, "/v1/revisions", api.PublishRequest{Message: *msg}, &res)
+		return err
+	}
+	if cf.json {
+		err = post()
+	} else {
+		err = c.withProgress(ctx, "publish", publishSample, post)
+	}
+	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
 	if cf.json {

@@ -23,11 +23,19 @@ func runAgent(ctx context.Context, args []string, out io.Writer) error {
 	log := config.NewLogger(cfg.Log, os.Stderr)
 	ctx, stop := signalContext(ctx)
 	defer stop()
+	sd := newNotifier()
 	a := agent.New(cfg, agent.Options{Version: version, Logger: log})
 	if err := a.Open(ctx); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	// Ready: the API listens and the node has joined (or keeps trying).
+	if err := sd.notify("READY=1\nSTATUS=serving the local API on " + a.LocalAddr()); err != nil {
+		log.Warn("tell systemd the agent is ready", "err", err)
+	}
 	<-ctx.Done()
 	log.Info("shutting down: leaving the cluster")
+	if err := sd.notify("STOPPING=1\nSTATUS=leaving the cluster"); err != nil {
+		log.Warn("tell systemd the agent is stopping", "err", err)
+	}
 	return a.Close()
 }

@@ -53,6 +53,8 @@ type Agent struct {
 	rels   *mirror.Releases // web
 	syncer *mirror.Syncer   // web
 
+	metrics *metrics // its own registry, served on the local API
+
 	localLn, clusterLn   net.Listener
 	localSrv, clusterSrv *http.Server
 
@@ -79,7 +81,9 @@ func New(cfg *config.Config, opts Options) *Agent {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, opts: opts, log: log.With("node", cfg.Node)}
+	a := &Agent{cfg: cfg, opts: opts, log: log.With("node", cfg.Node)}
+	a.metrics = newMetrics(a)
+	return a
 }
 
 const (
@@ -182,7 +186,7 @@ func (a *Agent) openMirror(ctx context.Context) error {
 			return fmt.Errorf("mirror releases: %w", err)
 		}
 		a.syncer = mirror.NewSyncer(mirror.SyncerConfig{
-			Releases: a.rels, Source: a.source, OnApplied: a.applied, Logger: a.log,
+			Releases: a.rels, Source: a.source, OnApplied: a.applied, OnAttempt: a.metrics.syncAttempt, Logger: a.log,
 			RetryMin: a.opts.SyncRetryMin, RetryMax: a.opts.SyncRetryMax,
 		})
 		if err := a.syncer.Open(ctx); err != nil {
@@ -221,7 +225,12 @@ func (a *Agent) openGossip(ctx context.Context, key []byte) error {
 }
 
 func (a *Agent) serve(token string) {
-	srv := api.New(api.Config{Node: a, Token: token, Mirror: a.mirrorHandler(), Meta: a.localMeta, Logger: a.log})
+	srv := api.New(api.Config{
+		Node: a, Token: token, Logger: a.log,
+		Mirror:  a.mirrorHandler(),
+		Meta:    a.localMeta,
+		Metrics: a.metrics.handler(), ObserveRequest: a.metrics.observeRequest,
+	})
 	a.localSrv = newHTTPServer(srv.LocalHandler())
 	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
 	a.clusterSrv.TLSConfig = a.id.ServerConfig()

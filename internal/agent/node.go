@@ -20,6 +20,11 @@ func (a *Agent) Status() api.Status {
 	a.mu.Unlock()
 	st.Revision = a.revisionStatus()
 	st.Transfer = api.Transfer{RxBytes: a.wire.rx.Load(), TxBytes: a.wire.tx.Load()}
+	if a.store != nil {
+		if p := a.store.Progress(); p.Phase != "" {
+			st.Publish = &p
+		}
+	}
 	if a.rels != nil {
 		p := a.rels.Progress()
 		if p.Phase != "" {

@@ -113,7 +113,9 @@ func (a *Agent) Publish(ctx context.Context, message string) (mirror.Revision, b
 	if a.store == nil {
 		return mirror.Revision{}, false, api.ErrNotController
 	}
+	start := time.Now()
 	rev, created, err := a.store.Publish(ctx, message)
+	a.metrics.published(created, time.Since(start), err)
 	if err != nil {
 		return rev, false, err
 	}
@@ -210,6 +212,7 @@ func (a *Agent) applied(rev mirror.Revision) {
 	// back now rather than when the scavenger gets to it, so an idle web
 	// agent stays small.
 	debug.FreeOSMemory()
+	a.metrics.switches.Inc()
 	a.trackLag()
 	a.announce()
 }

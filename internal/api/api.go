@@ -47,6 +47,10 @@ type Config struct {
 	// directly when its gossip is slow to arrive.
 	Meta   func() gossip.NodeMeta
 	Logger *slog.Logger
+	// Metrics serves GET /metrics on the local API (nil: no endpoint).
+	Metrics http.Handler
+	// ObserveRequest, when set, is told about every request (metrics).
+	ObserveRequest RequestObserver
 }
 
 // Server builds the two HTTP handlers of an agent.
@@ -73,15 +77,16 @@ const (
 
 // LocalHandler is the handler of the local API.
 func (s *Server) LocalHandler() http.Handler {
-	e := s.newEcho()
+	e := s.newEcho("local")
 	s.routes(e)
+	s.metricsRoute(e)
 	return e
 }
 
 // ClusterHandler is the handler of the cluster API: the same routes, plus the
 // agent-to-agent endpoints that require a cluster client certificate.
 func (s *Server) ClusterHandler() http.Handler {
-	e := s.newEcho()
+	e := s.newEcho("cluster")
 	s.routes(e)
 	c := e.Group("/cluster/v1", middleware.BodyLimit(clusterBodyLimit), requireClusterCert)
 	if s.cfg.Mirror != nil {
@@ -94,11 +99,14 @@ func (s *Server) ClusterHandler() http.Handler {
 	return e
 }
 
-func (s *Server) newEcho() *echo.Echo {
+func (s *Server) newEcho(name string) *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
+	if s.cfg.ObserveRequest != nil {
+		e.Use(s.observe(name))
+	}
 	e.Use(middleware.Recover())
 	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogURI: true, LogMethod: true, LogLatency: true, HandleError: true,
@@ -118,6 +126,7 @@ func (s *Server) routes(e *echo.Echo) {
 	v1.GET("/members", s.members)
 	v1.GET("/revisions", s.revisions)
 	v1.POST("/revisions", s.publish)
+	v1.GET("/openapi.json", s.openapi)
 	s.opsRoutes(v1)
 }
 

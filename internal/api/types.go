@@ -31,6 +31,8 @@ type Status struct {
 	Transfer    Transfer             `json:"transfer"`
 	Sync        *mirror.SyncProgress `json:"sync,omitempty"`
 	SyncError   string               `json:"sync_error,omitempty"`
+	// Publish is the controller's running publish, or its last one.
+	Publish *mirror.PublishProgress `json:"publish,omitempty"`
 }
 
 // Transfer counts the bytes of this node's calls to other agents (content

@@ -17,6 +17,10 @@ type SyncerConfig struct {
 	// OnApplied is called after each successful switch, from the syncer's
 	// goroutine.
 	OnApplied func(Revision)
+	// OnAttempt, when set, is called after each sync attempt with how long
+	// it took and its error (nil, or wrapping ErrAfterSwitch, when the switch
+	// happened), from the syncer's goroutine.
+	OnAttempt func(target Revision, took time.Duration, err error)
 	Logger    *slog.Logger
 	// RetryMin and RetryMax bound the exponential backoff after a failed
 	// sync; default 1 s and 30 s.
@@ -137,9 +141,13 @@ func (s *Syncer) run(ctx context.Context) {
 		if target.ID != failing {
 			delay = s.cfg.RetryMin // a new target starts a fresh backoff
 		}
+		start := time.Now()
 		err := s.apply(ctx, target)
 		if ctx.Err() != nil {
 			return
+		}
+		if s.cfg.OnAttempt != nil {
+			s.cfg.OnAttempt(target, time.Since(start), err)
 		}
 		s.setError(err)
 		if err == nil || errors.Is(err, ErrAfterSwitch) {
