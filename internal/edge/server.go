@@ -1,0 +1,97 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// server is one listener of the edge: its http.Server, the bound listener
+// and the goroutine serving it.
+type server struct {
+	key  string // config key, for errors and logs
+	bind string // configured address
+	log  *slog.Logger
+	srv  *http.Server
+	tls  *tls.Config // nil: plain HTTP
+	ln   net.Listener
+	wg   sync.WaitGroup
+	base context.CancelFunc // cancels every request context, WebSockets included
+}
+
+func (e *Edge) newServer(key, bind string, h http.Handler, tlsCfg *tls.Config) *server {
+	base, cancel := context.WithCancel(context.Background())
+	s := &server{key: key, bind: bind, log: e.log.With("listener", key), tls: tlsCfg, base: cancel}
+	s.srv = &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		// Handshake failures and client resets are routine on a public
+		// port: keep them out of the normal log.
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return base },
+	}
+	return s
+}
+
+func (s *server) listen() error {
+	ln, err := net.Listen("tcp", s.bind)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.key, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+func (s *server) serve() {
+	if s.ln == nil {
+		return
+	}
+	s.wg.Go(func() {
+		var err error
+		if s.tls != nil {
+			err = s.srv.ServeTLS(s.ln, "", "")
+		} else {
+			err = s.srv.Serve(s.ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("edge listener stopped", "err", err)
+		}
+	})
+}
+
+// shutdown lets requests in flight finish until ctx ends, then closes every
+// connection. Hijacked connections (WebSockets) are not waited for: the
+// base context is cancelled, which makes the proxy close them.
+func (s *server) shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	s.base()
+	if err != nil { // requests still running at the deadline: cut them
+		err = s.srv.Close()
+	}
+	s.closeListener() // bound but never served
+	s.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("%s: close: %w", s.key, err)
+	}
+	return nil
+}
+
+func (s *server) closeListener() {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+}
+
+func (s *server) addr() string {
+	if s == nil {
+		return ""
+	}
+	return localAddr(s.ln)
+}
