@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -85,4 +86,18 @@ func allowed(ranges []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// ParsePrefixes parses CIDRs (edge.trusted_proxies, maintenance allow
+// lists) for Config and Maintenance.
+func ParsePrefixes(cidrs []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(cidrs))
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("invalid CIDR %q", c)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
