@@ -44,7 +44,7 @@ func (e *Edge) newProxy() http.Handler {
 // rewrite addresses the backend and sets the client headers. The original
 // Host is kept (Moodle checks it against wwwroot). X-Forwarded-For,
 // -Proto, -Host and Forwarded from the client are believed only from a
-// trusted proxy; X-Real-IP is the resolved client; Client-IP (which Moodle
+// trusted proxy (ReverseProxy has removed them from pr.Out); X-Real-IP is the resolved client; Client-IP (which Moodle
 // reads first) is never passed on.
 func (e *Edge) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(e.cfg.Backend)
@@ -68,8 +68,9 @@ func (e *Edge) rewrite(pr *httputil.ProxyRequest) {
 		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
 			host = v
 		}
-	} else {
-		h.Del("Forwarded")
+		if v := in.Header.Values("Forwarded"); len(v) > 0 {
+			h["Forwarded"] = v
+		}
 	}
 	h["X-Forwarded-For"] = []string{xff}
 	h["X-Forwarded-Proto"] = []string{proto}
