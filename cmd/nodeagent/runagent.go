@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/nodeagent/nodeagent/internal/agent"
 	"github.com/nodeagent/nodeagent/internal/config"
@@ -27,7 +30,26 @@ func runAgent(ctx context.Context, args []string, out io.Writer) error {
 	if err := a.Open(ctx); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	<-ctx.Done()
+	reloadOnHUP(ctx, a, log)
 	log.Info("shutting down: leaving the cluster")
 	return a.Close()
+}
+
+// reloadOnHUP reloads the edge's certificate at every SIGHUP until ctx ends.
+func reloadOnHUP(ctx context.Context, a *agent.Agent, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := a.ReloadCertificates(ctx); err != nil {
+				log.Error("SIGHUP: certificate reload", "err", err)
+			} else {
+				log.Info("SIGHUP: certificate reloaded")
+			}
+		}
+	}
 }

@@ -35,6 +35,7 @@ type Options struct {
 	WrapPeerTransport func(http.RoundTripper) http.RoundTripper
 	// SyncRetryMin and SyncRetryMax bound the web syncer's back-off.
 	SyncRetryMin, SyncRetryMax time.Duration
+	ACME                       ACMETuning // tests: short-lived certificates
 	Version                    string
 	Logger                     *slog.Logger
 }
@@ -52,6 +53,7 @@ type Agent struct {
 	store  *mirror.Store    // controller
 	rels   *mirror.Releases // web
 	syncer *mirror.Syncer   // web
+	front  front            // web with an edge section
 
 	localLn, clusterLn   net.Listener
 	localSrv, clusterSrv *http.Server
@@ -121,6 +123,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		return err
 	}
 	if err := a.openGossip(ctx, key); err != nil {
+		return err
+	}
+	if err := a.openEdge(ctx); err != nil {
 		return err
 	}
 	a.serve(token)
@@ -221,7 +226,8 @@ func (a *Agent) openGossip(ctx context.Context, key []byte) error {
 }
 
 func (a *Agent) serve(token string) {
-	srv := api.New(api.Config{Node: a, Token: token, Mirror: a.mirrorHandler(), Logger: a.log})
+	srv := api.New(api.Config{Node: a, Token: token, Mirror: a.mirrorHandler(),
+		Certs: a.certService(), CertStore: a.certStoreHandler(), Logger: a.log})
 	a.localSrv = newHTTPServer(srv.LocalHandler())
 	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
 	a.clusterSrv.TLSConfig = a.id.ServerConfig()
@@ -289,6 +295,7 @@ func (a *Agent) Close() error {
 				ln.Close() // already closed when the server ran
 			}
 		}
+		a.closeEdge()
 		if a.syncer != nil {
 			a.keep(a.syncer.Close())
 		}

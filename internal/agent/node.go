@@ -20,6 +20,7 @@ func (a *Agent) Status() api.Status {
 	a.mu.Unlock()
 	st.Revision = a.revisionStatus()
 	st.Transfer = api.Transfer{RxBytes: a.wire.rx.Load(), TxBytes: a.wire.tx.Load()}
+	st.Certificate = a.certificateState()
 	if a.rels != nil {
 		p := a.rels.Progress()
 		if p.Phase != "" {
@@ -81,6 +82,7 @@ func (a *Agent) Health() api.Health {
 		"mirror:revision": {a.checkRevision()},
 		"node:drain":      {a.checkDrain()},
 	}
+	a.edgeChecks(checks)
 	return api.Health{Status: api.Worst(checks), Checks: checks}
 }
 

@@ -42,7 +42,11 @@ type Config struct {
 	Token string // bearer token for /v1/
 	// Mirror serves the agent-to-agent mirror endpoints (controller only).
 	Mirror http.Handler
-	Logger *slog.Logger
+	// Certs is the edge's certificate manager (nil: no edge on this node).
+	Certs CertService
+	// CertStore serves the cluster certificate storage (controller only).
+	CertStore http.Handler
+	Logger    *slog.Logger
 }
 
 // Server builds the two HTTP handlers of an agent.
@@ -84,6 +88,7 @@ func (s *Server) ClusterHandler() http.Handler {
 		h := echo.WrapHandler(http.StripPrefix("/cluster/v1/mirror", s.cfg.Mirror))
 		c.Any("/mirror/*", h)
 	}
+	s.certStoreRoutes(c)
 	return e
 }
 
@@ -112,6 +117,7 @@ func (s *Server) routes(e *echo.Echo) {
 	v1.GET("/revisions", s.revisions)
 	v1.POST("/revisions", s.publish)
 	s.opsRoutes(v1)
+	s.certRoutes(v1)
 }
 
 // requireToken checks the bearer token in constant time.

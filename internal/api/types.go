@@ -3,6 +3,7 @@ package api
 import (
 	"time"
 
+	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
 
@@ -31,6 +32,8 @@ type Status struct {
 	Transfer    Transfer             `json:"transfer"`
 	Sync        *mirror.SyncProgress `json:"sync,omitempty"`
 	SyncError   string               `json:"sync_error,omitempty"`
+	// Certificate is the edge's certificate (web nodes with an edge).
+	Certificate *certs.State `json:"certificate,omitempty"`
 }
 
 // Transfer counts the bytes of this node's calls to other agents (content

@@ -65,7 +65,8 @@ type ACME struct {
 	// Storage is shared by every node of the cluster.
 	Storage certmagic.Storage
 	// HTTPPort and TLSPort are the edge's ports, so certmagic never binds
-	// its own challenge listeners on them; ListenHost their host.
+	// its own challenge listeners on them; ListenHost their host. They are
+	// read by Open, so a caller may set them once its listeners are bound.
 	HTTPPort, TLSPort int
 	ListenHost        string
 
@@ -218,12 +219,18 @@ func (m *Manager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 }
 
 // HTTPChallengeHandler answers ACME HTTP-01 challenges (from this node's
-// memory or the shared storage) and passes everything else to next.
+// memory or the shared storage) and passes everything else to next. It may
+// be built before Open.
 func (m *Manager) HTTPChallengeHandler(next http.Handler) http.Handler {
-	if m.acme == nil {
+	if m.source != SourceACME {
 		return next
 	}
-	return m.acme.issuer.HTTPChallengeHandler(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := m.acme; a != nil && a.issuer.HandleHTTPChallenge(w, r) {
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Reload reloads the certificate now: the manual files, or the ACME
