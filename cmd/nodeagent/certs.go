@@ -15,6 +15,7 @@ import (
 // runCerts shows the edge's certificate, or reloads it first
 // (`nodeagent certs reload`).
 func runCerts(ctx context.Context, args []string, out io.Writer) error {
+	// "reload" may come before or after the flags.
 	reload := len(args) > 0 && args[0] == "reload"
 	if reload {
 		args = args[1:]
@@ -25,7 +26,17 @@ func runCerts(ctx context.Context, args []string, out io.Writer) error {
 		fs.PrintDefaults()
 	}
 	var cf clientFlags
-	c, err := cf.parse(fs, args, 0)
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() == 1 && fs.Arg(0) == "reload" && !reload:
+		reload = true
+	case fs.NArg() > 0:
+		return usagef("certs: unexpected %q (usage: nodeagent certs [reload] [flags])", fs.Arg(0))
+	}
+	c, err := cf.client()
 	if err != nil {
 		return err
 	}

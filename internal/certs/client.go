@@ -68,11 +68,32 @@ func (s *ClusterStorage) Close() error {
 	return nil
 }
 
+// resolve returns the storage URL, waiting up to resolveWait for one (a
+// node that just started has not met the controller yet).
+func (s *ClusterStorage) resolve(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveWait)
+	defer cancel()
+	for {
+		base, err := s.base()
+		if err == nil {
+			return base, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("certificate storage: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// resolveWait bounds how long a call waits for the storage to be known.
+const resolveWait = 30 * time.Second
+
 // call sends one request; 404 becomes fs.ErrNotExist.
 func (s *ClusterStorage) call(ctx context.Context, method, path string, q url.Values, body []byte) (int, []byte, error) {
-	base, err := s.base()
+	base, err := s.resolve(ctx)
 	if err != nil {
-		return 0, nil, fmt.Errorf("certificate storage: %w", err)
+		return 0, nil, err
 	}
 	var rd io.Reader
 	if body != nil {

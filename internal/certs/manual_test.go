@@ -15,18 +15,19 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/certs"
+	"github.com/nodeagent/nodeagent/internal/certs/certstest"
 )
 
 // TestManualReplace replaces the files of a served pair: new handshakes get
 // the new serial while an open HTTP/2 connection keeps working; then an
 // invalid pair is refused, the old one stays served and the error shows.
 func TestManualReplace(t *testing.T) {
-	ca := newTestCA(t)
+	ca := certstest.NewCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "nginx.crt"), filepath.Join(dir, "nginx.key")
-	c1, k1 := ca.leaf(t, "moodle.test", 1001)
-	replaceFile(t, certFile, c1)
-	replaceFile(t, keyFile, k1)
+	c1, k1 := ca.Leaf(t, "moodle.test", 1001)
+	certstest.ReplaceFile(t, certFile, c1)
+	certstest.ReplaceFile(t, keyFile, k1)
 
 	m := certs.New(certs.Config{Dir: filepath.Join(dir, "state"), CertFile: certFile, KeyFile: keyFile, PollInterval: 100 * time.Millisecond})
 	if err := m.Open(context.Background()); err != nil {
@@ -41,7 +42,7 @@ func TestManualReplace(t *testing.T) {
 	url := "https://" + addr + "/"
 
 	// One HTTP/2 connection, opened before the replacement.
-	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "moodle.test", RootCAs: ca.pool}, ForceAttemptHTTP2: true}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "moodle.test", RootCAs: ca.Pool}, ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
 	get := func() (serial int64, reused bool) {
@@ -68,12 +69,12 @@ func TestManualReplace(t *testing.T) {
 		t.Fatalf("state %+v", st)
 	}
 
-	c2, k2 := ca.leaf(t, "moodle.test", 1002)
-	replaceFile(t, keyFile, k2) // the key first: for a moment the pair does not match
-	replaceFile(t, certFile, c2)
+	c2, k2 := ca.Leaf(t, "moodle.test", 1002)
+	certstest.ReplaceFile(t, keyFile, k2) // the key first: for a moment the pair does not match
+	certstest.ReplaceFile(t, certFile, c2)
 	start := time.Now()
 	eventually(t, 10*time.Second, func() error {
-		leaf, err := handshake(addr, "moodle.test", ca.pool)
+		leaf, err := handshake(addr, "moodle.test", ca.Pool)
 		if err != nil {
 			return err
 		}
@@ -91,8 +92,8 @@ func TestManualReplace(t *testing.T) {
 	}
 
 	// A mismatched pair (a new certificate with the old key).
-	c3, _ := ca.leaf(t, "moodle.test", 1003)
-	replaceFile(t, certFile, c3)
+	c3, _ := ca.Leaf(t, "moodle.test", 1003)
+	certstest.ReplaceFile(t, certFile, c3)
 	eventually(t, 10*time.Second, func() error {
 		if st := m.State(); st.LastError == "" {
 			return errors.New("no error reported")
@@ -103,30 +104,30 @@ func TestManualReplace(t *testing.T) {
 	if !strings.Contains(st.LastError, "private key does not match") || st.Serial != fmt.Sprintf("%x", 1002) {
 		t.Fatalf("state after a bad pair: %+v", st)
 	}
-	if leaf, err := handshake(addr, "moodle.test", ca.pool); err != nil || leaf.SerialNumber.Int64() != 1002 {
+	if leaf, err := handshake(addr, "moodle.test", ca.Pool); err != nil || leaf.SerialNumber.Int64() != 1002 {
 		t.Fatalf("after a bad pair: %v %v", leaf, err)
 	}
 	if err := m.Reload(context.Background()); err == nil {
 		t.Fatal("Reload of a bad pair: no error")
 	}
 	// Garbage is refused the same way.
-	replaceFile(t, certFile, []byte("-----BEGIN CERTIFICATE-----\nnot base64\n"))
+	certstest.ReplaceFile(t, certFile, []byte("-----BEGIN CERTIFICATE-----\nnot base64\n"))
 	if err := m.Reload(context.Background()); err == nil {
 		t.Fatal("Reload of garbage: no error")
 	}
-	if leaf, err := handshake(addr, "moodle.test", ca.pool); err != nil || leaf.SerialNumber.Int64() != 1002 {
+	if leaf, err := handshake(addr, "moodle.test", ca.Pool); err != nil || leaf.SerialNumber.Int64() != 1002 {
 		t.Fatalf("after garbage: %v %v", leaf, err)
 	}
 }
 
 func TestManualBadPairAtStart(t *testing.T) {
-	ca := newTestCA(t)
+	ca := certstest.NewCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	c1, _ := ca.leaf(t, "moodle.test", 1)
-	_, k2 := ca.leaf(t, "moodle.test", 2)
-	replaceFile(t, certFile, c1)
-	replaceFile(t, keyFile, k2)
+	c1, _ := ca.Leaf(t, "moodle.test", 1)
+	_, k2 := ca.Leaf(t, "moodle.test", 2)
+	certstest.ReplaceFile(t, certFile, c1)
+	certstest.ReplaceFile(t, keyFile, k2)
 	m := certs.New(certs.Config{Dir: dir, CertFile: certFile, KeyFile: keyFile})
 	err := m.Open(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "edge.cert_file") {
