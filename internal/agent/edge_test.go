@@ -1,0 +1,184 @@
+package agent_test
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodeagent/nodeagent/internal/agent"
+	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/certs"
+	"github.com/nodeagent/nodeagent/internal/certs/certstest"
+	"github.com/nodeagent/nodeagent/internal/config"
+)
+
+// freeAddr returns a 127.0.0.1 address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func port(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	var n int
+	fmt.Sscan(p, &n)
+	return n
+}
+
+// servedFingerprint is the SHA-256 of the leaf the edge at addr presents
+// for moodle.test, verified against roots.
+func servedFingerprint(addr string, roots *x509.CertPool) (string, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: "moodle.test", RootCAs: roots})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	sum := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].Raw)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+func certState(t *testing.T, a *agent.Agent) certs.State {
+	t.Helper()
+	code, _, body := call(t, "GET", "http://"+a.LocalAddr()+"/v1/certificates", testToken, nil)
+	var st certs.State
+	if err := json.Unmarshal(body, &st); code != 200 || err != nil {
+		t.Fatalf("GET /v1/certificates: %d %s", code, body)
+	}
+	return st
+}
+
+// TestEdgeACMERenewalAnnounced: web-1 obtains a certificate from Pebble
+// into the controller's storage; web-2 serves the same one; when web-1
+// renews it (short renewal window, checked every second), the gossip
+// announcement makes web-2 serve the new certificate at once, though
+// web-2's own renewal check would not run for 10 minutes.
+func TestEdgeACMERenewalAnnounced(t *testing.T) {
+	c := newCluster(t)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "moodle") }))
+	defer backend.Close()
+	https1, http1 := freeAddr(t), freeAddr(t)
+	p := certstest.Start(t, certstest.Options{HTTPPort: port(http1), TLSPort: port(https1), Validity: time.Hour})
+	root := filepath.Join(c.dir, "pebble-root.pem")
+	if err := os.WriteFile(root, p.ServerRootPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	web := func(node, https, http string, check time.Duration) *agent.Agent {
+		cfg := c.config(node, "web")
+		cfg.Edge = &config.EdgeConfig{HTTPS: https, HTTP: http, Backend: backend.URL, Domains: []string{"moodle.test"},
+			ACME: config.ACMEConfig{Email: "admin@moodle.test", CA: p.Directory, CARoot: root}}
+		a := c.open(cfg, testKey, func(o *agent.Options) {
+			// Renew a certificate older than ~15 s.
+			o.ACME = agent.ACMETuning{RenewCheckInterval: check, RenewalWindowRatio: 1 - 15.0/3600, DisableARI: true}
+		})
+		c.webs[node] = a
+		return a
+	}
+	w1 := web("web-1", https1, http1, time.Second)
+	var first string
+	eventually(t, 60*time.Second, func() error {
+		fp, err := servedFingerprint(https1, p.Roots)
+		first = fp
+		return err
+	})
+	w2 := web("web-2", "127.0.0.1:0", "", 0) // default check: every 10 minutes
+	eventually(t, 30*time.Second, func() error {
+		fp, err := servedFingerprint(w2.EdgeAddr(), p.Roots)
+		if err == nil && fp != first {
+			err = fmt.Errorf("web-2 serves %s, web-1 %s", fp, first)
+		}
+		return err
+	})
+	if st := certState(t, w2); st.Fingerprint != first || st.Source != certs.SourceACME {
+		t.Fatalf("web-2 state %+v", st)
+	}
+
+	// web-1 renews; web-2 follows the announcement.
+	var renewed string
+	eventually(t, 90*time.Second, func() error {
+		fp, err := servedFingerprint(https1, p.Roots)
+		if err == nil && fp == first {
+			err = errors.New("web-1 has not renewed yet")
+		}
+		renewed = fp
+		return err
+	})
+	eventually(t, 15*time.Second, func() error {
+		fp, err := servedFingerprint(w2.EdgeAddr(), p.Roots)
+		if err == nil && fp == first {
+			err = errors.New("web-2 still serves the first certificate")
+		}
+		return err
+	})
+	// web-2 serves what web-1 announced (or a later renewal by web-1).
+	st := certState(t, w2)
+	if st.Fingerprint == first || st.Pending {
+		t.Fatalf("web-2 state after renewal %+v (web-1 renewed to %s)", st, renewed)
+	}
+	code, _, body := call(t, "GET", "http://"+w1.LocalAddr()+"/v1/status", testToken, nil)
+	if code != 200 || !strings.Contains(string(body), `"certificate":{"source":"acme"`) {
+		t.Fatalf("status: %d %s", code, body)
+	}
+}
+
+// TestEdgeReadiness: edge:backend fails while the backend does not answer
+// and passes once it does; /v1/certificates is 404 on a node without edge.
+func TestEdgeReadiness(t *testing.T) {
+	c := newCluster(t)
+	c.publish("first")
+	backendAddr := freeAddr(t) // nothing listens yet
+	cfg := c.config("web-1", "web")
+	cfg.Edge = &config.EdgeConfig{HTTPS: "127.0.0.1:0", Backend: "http://" + backendAddr}
+	w := c.open(cfg, testKey)
+	c.converged("web-1")
+	health := func() api.Health {
+		_, _, body := call(t, "GET", "http://"+w.LocalAddr()+"/readyz", "", nil)
+		var h api.Health
+		json.Unmarshal(body, &h)
+		return h
+	}
+	eventually(t, 10*time.Second, func() error {
+		h := health()
+		if h.Status != api.StatusFail || h.Checks["edge:backend"][0].Status != api.StatusFail {
+			return fmt.Errorf("readiness %+v", h)
+		}
+		return nil
+	})
+	ln, err := net.Listen("tcp", backendAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler()}
+	go srv.Serve(ln)
+	defer srv.Close()
+	eventually(t, 10*time.Second, func() error {
+		if h := health(); h.Status != api.StatusPass {
+			return fmt.Errorf("readiness %+v", h)
+		}
+		return nil
+	})
+	if h := health(); h.Checks["edge:certificate"][0].Status != api.StatusPass {
+		t.Fatalf("certificate check %+v", h.Checks["edge:certificate"])
+	}
+	code, _, body := call(t, "GET", "http://"+c.ctl.LocalAddr()+"/v1/certificates", testToken, nil)
+	if code != http.StatusNotFound || !strings.Contains(string(body), "no edge") {
+		t.Fatalf("controller /v1/certificates: %d %s", code, body)
+	}
+}
