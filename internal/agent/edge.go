@@ -56,7 +56,11 @@ type backendState struct {
 // certificate source, the listeners, and the backend check.
 func (a *Agent) openEdge(ctx context.Context) error {
 	ec := a.cfg.Edge
-	if ec == nil || a.cfg.Role != roleWeb {
+	if ec == nil {
+		return nil
+	}
+	if a.cfg.Role != roleWeb {
+		a.log.Warn("edge section ignored: only web nodes run the edge")
 		return nil
 	}
 	f := &a.front
@@ -210,6 +214,9 @@ func (a *Agent) ReloadCertificates(ctx context.Context) error {
 // announceCertificate is the certificate manager's callback after this node
 // obtained or renewed a certificate in the cluster storage.
 func (a *Agent) announceCertificate(ob certs.Obtained) {
+	if len(ob.Names) > 3 { // the register is a version signal: keep it small
+		ob.Names = ob.Names[:3]
+	}
 	reg, err := a.gossip.Set(certificateKey, ob)
 	if err != nil {
 		a.log.Error("announce certificate", "err", err)

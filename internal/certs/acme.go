@@ -75,10 +75,37 @@ func (s *acmeSource) open(ctx context.Context) error {
 		Logger:         zl,
 	})
 	s.cfg.Issuers = []certmagic.Issuer{s.issuer}
-	if err := s.cfg.ManageAsync(s.m.ctx, s.m.cfg.Domains); err != nil {
-		return fmt.Errorf("edge.acme: %w", err)
-	}
+	s.m.goRun(s.manage)
 	return nil
+}
+
+// Back-off between attempts to take a certificate under management.
+const (
+	manageRetryMin = 10 * time.Second
+	manageRetryMax = 10 * time.Minute
+)
+
+// manage takes the domains under certmagic's management: load from the
+// shared storage, or obtain (one node orders, the others wait on the
+// storage lock and then load). A failed attempt (CA unreachable, storage
+// unreachable, validation failed) is retried with back-off until it
+// works; from then on certmagic renews.
+func (s *acmeSource) manage(ctx context.Context) {
+	wait := manageRetryMin
+	for {
+		err := s.cfg.ManageSync(ctx, s.m.cfg.Domains)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		s.m.setErr(err)
+		s.m.log.Error("certificate not obtained; retrying", "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, manageRetryMax)
+	}
 }
 
 func (s *acmeSource) close() {
@@ -107,6 +134,7 @@ func (s *acmeSource) onEvent(ctx context.Context, event string, data map[string]
 		}
 		s.m.setErr(fmt.Errorf("obtain %v: %w", data["identifier"], err))
 	case "cached_managed_cert":
+		s.m.setErr(nil)
 		s.m.touch()
 	}
 	return nil
