@@ -181,4 +181,14 @@ func TestEdgeReadiness(t *testing.T) {
 	if code != http.StatusNotFound || !strings.Contains(string(body), "no edge") {
 		t.Fatalf("controller /v1/certificates: %d %s", code, body)
 	}
+	// The certificate storage is for cluster members only.
+	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := anon.Get("https://" + c.ctl.ClusterAddr() + "/cluster/v1/certstore/list?prefix=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("certstore without a cluster certificate: %d", resp.StatusCode)
+	}
 }
