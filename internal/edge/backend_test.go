@@ -14,14 +14,15 @@ import (
 )
 
 // With the backend down, clients get a 502 HTML page that leaks nothing,
-// and the cause is logged.
+// and the cause is logged, once rather than once per request.
 func TestBackendDown(t *testing.T) {
 	pki := newTestPKI(t)
 	down := "http://" + freeAddr(t)
 	var log logBuffer
 	e := startEdge(t, pki, down, func(c *edge.Config) { c.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
 
-	resp := get(t, pki.client(t, ""), e, "/course/view.php?id=3", nil)
+	c := pki.client(t, "")
+	resp := get(t, c, e, "/course/view.php?id=3", nil)
 	body := readBody(t, resp)
 	if resp.StatusCode != http.StatusBadGateway || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("got %d %q, want 502 text/html", resp.StatusCode, resp.Header.Get("Content-Type"))
@@ -31,6 +32,14 @@ func TestBackendDown(t *testing.T) {
 	}
 	if l := log.String(); !strings.Contains(l, "backend request failed") || !strings.Contains(l, "connection refused") || !strings.Contains(l, "/course/view.php") {
 		t.Errorf("log does not name the failure:\n%s", l)
+	}
+	for range 5 {
+		if resp := get(t, c, e, "/", nil); resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("status %d, want 502", resp.StatusCode)
+		}
+	}
+	if n := strings.Count(log.String(), "backend request failed"); n != 1 {
+		t.Errorf("%d log lines for 6 failures in a row, want 1 (at most one per 10 s)", n)
 	}
 }
 

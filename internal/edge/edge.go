@@ -86,6 +86,7 @@ type Edge struct {
 	transport *http.Transport
 	proxy     http.Handler
 	page      *maintenancePage
+	failures  throttle // backend failure log lines
 
 	https, http *server
 

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"strings"
 	"sync"
+	"time"
 )
 
 // newTransport is the connection pool to the backend. The backend is one
@@ -80,8 +81,9 @@ func (e *Edge) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // proxyError answers a failed backend request with the 502 page (504 when
-// the backend did not answer in time) and logs the cause; the client sees
-// no internals. A client that went away is not an error.
+// the backend did not answer in time) and logs the cause, at most once per
+// failureLogInterval; the client sees no internals. A client that went
+// away is not an error.
 func (e *Edge) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		e.log.Debug("client went away", "method", r.Method, "path", r.URL.Path)
@@ -92,7 +94,10 @@ func (e *Edge) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		status = http.StatusGatewayTimeout
 	}
-	e.log.Warn("backend request failed", "status", status, "method", r.Method, "path", r.URL.Path, "err", err)
+	if ok, dropped := e.failures.allow(time.Now(), failureLogInterval); ok {
+		e.log.Warn("backend request failed", "status", status, "method", r.Method, "path", r.URL.Path, "err", err,
+			"failures_not_logged", dropped)
+	}
 	writePage(w, r, status, errorPage(status))
 }
 
