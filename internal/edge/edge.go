@@ -99,10 +99,11 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	e := &Edge{cfg: cfg, log: cfg.Logger, trusted: cfg.TrustedProxies}
-	if e.log == nil {
-		e.log = slog.New(slog.DiscardHandler)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
+	e := &Edge{cfg: cfg, log: log.With("component", "edge"), trusted: cfg.TrustedProxies}
 	e.transport = newTransport()
 	e.proxy = e.newProxy()
 	e.page = newMaintenancePage(cfg.MaintenancePage)

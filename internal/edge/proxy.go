@@ -53,30 +53,30 @@ func (e *Edge) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = in.Host
 	client, trusted := e.clientAddr(in)
 	peer := peerAddr(in).String()
-	proto := "http"
+	v := make([]string, 4) // one allocation for the four header values
+	v[0], v[1], v[2], v[3] = peer, "http", in.Host, peer
 	if in.TLS != nil {
-		proto = "https"
+		v[1] = "https"
 	}
-	host := in.Host
-	xff := peer
 	if trusted {
 		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
-			xff = strings.Join(prior, ", ") + ", " + peer
+			v[0] = strings.Join(prior, ", ") + ", " + peer
 		}
-		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
-			proto = v
+		if p := in.Header.Get("X-Forwarded-Proto"); p != "" {
+			v[1] = p
 		}
-		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
-			host = v
+		if host := in.Header.Get("X-Forwarded-Host"); host != "" {
+			v[2] = host
 		}
-		if v := in.Header.Values("Forwarded"); len(v) > 0 {
-			h["Forwarded"] = v
+		if f := in.Header.Values("Forwarded"); len(f) > 0 {
+			h["Forwarded"] = f
 		}
+		v[3] = client.String()
 	}
-	h["X-Forwarded-For"] = []string{xff}
-	h["X-Forwarded-Proto"] = []string{proto}
-	h["X-Forwarded-Host"] = []string{host}
-	h["X-Real-Ip"] = []string{client.String()}
+	h["X-Forwarded-For"] = v[0:1:1]
+	h["X-Forwarded-Proto"] = v[1:2:2]
+	h["X-Forwarded-Host"] = v[2:3:3]
+	h["X-Real-Ip"] = v[3:4:4]
 	h.Del("Client-Ip")
 }
 
