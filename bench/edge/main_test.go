@@ -25,7 +25,7 @@ Transfer/sec:      5.34MB
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.rate != 4609 || r.p50 != 12280*time.Microsecond || r.p99 != 76*time.Millisecond || r.errors != "Socket errors: connect 0, read 3, write 0, timeout 0" {
+	if r.rate != 4609 || r.requests != 46090 || r.p50 != 12280*time.Microsecond || r.p99 != 76*time.Millisecond || r.errors != "Socket errors: connect 0, read 3, write 0, timeout 0" {
 		t.Errorf("parsed %+v", r)
 	}
 	if _, err := parseWrk("unable to connect"); err == nil {

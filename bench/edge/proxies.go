@@ -40,6 +40,7 @@ const (
 type bench struct {
 	dir, cert, key string
 	backendAddr    string
+	backendPID     int    // its process group
 	self           string // this binary, for serve-edge
 	cpuprofile     string
 }

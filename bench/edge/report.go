@@ -42,7 +42,7 @@ func report(m machine, command string, rounds int, d time.Duration, targets []*t
 	fmt.Fprintf(&b, "- %s; wrk, edge, proxies and backend all on these cores\n", m.versions)
 	fmt.Fprintf(&b, "- command: `%s`; %d rounds, each target in every round (rotating order), medians shown; keep-alive runs %s\n\n", command, rounds, d)
 
-	b.WriteString("| target | req/s keep-alive (-t2 -c64) | p50 / p99 at that load | 1 connection (-t1 -c1) p50 / p99 | added p50 / p99 vs backend | new TLS conns/s (Connection: close) |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| target | req/s keep-alive (-t2 -c64) | server CPU per request | p50 / p99 at that load | 1 connection (-t1 -c1) p50 / p99 | added p50 / p99 vs backend | new TLS conns/s (Connection: close) |\n|---|---|---|---|---|---|---|\n")
 	direct := byName[nameDirect]
 	for _, t := range targets {
 		added, hs := "—", "—"
@@ -51,8 +51,8 @@ func report(m machine, command string, rounds int, d time.Duration, targets []*t
 				msf(medianDur(t.single, p99)-medianDur(direct.single, p99)))
 			hs = fmt.Sprintf("%.0f", median(t.handshakes, rate))
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s / %s | %s / %s | %s | %s |\n", t.name,
-			median(t.keepAlive, rate), ms(medianDur(t.keepAlive, p50)), ms(medianDur(t.keepAlive, p99)),
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f µs | %s / %s | %s / %s | %s | %s |\n", t.name,
+			median(t.keepAlive, rate), float64(medianDur(t.keepAlive, cpu))/1e3, ms(medianDur(t.keepAlive, p50)), ms(medianDur(t.keepAlive, p99)),
 			ms(medianDur(t.single, p50)), ms(medianDur(t.single, p99)), added, hs)
 	}
 	edge, caddy, nginx := byName[nameEdge], byName[nameCaddy], byName[nameNginx]
@@ -60,6 +60,11 @@ func report(m machine, command string, rounds int, d time.Duration, targets []*t
 	medRate := func(r []wrkRun) float64 { return median(r, rate) }
 	fmt.Fprintf(&b, "\nRatios (keep-alive req/s): edge / Caddy = **%.2fx** (target ≥ 1.0x), edge / nginx = **%.2fx** (target ≥ 0.7x). New TLS connections/s: edge / nginx = %.2fx.\n",
 		ratio(edge, caddy, medRate), ratio(edge, nginx, medRate), median(edge.handshakes, rate)/median(nginx.handshakes, rate))
+	cpuRatio := func(a, b *target) float64 {
+		return float64(medianDur(a.keepAlive, cpu)) / float64(medianDur(b.keepAlive, cpu))
+	}
+	fmt.Fprintf(&b, "CPU per request: edge / Caddy = %.2fx, edge / nginx = %.2fx (lower is better; the backend's own CPU is not included in the proxies' rows).\n",
+		cpuRatio(edge, caddy), cpuRatio(edge, nginx))
 	if errs := wrkErrors(targets); errs != "" {
 		fmt.Fprintf(&b, "\nwrk reported: %s\n", errs)
 	}
@@ -70,6 +75,7 @@ func report(m machine, command string, rounds int, d time.Duration, targets []*t
 func rate(r wrkRun) float64      { return r.rate }
 func p50(r wrkRun) time.Duration { return r.p50 }
 func p99(r wrkRun) time.Duration { return r.p99 }
+func cpu(r wrkRun) time.Duration { return r.cpuPerRequest }
 
 func median(runs []wrkRun, f func(wrkRun) float64) float64 {
 	v := make([]float64, len(runs))

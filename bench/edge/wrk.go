@@ -12,8 +12,11 @@ import (
 // wrkRun is what one wrk run printed.
 type wrkRun struct {
 	rate     float64 // requests/s
-	p50, p99 time.Duration
-	errors   string // socket errors and non-2xx answers, "" if none
+	requests int64
+	// cpuPerRequest is the server's CPU time per request (keep-alive runs).
+	cpuPerRequest time.Duration
+	p50, p99      time.Duration
+	errors        string // socket errors and non-2xx answers, "" if none
 }
 
 // wrk runs wrk with keep-alive (or a new connection per request with
@@ -36,6 +39,8 @@ func parseWrk(out string) (wrkRun, error) {
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		switch {
+		case len(f) >= 3 && f[1] == "requests" && f[2] == "in":
+			r.requests, _ = strconv.ParseInt(f[0], 10, 64)
 		case len(f) == 2 && f[0] == "Requests/sec:":
 			r.rate, _ = strconv.ParseFloat(f[1], 64)
 		case len(f) == 2 && f[0] == "50%":

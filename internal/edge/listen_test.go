@@ -3,11 +3,13 @@ package edge_test
 import (
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodeagent/nodeagent/internal/edge"
 )
@@ -17,7 +19,10 @@ import (
 func TestHTTPSProtocols(t *testing.T) {
 	pki := newTestPKI(t)
 	backend, _ := recordingBackend(t)
-	e := startEdge(t, pki, backend.URL, nil)
+	var log logBuffer
+	e := startEdge(t, pki, backend.URL, func(c *edge.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 
 	resp := get(t, pki.client(t, ""), e, "/", nil)
 	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
@@ -47,6 +52,20 @@ func TestHTTPSProtocols(t *testing.T) {
 			t.Errorf("negotiated %q, want %q", got, tt.proto)
 		}
 		conn.Close()
+	}
+
+	// The refused handshake is logged, at debug level: routine on a public port.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(log.String(), "TLS handshake error") {
+		if time.Now().After(deadline) {
+			t.Fatalf("failed handshake not logged:\n%s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for line := range strings.SplitSeq(log.String(), "\n") {
+		if strings.Contains(line, "TLS handshake error") && !strings.Contains(line, "level=DEBUG") {
+			t.Errorf("handshake failure logged above debug: %s", line)
+		}
 	}
 }
 

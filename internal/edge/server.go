@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 )
 
@@ -32,10 +34,8 @@ func (e *Edge) newServer(key, bind string, h http.Handler, tlsCfg *tls.Config) *
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
-		// Handshake failures and client resets are routine on a public
-		// port: keep them out of the normal log.
-		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		BaseContext: func(net.Listener) context.Context { return base },
+		ErrorLog:          log.New(serverLog{s.log}, "", 0),
+		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	return s
 }
@@ -94,4 +94,20 @@ func (s *server) addr() string {
 		return ""
 	}
 	return localAddr(s.ln)
+}
+
+// serverLog takes http.Server's own log lines: failed TLS handshakes are
+// routine on a public port (scanners, clients that distrust the
+// certificate) and go to debug; anything else (accept errors such as
+// running out of file descriptors) is a warning.
+type serverLog struct{ log *slog.Logger }
+
+func (l serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.Contains(msg, "TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	l.log.Log(context.Background(), level, msg)
+	return len(p), nil
 }
