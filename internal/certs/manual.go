@@ -2,47 +2,54 @@ package certs
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"os"
-	"syscall"
 	"time"
 )
 
-// manualSource serves edge.cert_file/edge.key_file and polls them: a pair
-// that changed (size, mtime or inode, so editors' rename-replace counts) is
-// loaded when it parses and matches; otherwise the old pair stays served.
-// A failing pair is reported once it has stayed the same for one poll, so a
-// copy caught half-written, or a certificate written before its key, is
-// retried quietly.
+// manualSource serves edge.cert_file/edge.key_file and polls them: when
+// their content changed (compared by hash, so a rename-replace, an in-place
+// rewrite and a copy within the same second all count), the pair is loaded
+// if it parses and matches; otherwise the old pair stays served. A failing
+// pair is reported once it has stayed the same for one poll, so a copy
+// caught half-written, or a certificate written before its key, is retried
+// quietly.
 type manualSource struct {
 	m        *Manager
-	seen     [2]fileID // the files as last loaded or tried
-	failed   error     // the last attempt's error, not yet reported
+	seen     [2]fileSum // the files as last loaded or tried
+	failed   error      // the last attempt's error, not yet reported
 	reported bool
 }
 
-type fileID struct {
-	size  int64
-	mtime time.Time
-	ino   uint64
-	err   string
+// fileSum identifies a file's content (or why it could not be read).
+type fileSum struct {
+	sum [sha256.Size]byte
+	err string
 }
 
-func statID(name string) fileID {
-	fi, err := os.Stat(name)
+// maxPEM bounds what is read of a certificate or key file.
+const maxPEM = 1 << 20
+
+func sumFile(name string) fileSum {
+	f, err := os.Open(name)
 	if err != nil {
-		return fileID{err: err.Error()}
+		return fileSum{err: err.Error()}
 	}
-	id := fileID{size: fi.Size(), mtime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.ino = st.Ino
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, maxPEM)); err != nil {
+		return fileSum{err: err.Error()}
 	}
-	return id
+	var fs fileSum
+	h.Sum(fs.sum[:0])
+	return fs
 }
 
-func (s *manualSource) ids() [2]fileID {
-	return [2]fileID{statID(s.m.cfg.CertFile), statID(s.m.cfg.KeyFile)}
+func (s *manualSource) ids() [2]fileSum {
+	return [2]fileSum{sumFile(s.m.cfg.CertFile), sumFile(s.m.cfg.KeyFile)}
 }
 
 // open loads the pair at start: an error names the key.
