@@ -120,6 +120,7 @@ func TestEdgeACMERenewalAnnounced(t *testing.T) {
 		renewed = fp
 		return err
 	})
+	start := time.Now()
 	eventually(t, 15*time.Second, func() error {
 		fp, err := servedFingerprint(w2.EdgeAddr(), p.Roots)
 		if err == nil && fp == first {
@@ -127,6 +128,7 @@ func TestEdgeACMERenewalAnnounced(t *testing.T) {
 		}
 		return err
 	})
+	t.Logf("web-2 served the renewed certificate %s after web-1 did", time.Since(start).Round(time.Millisecond))
 	// web-2 serves what web-1 announced (or a later renewal by web-1).
 	st := certState(t, w2)
 	if st.Fingerprint == first || st.Pending {

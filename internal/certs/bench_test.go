@@ -146,3 +146,26 @@ func BenchmarkManualReplace(b *testing.B) {
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-serve/op")
 	b.ReportMetric(float64(worst.Milliseconds()), "worst-ms")
 }
+
+// BenchmarkGetCertificate is the per-handshake cost of choosing the
+// certificate (manual source: one atomic load), without the handshake.
+func BenchmarkGetCertificate(b *testing.B) {
+	ca := certstest.NewCA(b)
+	dir := b.TempDir()
+	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	c1, k1 := ca.Leaf(b, "moodle.test", 7)
+	certstest.ReplaceFile(b, certFile, c1)
+	certstest.ReplaceFile(b, keyFile, k1)
+	m := certs.New(certs.Config{Dir: dir, CertFile: certFile, KeyFile: keyFile})
+	if err := m.Open(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	get := m.TLSConfig().GetCertificate
+	hello := &tls.ClientHelloInfo{ServerName: "moodle.test", SupportedProtos: []string{"h2", "http/1.1"}}
+	for b.Loop() {
+		if _, err := get(hello); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
