@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -135,5 +136,30 @@ func TestACMEIssueShareRenew(t *testing.T) {
 	}
 	if st := m2.State(); st.Fingerprint != fingerprint(leaf) {
 		t.Fatalf("state %s, served %s", st.Fingerprint, fingerprint(leaf))
+	}
+}
+
+// TestACMEConfigErrors: ACME settings that cannot work are refused at
+// Open with the key named.
+func TestACMEConfigErrors(t *testing.T) {
+	srv := storeServer(t)
+	st := newStorage(t, srv, "web-1")
+	cases := map[string]struct {
+		domains []string
+		acme    certs.ACME
+	}{
+		"edge.domains":      {nil, certs.ACME{Email: "a@b.test", Storage: st}},
+		"edge.acme.email":   {[]string{"moodle.test"}, certs.ACME{Storage: st}},
+		"edge.acme.ca_root": {[]string{"moodle.test"}, certs.ACME{Email: "a@b.test", CARoot: []byte("not PEM"), Storage: st}},
+	}
+	for key, c := range cases {
+		t.Run(key, func(t *testing.T) {
+			m := certs.New(certs.Config{Dir: t.TempDir(), Domains: c.domains, ACME: &c.acme})
+			defer m.Close()
+			err := m.Open(context.Background())
+			if err == nil || !strings.HasPrefix(err.Error(), key+":") {
+				t.Fatalf("Open: %v, want an error naming %s", err, key)
+			}
+		})
 	}
 }

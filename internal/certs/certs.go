@@ -141,10 +141,11 @@ func (m *Manager) Open(ctx context.Context) error {
 		if err := m.loadSelfSigned(); err != nil {
 			return err
 		}
-		m.acme = &acmeSource{m: m}
-		if err := m.acme.open(ctx); err != nil {
+		a := &acmeSource{m: m}
+		if err := a.open(ctx); err != nil {
 			return err
 		}
+		m.acme = a
 	default:
 		if err := m.loadSelfSigned(); err != nil {
 			return err
