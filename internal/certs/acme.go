@@ -121,6 +121,7 @@ func (s *acmeSource) onEvent(ctx context.Context, event string, data map[string]
 	switch event {
 	case "cert_obtained":
 		s.m.setErr(nil)
+		s.m.touch()
 		renewal, _ := data["renewal"].(bool)
 		key, _ := data["certificate_path"].(string)
 		s.m.log.Info("certificate obtained", "identifier", data["identifier"], "renewal", renewal)
@@ -159,23 +160,24 @@ func isACMEChallenge(hello *tls.ClientHelloInfo) bool {
 	return len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == "acme-tls/1"
 }
 
-// getCertificate answers TLS-ALPN-01 challenges and serves the managed
-// certificate; names it has none for get the first domain's (a probe by
-// IP, a stray Host). It returns nil when there is none yet, so the caller
-// falls back to the self-signed certificate.
-func (s *acmeSource) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if isACMEChallenge(hello) {
-		return s.cfg.GetCertificate(hello)
-	}
+// served is the managed certificate for a handshake; names it has none for
+// get the first domain's (a probe by IP, a stray Host). It is nil when
+// there is none yet (or certmagic fails), so the caller falls back to the
+// self-signed certificate.
+func (s *acmeSource) served(hello *tls.ClientHelloInfo) *tls.Certificate {
 	if hello.ServerName == "" || len(s.cache.AllMatchingCertificates(hello.ServerName)) == 0 {
 		if len(s.cache.AllMatchingCertificates(s.m.cfg.Domains[0])) == 0 {
-			return nil, nil
+			return nil
 		}
 		h := *hello
 		h.ServerName = s.m.cfg.Domains[0]
 		hello = &h
 	}
-	return s.cfg.GetCertificate(hello)
+	c, err := s.cfg.GetCertificate(hello)
+	if err != nil || c == nil || len(c.Certificate) == 0 {
+		return nil
+	}
+	return c
 }
 
 // current is the certificate served for the first domain, nil if none.

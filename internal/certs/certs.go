@@ -204,12 +204,15 @@ func (m *Manager) TLSConfig() *tls.Config {
 	}
 }
 
+// getCertificate serves TLS-ALPN-01 challenges and the ACME certificate
+// when there is one; otherwise the manual or self-signed certificate.
 func (m *Manager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if m.acme != nil {
-		if c, err := m.acme.getCertificate(hello); err == nil && c != nil && c.Leaf != nil {
+		if isACMEChallenge(hello) {
+			return m.acme.cfg.GetCertificate(hello)
+		}
+		if c := m.acme.served(hello); c != nil {
 			return c, nil
-		} else if isACMEChallenge(hello) {
-			return c, err
 		}
 	}
 	c := m.cert.Load()

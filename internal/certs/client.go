@@ -32,7 +32,7 @@ type ClusterStorage struct {
 	lease time.Duration
 
 	mu     sync.Mutex
-	held   map[string]context.CancelFunc // lease renewals of the locks held
+	held   map[string]heldLock
 	wg     sync.WaitGroup
 	closed bool
 }
@@ -49,18 +49,15 @@ var (
 func NewClusterStorage(base func() (string, error), hc *http.Client, node string) *ClusterStorage {
 	var b [6]byte
 	rand.Read(b[:])
-	return &ClusterStorage{base: base, hc: hc, owner: node + "-" + hex.EncodeToString(b[:]), lease: defaultLease, held: map[string]context.CancelFunc{}}
+	return &ClusterStorage{base: base, hc: hc, owner: node + "-" + hex.EncodeToString(b[:]), lease: defaultLease, held: map[string]heldLock{}}
 }
-
-// Owner is the name this storage takes locks under.
-func (s *ClusterStorage) Owner() string { return s.owner }
 
 // Close stops renewing the leases of held locks (they then expire).
 func (s *ClusterStorage) Close() error {
 	s.mu.Lock()
 	s.closed = true
-	for name, stop := range s.held {
-		stop()
+	for name, h := range s.held {
+		h.stop()
 		delete(s.held, name)
 	}
 	s.mu.Unlock()
@@ -173,18 +170,29 @@ func (s *ClusterStorage) Stat(ctx context.Context, key string) (certmagic.KeyInf
 	return certmagic.KeyInfo{Key: ki.Key, Modified: ki.Modified, Size: ki.Size, IsTerminal: ki.Terminal}, nil
 }
 
-func (s *ClusterStorage) lockQuery(name string, ttl time.Duration) url.Values {
-	return url.Values{"name": {name}, "owner": {s.owner}, "ttl": {ttl.String()}}
+func lockQuery(name, owner string, ttl time.Duration) url.Values {
+	return url.Values{"name": {name}, "owner": {owner}, "ttl": {ttl.String()}}
+}
+
+// heldLock is a lock this storage holds: the owner token it was taken
+// with (one per acquisition, so two goroutines of one node exclude each
+// other too) and the cancel of its lease renewal.
+type heldLock struct {
+	owner string
+	stop  context.CancelFunc
 }
 
 // TryLock implements certmagic.TryLocker: it takes the lock if free and
 // keeps its lease renewed until Unlock.
 func (s *ClusterStorage) TryLock(ctx context.Context, name string) (bool, error) {
-	code, _, err := s.call(ctx, http.MethodPost, "/locks", s.lockQuery(name, s.lease), nil)
+	var b [6]byte
+	rand.Read(b[:])
+	owner := s.owner + "/" + hex.EncodeToString(b[:])
+	code, _, err := s.call(ctx, http.MethodPost, "/locks", lockQuery(name, owner, s.lease), nil)
 	if err != nil || code == http.StatusConflict {
 		return false, err
 	}
-	s.keepRenewed(name)
+	s.keepRenewed(name, owner)
 	return true, nil
 }
 
@@ -212,18 +220,32 @@ func (s *ClusterStorage) Lock(ctx context.Context, name string) error {
 // Unlock implements certmagic.Locker.
 func (s *ClusterStorage) Unlock(ctx context.Context, name string) error {
 	s.mu.Lock()
-	if stop, ok := s.held[name]; ok {
-		stop()
+	h, ok := s.held[name]
+	if ok {
+		h.stop()
 		delete(s.held, name)
 	}
 	s.mu.Unlock()
-	_, _, err := s.call(ctx, http.MethodDelete, "/locks", s.lockQuery(name, s.lease), nil)
+	if !ok {
+		return nil // not ours (any more)
+	}
+	_, _, err := s.call(ctx, http.MethodDelete, "/locks", lockQuery(name, h.owner, s.lease), nil)
 	return err
 }
 
 // RenewLockLease implements certmagic.LockLeaseRenewer.
 func (s *ClusterStorage) RenewLockLease(ctx context.Context, name string, d time.Duration) error {
-	code, _, err := s.call(ctx, http.MethodPut, "/locks", s.lockQuery(name, d), nil)
+	s.mu.Lock()
+	h, ok := s.held[name]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("lock %s: not held", name)
+	}
+	return s.renew(ctx, name, h.owner, d)
+}
+
+func (s *ClusterStorage) renew(ctx context.Context, name, owner string, d time.Duration) error {
+	code, _, err := s.call(ctx, http.MethodPut, "/locks", lockQuery(name, owner, d), nil)
 	if err == nil && code == http.StatusConflict {
 		err = fmt.Errorf("lock %s: lease lost", name)
 	}
@@ -231,7 +253,7 @@ func (s *ClusterStorage) RenewLockLease(ctx context.Context, name string, d time
 }
 
 // keepRenewed renews the lease of a held lock every third of the lease.
-func (s *ClusterStorage) keepRenewed(name string) {
+func (s *ClusterStorage) keepRenewed(name, owner string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
 	if s.closed {
@@ -239,10 +261,7 @@ func (s *ClusterStorage) keepRenewed(name string) {
 		cancel()
 		return
 	}
-	if stop, ok := s.held[name]; ok {
-		stop()
-	}
-	s.held[name] = cancel
+	s.held[name] = heldLock{owner: owner, stop: cancel}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
@@ -257,7 +276,7 @@ func (s *ClusterStorage) keepRenewed(name string) {
 				// A failed renewal is retried at the next tick; a lease
 				// lost meanwhile only means another node may work too,
 				// which certmagic tolerates (it rechecks storage).
-				s.RenewLockLease(ctx, name, s.lease)
+				s.renew(ctx, name, owner, s.lease)
 			}
 		}
 	}()

@@ -12,7 +12,8 @@ import (
 
 // TestClusterStorage exercises the storage protocol between a node and the
 // controller: values, missing keys as fs.ErrNotExist, prefix delete, list,
-// and locks that exclude each other and expire when their holder dies.
+// and locks that exclude each other (across nodes and within one) and
+// expire when their holder dies.
 func TestClusterStorage(t *testing.T) {
 	srv := storeServer(t)
 	a, b := newStorage(t, srv, "web-1"), newStorage(t, srv, "web-2")
@@ -58,6 +59,10 @@ func TestClusterStorage(t *testing.T) {
 	}
 	if ok, err := b.TryLock(ctx, "issue_cert_moodle.test"); ok || err != nil {
 		t.Fatalf("second TryLock: %v %v, want false", ok, err)
+	}
+	// Two goroutines of one node exclude each other too.
+	if ok, err := a.TryLock(ctx, "issue_cert_moodle.test"); ok || err != nil {
+		t.Fatalf("TryLock by the holding node: %v %v, want false", ok, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- b.Lock(ctx, "issue_cert_moodle.test") }()
