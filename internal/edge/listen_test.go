@@ -15,7 +15,8 @@ import (
 )
 
 // The TLS listener negotiates HTTP/2 even though the certificate source
-// only lists "acme-tls/1", still speaks HTTP/1.1, and refuses TLS 1.1.
+// only lists "acme-tls/1", still speaks HTTP/1.1 and acme-tls/1, and
+// refuses TLS 1.1.
 func TestHTTPSProtocols(t *testing.T) {
 	pki := newTestPKI(t)
 	backend, _ := recordingBackend(t)
@@ -33,7 +34,12 @@ func TestHTTPSProtocols(t *testing.T) {
 		proto   string
 		version uint16
 		ok      bool
-	}{{"http/1.1", tls.VersionTLS12, true}, {"h2", tls.VersionTLS13, true}, {"http/1.1", tls.VersionTLS11, false}} {
+	}{
+		{"http/1.1", tls.VersionTLS12, true},
+		{"h2", tls.VersionTLS13, true},
+		{"acme-tls/1", tls.VersionTLS13, true}, // TLS-ALPN-01 still reaches the certificate source
+		{"http/1.1", tls.VersionTLS11, false},
+	} {
 		conn, err := tls.Dial("tcp", e.HTTPSAddr(), &tls.Config{
 			RootCAs: pki.pool, ServerName: "moodle.test", NextProtos: []string{tt.proto},
 			MinVersion: tt.version, MaxVersion: tt.version,
