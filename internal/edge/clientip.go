@@ -18,14 +18,7 @@ func peerAddr(r *http.Request) netip.Addr {
 }
 
 // isTrusted reports whether a is in one of the trusted ranges.
-func (e *Edge) isTrusted(a netip.Addr) bool {
-	for _, p := range e.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+func (e *Edge) isTrusted(a netip.Addr) bool { return allowed(e.trusted, a) }
 
 // clientAddr resolves the real client of a request: the TCP peer, unless
 // the peer is a trusted proxy; then X-Forwarded-For is walked from the

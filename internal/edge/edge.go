@@ -50,9 +50,9 @@ type Config struct {
 	// must be cheap (e.g. an atomic pointer load). nil = never.
 	Maintenance func() Maintenance
 
-	// MaintenancePage is an HTML file; "" = the built-in page. The first
-	// {{message}} in it is replaced by the HTML-escaped message. It is read
-	// by Listen.
+	// MaintenancePage is an HTML file; "" = the built-in page. Every
+	// {{message}} (MessagePlaceholder) in it is replaced by the HTML-escaped
+	// message. It is read once, by Listen.
 	MaintenancePage string
 
 	// TrustedProxies are the peers (e.g. the load balancer) whose

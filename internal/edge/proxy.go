@@ -18,11 +18,11 @@ import (
 // are).
 func newTransport() *http.Transport {
 	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: backendDialTimeout, KeepAlive: 30e9}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: backendDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       backendIdleTimeout,
 		ResponseHeaderTimeout: backendHeaderTimeout,
-		ExpectContinueTimeout: 1e9,
+		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 	}
 }
@@ -45,8 +45,9 @@ func (e *Edge) newProxy() http.Handler {
 // rewrite addresses the backend and sets the client headers. The original
 // Host is kept (Moodle checks it against wwwroot). X-Forwarded-For,
 // -Proto, -Host and Forwarded from the client are believed only from a
-// trusted proxy (ReverseProxy has removed them from pr.Out); X-Real-IP is the resolved client; Client-IP (which Moodle
-// reads first) is never passed on.
+// trusted proxy (ReverseProxy has removed them from pr.Out); X-Real-IP is
+// the resolved client; Client-IP (which Moodle reads first) is never
+// passed on.
 func (e *Edge) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(e.cfg.Backend)
 	in, h := pr.In, pr.Out.Header
