@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -338,5 +339,20 @@ func TestProcessManualCertificateReplace(t *testing.T) {
 	out, err = pc.nodeCLI(web.api, "certs")
 	if err != nil || !strings.Contains(out, "does not match") || !strings.Contains(out, "manual") {
 		t.Fatalf("certs: %v\n%s", err, out)
+	}
+
+	// SIGHUP reloads (and reports the refusal) instead of ending the agent.
+	if err := pc.procs["web-1"].Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		log, _ := os.ReadFile(filepath.Join(pc.dir, "web-1.log"))
+		if !strings.Contains(string(log), "SIGHUP: certificate reload") {
+			return errors.New("no reload logged after SIGHUP")
+		}
+		return nil
+	})
+	if _, err := pc.certState(web.api); err != nil {
+		t.Fatalf("agent after SIGHUP: %v", err)
 	}
 }
