@@ -194,3 +194,49 @@ func TestEdgeReadiness(t *testing.T) {
 		t.Fatalf("certstore without a cluster certificate: %d", resp.StatusCode)
 	}
 }
+
+// TestEdgeMaintenanceFollowsCluster: maintenance set on the controller
+// reaches the web node's edge through gossip: 503 with the message and
+// Retry-After, allowed clients pass, and off restores the site.
+func TestEdgeMaintenanceFollowsCluster(t *testing.T) {
+	c := newCluster(t)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "moodle") }))
+	defer backend.Close()
+	cfg := c.config("web-1", "web")
+	cfg.Edge = &config.EdgeConfig{HTTPS: "127.0.0.1:0", Backend: backend.URL}
+	w := c.open(cfg, testKey)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	expect := func(code int, body string) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() error {
+			resp, err := client.Get("https://" + w.EdgeAddr() + "/course/view.php")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != code || !strings.Contains(string(b), body) {
+				return fmt.Errorf("%d %q, want %d with %q", resp.StatusCode, b, code, body)
+			}
+			if code == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+				return errors.New("no Retry-After")
+			}
+			return nil
+		})
+	}
+	expect(http.StatusOK, "moodle")
+	set := func(req api.MaintenanceRequest) {
+		t.Helper()
+		if code, _, body := call(t, "PUT", "http://"+c.ctl.LocalAddr()+"/v1/maintenance", testToken, req); code != 200 {
+			t.Fatalf("PUT /v1/maintenance: %d %s", code, body)
+		}
+	}
+	set(api.MaintenanceRequest{Enabled: true, Message: "Upgrading to 4.5"})
+	expect(http.StatusServiceUnavailable, "Upgrading to 4.5")
+	set(api.MaintenanceRequest{Enabled: true, Message: "Upgrading to 4.5", Allow: []string{"127.0.0.0/8"}})
+	expect(http.StatusOK, "moodle")
+	set(api.MaintenanceRequest{Enabled: true, Message: "Back soon"})
+	expect(http.StatusServiceUnavailable, "Back soon")
+	set(api.MaintenanceRequest{})
+	expect(http.StatusOK, "moodle")
+}
