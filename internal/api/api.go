@@ -42,11 +42,12 @@ type Config struct {
 	Token string // bearer token for /v1/
 	// Mirror serves the agent-to-agent mirror endpoints (controller only).
 	Mirror http.Handler
+	Logger *slog.Logger
+
 	// Certs is the edge's certificate manager (nil: no edge on this node).
 	Certs CertService
 	// CertStore serves the cluster certificate storage (controller only).
 	CertStore http.Handler
-	Logger    *slog.Logger
 }
 
 // Server builds the two HTTP handlers of an agent.

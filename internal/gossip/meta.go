@@ -12,17 +12,18 @@ import (
 // JSON in the memberlist metadata, limited to memberlist.MetaMaxSize (512)
 // bytes.
 type NodeMeta struct {
-	Role       string `json:"r"`             // "controller" | "web"
-	API        string `json:"a"`             // host:port of the node's cluster API
-	Seq        uint64 `json:"s,omitempty"`   // applied revision seq
-	Rev        string `json:"v,omitempty"`   // applied revision id (64 hex)
-	Drained    bool   `json:"d,omitempty"`   // out of the load balancer
-	Ready      bool   `json:"ok,omitempty"`  // readiness passes
-	Maint      uint64 `json:"m,omitempty"`   // clock of the maintenance state this node applies
-	MaintOn    bool   `json:"mo,omitempty"`  // maintenance is in force on this node
-	Behind     int64  `json:"b,omitempty"`   // unix time since when the node is behind the target
-	Version    string `json:"ver,omitempty"` // nodeagent version
-	CertExpiry int64  `json:"ce,omitempty"`  // unix time the edge's certificate ends
+	Role    string `json:"r"`             // "controller" | "web"
+	API     string `json:"a"`             // host:port of the node's cluster API
+	Seq     uint64 `json:"s,omitempty"`   // applied revision seq
+	Rev     string `json:"v,omitempty"`   // applied revision id (64 hex)
+	Drained bool   `json:"d,omitempty"`   // out of the load balancer
+	Ready   bool   `json:"ok,omitempty"`  // readiness passes
+	Maint   uint64 `json:"m,omitempty"`   // clock of the maintenance state this node applies
+	MaintOn bool   `json:"mo,omitempty"`  // maintenance is in force on this node
+	Behind  int64  `json:"b,omitempty"`   // unix time since when the node is behind the target
+	Version string `json:"ver,omitempty"` // nodeagent version
+
+	CertExpiry int64 `json:"ce,omitempty"` // unix time the edge's certificate ends
 }
 
 func encodeMeta(m NodeMeta) ([]byte, error) {
