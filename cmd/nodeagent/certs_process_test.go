@@ -97,7 +97,8 @@ func sha256hex(c *x509.Certificate) string {
 }
 
 // gatedForwarder accepts TCP connections and, once open is closed, pipes
-// each to target. It counts the connections it accepted.
+// each to target (or closes it when target is ""). It counts the
+// connections it accepted.
 type gatedForwarder struct {
 	ln       net.Listener
 	target   string
@@ -133,6 +134,9 @@ func (f *gatedForwarder) port() int { return f.ln.Addr().(*net.TCPAddr).Port }
 func (f *gatedForwarder) pipe(c net.Conn) {
 	defer c.Close()
 	<-f.open
+	if f.target == "" {
+		return
+	}
 	b, err := net.DialTimeout("tcp", f.target, 5*time.Second)
 	if err != nil {
 		return
@@ -148,6 +152,15 @@ func (f *gatedForwarder) pipe(c net.Conn) {
 // ports) go only to web-2, which answers from the shared storage; the
 // certificate is issued and both nodes serve it.
 func TestProcessACMEDistributedChallenge(t *testing.T) {
+	// TLS-ALPN-01 validations are refused, so the order succeeds only
+	// through HTTP-01 (acmez falls back to it if it tried TLS-ALPN first).
+	t.Run("http-01", func(t *testing.T) { testDistributedChallenge(t, true) })
+	// Without edge.http the only challenge left is TLS-ALPN-01, answered
+	// in the TLS handshake on edge.https.
+	t.Run("tls-alpn-01", func(t *testing.T) { testDistributedChallenge(t, false) })
+}
+
+func testDistributedChallenge(t *testing.T, plainHTTP bool) {
 	pc := newProcCluster(t)
 	writeRandomTree(t, pc.source, 5, 100, 4)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "moodle") }))
@@ -162,11 +175,19 @@ func TestProcessACMEDistributedChallenge(t *testing.T) {
 	// Placeholder configs give the ports; rewritten below with the CA.
 	web2 := pc.writeEdgeConfig("web-2", backend.URL)
 	fwdHTTP := newGatedForwarder(t, web2.http)
-	fwdTLS := newGatedForwarder(t, web2.https)
+	tlsTarget := web2.https
+	if plainHTTP {
+		tlsTarget = ""
+	}
+	fwdTLS := newGatedForwarder(t, tlsTarget)
 	p := certstest.Start(t, certstest.Options{HTTPPort: fwdHTTP.port(), TLSPort: fwdTLS.port()})
 	root := filepath.Join(pc.dir, "pebble-root.pem")
 	writeFile(t, root, string(p.ServerRootPEM), 0o644)
-	web1 := pc.writeEdgeConfig("web-1", backend.URL, acmeLines(p, root)...)
+	web1 := pc.writeEdgeConfig("web-1", backend.URL)
+	if !plainHTTP {
+		web1.http, web2.http = "", ""
+	}
+	web1 = pc.writeEdgeConfigAt("web-1", web1, backend.URL, acmeLines(p, root)...)
 	web2 = pc.writeEdgeConfigAt("web-2", web2, backend.URL, acmeLines(p, root)...)
 
 	pc.start("controller")
@@ -211,6 +232,12 @@ func TestProcessACMEDistributedChallenge(t *testing.T) {
 		return nil
 	})
 	t.Logf("validation connections reaching web-2: http %d, tls %d", fwdHTTP.accepted.Load(), fwdTLS.accepted.Load())
+	if plainHTTP && fwdHTTP.accepted.Load() == 0 {
+		t.Fatal("no HTTP-01 validation reached web-2")
+	}
+	if !plainHTTP && fwdTLS.accepted.Load() == 0 {
+		t.Fatal("no TLS-ALPN-01 validation reached web-2")
+	}
 	for _, n := range []edgeNode{web1, web2} {
 		st, err := pc.certState(n.api)
 		if err != nil {
@@ -242,7 +269,7 @@ func (pc *procCluster) writeEdgeConfigAt(node string, en edgeNode, backend strin
 		pc.t.Fatal(err)
 	}
 	base, _, _ := strings.Cut(string(b), "edge:\n")
-	cfg := fmt.Sprintf("%sedge:\n  https: %s\n  http: %s\n  backend: %s\n", base, en.https, en.http, backend)
+	cfg := fmt.Sprintf("%sedge:\n  https: %s\n  http: %q\n  backend: %s\n", base, en.https, en.http, backend)
 	for _, l := range extra {
 		cfg += "  " + l + "\n"
 	}

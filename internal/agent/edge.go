@@ -92,8 +92,8 @@ func (a *Agent) openEdge(ctx context.Context) error {
 		return err
 	}
 	if ccfg.ACME != nil {
-		ccfg.ACME.ListenHost, ccfg.ACME.HTTPPort = hostPort(f.edge.HTTPAddr())
-		_, ccfg.ACME.TLSPort = hostPort(f.edge.HTTPSAddr())
+		ccfg.ACME.ListenHost, ccfg.ACME.TLSPort = hostPort(f.edge.HTTPSAddr())
+		_, ccfg.ACME.HTTPPort = hostPort(f.edge.HTTPAddr()) // 0 without edge.http: TLS-ALPN-01 only
 	}
 	if err := f.certs.Open(ctx); err != nil {
 		return err

@@ -65,14 +65,15 @@ func (s *acmeSource) open(ctx context.Context) error {
 	cfg.OCSP.DisableStapling = true
 	s.cfg = certmagic.New(s.cache, cfg)
 	s.issuer = certmagic.NewACMEIssuer(s.cfg, certmagic.ACMEIssuer{
-		CA:             a.CA,
-		TrustedRoots:   roots,
-		Email:          a.Email,
-		Agreed:         true,
-		AltHTTPPort:    a.HTTPPort,
-		AltTLSALPNPort: a.TLSPort,
-		ListenHost:     a.ListenHost,
-		Logger:         zl,
+		CA:                   a.CA,
+		TrustedRoots:         roots,
+		Email:                a.Email,
+		Agreed:               true,
+		AltHTTPPort:          a.HTTPPort,
+		AltTLSALPNPort:       a.TLSPort,
+		ListenHost:           a.ListenHost,
+		DisableHTTPChallenge: a.HTTPPort == 0,
+		Logger:               zl,
 	})
 	s.cfg.Issuers = []certmagic.Issuer{s.issuer}
 	s.m.goRun(s.manage)

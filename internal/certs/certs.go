@@ -67,6 +67,8 @@ type ACME struct {
 	// HTTPPort and TLSPort are the edge's ports, so certmagic never binds
 	// its own challenge listeners on them; ListenHost their host. They are
 	// read by Open, so a caller may set them once its listeners are bound.
+	// HTTPPort 0 means no plain-HTTP listener: no HTTP-01 challenges (only
+	// TLS-ALPN-01), rather than certmagic binding port 80 itself.
 	HTTPPort, TLSPort int
 	ListenHost        string
 
