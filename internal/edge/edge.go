@@ -29,7 +29,13 @@ type Maintenance struct {
 	Active  bool
 	Message string         // shown on the page, HTML-escaped
 	Allow   []netip.Prefix // clients let through (by the resolved client address)
-	Until   time.Time      // zero: open-ended; sets Retry-After
+	Until   time.Time      // zero: open-ended; sets Retry-After; once past, maintenance is over
+}
+
+// on reports whether maintenance applies at now: Active and not past Until
+// (so it ends on time even before the agent's next update).
+func (m *Maintenance) on(now time.Time) bool {
+	return m.Active && (m.Until.IsZero() || now.Before(m.Until))
 }
 
 // Config configures an Edge.

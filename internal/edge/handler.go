@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // secureHandler serves the TLS listener: the maintenance gate, then the
@@ -13,7 +14,7 @@ func (e *Edge) secureHandler() http.Handler {
 		return e.proxy
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if m := e.cfg.Maintenance(); m.Active {
+		if m := e.cfg.Maintenance(); m.Active && m.on(time.Now()) {
 			if client, _ := e.clientAddr(r); !allowed(m.Allow, client) {
 				e.serveMaintenance(w, r, m)
 				return

@@ -15,7 +15,8 @@ import (
 
 // While maintenance is on, a client outside allow gets 503, Retry-After and
 // the page with the message escaped; an allowed client (by its resolved
-// address) reaches the backend; when it ends everyone does.
+// address) reaches the backend; when it ends (or its until passes) everyone
+// does.
 func TestMaintenance(t *testing.T) {
 	pki := newTestPKI(t)
 	backend, _ := recordingBackend(t)
@@ -62,6 +63,9 @@ func TestMaintenance(t *testing.T) {
 
 	state.Store(&edge.Maintenance{Active: true, Message: "soon", Until: time.Now().Add(90 * time.Second)})
 	expectPage("with until", lb, outsider, 1, 90, "soon")
+
+	state.Store(&edge.Maintenance{Active: true, Message: "late", Until: time.Now().Add(-time.Second)})
+	expectBackend("until passed before the agent's next update", direct, outsider)
 
 	state.Store(&edge.Maintenance{})
 	expectBackend("maintenance over", direct, outsider)
