@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
 )
 
 // machine describes where the benchmark ran.
@@ -27,10 +29,10 @@ func describeMachine(ctx context.Context, bin string) machine {
 	return machine{
 		date:      time.Now().UTC().Format("2006-01-02 15:04 UTC"),
 		nproc:     runtime.NumCPU(),
-		cpu:       cpuModel(),
+		cpu:       benchenv.CPUModel(),
 		goVersion: runtime.Version(),
 		agent:     firstLine(commandOutput(ctx, bin, "version")),
-		loadStart: loadAverage(),
+		loadStart: benchenv.LoadAverage(),
 	}
 }
 
@@ -40,25 +42,6 @@ func (m machine) markdown(command string) string {
 		m.nproc, m.cpu, m.goVersion, m.loadStart, m.loadEnd)
 	fmt.Fprintf(&b, "- agent: %s; date %s\n- command: `%s`\n\n", m.agent, m.date, command)
 	return b.String()
-}
-
-func cpuModel() string {
-	data, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.Join(strings.Fields(v), " ")
-		}
-	}
-	return "?"
-}
-
-// loadAverage is the 1-minute load average, or "?".
-func loadAverage() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(data)); err == nil && len(f) > 0 {
-		return f[0]
-	}
-	return "?"
 }
 
 func commandOutput(ctx context.Context, name string, args ...string) string {

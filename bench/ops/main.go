@@ -38,6 +38,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
 )
 
 func main() {
@@ -128,7 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m.loadEnd = loadAverage()
+	m.loadEnd = benchenv.LoadAverage()
 	fmt.Fprint(stdout, m.markdown(o.command)+section)
 	return nil
 }

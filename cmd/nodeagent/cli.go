@@ -42,6 +42,7 @@ func commands() []command {
 		{"drain", "take this node out of the load balancer", runDrain(true)},
 		{"undrain", "put this node back into the load balancer", runDrain(false)},
 		{"deploy", "maintenance on, publish, wait for every web node, run, maintenance off", runDeploy},
+		{"certs", "show the edge certificate; certs reload: reload it now", runCerts},
 		{"keygen", "print a new gossip key", runKeygen},
 		{"version", "print version, commit, Go version", runVersion},
 	}

@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nodeagent/nodeagent/internal/agent"
 	"github.com/nodeagent/nodeagent/internal/config"
@@ -44,10 +46,11 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 }
 
 type devCluster struct {
-	root   string
-	token  string
-	agents []*agent.Agent
-	cfgs   []*config.Config
+	root     string
+	token    string
+	agents   []*agent.Agent
+	cfgs     []*config.Config
+	backends []*http.Server // web nodes: the demo backend behind each edge
 }
 
 func startDevCluster(ctx context.Context, root string, webs int, log *slog.Logger) (*devCluster, error) {
@@ -74,6 +77,14 @@ func startDevCluster(ctx context.Context, root string, webs int, log *slog.Logge
 	var join string
 	for i := 0; i <= webs; i++ {
 		cfg := devConfig(root, i, join)
+		if i > 0 {
+			backend, err := cl.startBackend(cfg.Mirror.Target)
+			if err != nil {
+				cl.close()
+				return nil, err
+			}
+			cfg.Edge = &config.EdgeConfig{HTTPS: "127.0.0.1:0", Backend: backend}
+		}
 		if err := cfg.Validate(); err != nil {
 			cl.close()
 			return nil, err
@@ -150,7 +161,23 @@ func (cl *devCluster) close() error {
 			first = err
 		}
 	}
+	for _, b := range cl.backends {
+		b.Close()
+	}
 	return first
+}
+
+// startBackend serves a web node's docroot (the symlink the agent switches)
+// on a free loopback port: the demo web server behind the node's edge.
+func (cl *devCluster) startBackend(docroot string) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("demo backend: %w", err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(docroot)), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	cl.backends = append(cl.backends, srv)
+	return "http://" + ln.Addr().String(), nil
 }
 
 func (cl *devCluster) printIntro(out io.Writer) {
@@ -161,6 +188,7 @@ func (cl *devCluster) printIntro(out io.Writer) {
 	for i, a := range cl.agents[1:] {
 		cfg := cl.cfgs[i+1]
 		fmt.Fprintf(out, "  %-11s local API http://%s  cluster API https://%s  target %s\n", cfg.Node, a.LocalAddr(), a.ClusterAddr(), cfg.Mirror.Target)
+		fmt.Fprintf(out, "  %-11s edge https://%s/ (self-signed) -> demo backend %s\n", "", a.EdgeAddr(), cfg.Edge.Backend)
 	}
 	fmt.Fprintf(out, "\nIn another shell:\n\n")
 	fmt.Fprintf(out, "  export NODEAGENT_ADDR=http://%s NODEAGENT_TOKEN=$(cat %s)\n", ctl.LocalAddr(), filepath.Join(cl.root, "api.token"))
@@ -169,6 +197,8 @@ func (cl *devCluster) printIntro(out io.Writer) {
 	fmt.Fprintf(out, "  go run ./cmd/nodeagent publish -m 'my change'\n")
 	fmt.Fprintf(out, "  cat %s\n", filepath.Join(cl.cfgs[1].Mirror.Target, "index.php"))
 	fmt.Fprintf(out, "  curl -s http://%s/readyz\n", cl.agents[1].LocalAddr())
+	fmt.Fprintf(out, "  curl -sk https://%s/index.php\n", cl.agents[1].EdgeAddr())
+	fmt.Fprintf(out, "  NODEAGENT_ADDR=http://%s go run ./cmd/nodeagent certs\n", cl.agents[1].LocalAddr())
 	fmt.Fprintf(out, "  curl -s -H \"Authorization: Bearer $NODEAGENT_TOKEN\" $NODEAGENT_ADDR/v1/members\n")
 	fmt.Fprintf(out, "\nCtrl-C stops the cluster.\n")
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/nodeagent/nodeagent/internal/agent"
 	"github.com/nodeagent/nodeagent/internal/config"
@@ -32,10 +35,29 @@ func runAgent(ctx context.Context, args []string, out io.Writer) error {
 	if err := sd.notify("READY=1\nSTATUS=serving the local API on " + a.LocalAddr()); err != nil {
 		log.Warn("tell systemd the agent is ready", "err", err)
 	}
-	<-ctx.Done()
+	reloadOnHUP(ctx, a, log)
 	log.Info("shutting down: leaving the cluster")
 	if err := sd.notify("STOPPING=1\nSTATUS=leaving the cluster"); err != nil {
 		log.Warn("tell systemd the agent is stopping", "err", err)
 	}
 	return a.Close()
+}
+
+// reloadOnHUP reloads the edge's certificate at every SIGHUP until ctx ends.
+func reloadOnHUP(ctx context.Context, a *agent.Agent, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := a.ReloadCertificates(ctx); err != nil {
+				log.Error("SIGHUP: certificate reload", "err", err)
+			} else {
+				log.Info("SIGHUP: certificate reloaded")
+			}
+		}
+	}
 }

@@ -62,7 +62,7 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 			maint += " (not applied yet)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			m.Name, m.Meta.Role, m.Addr, m.State, rev, sync, lag, yesNo(m.Meta.Drained), maint, "-")
+			m.Name, m.Meta.Role, m.Addr, m.State, rev, sync, lag, yesNo(m.Meta.Drained), maint, certExpiry(m.Meta.CertExpiry))
 	}
 	return tw.Flush()
 }

@@ -35,6 +35,7 @@ type Options struct {
 	WrapPeerTransport func(http.RoundTripper) http.RoundTripper
 	// SyncRetryMin and SyncRetryMax bound the web syncer's back-off.
 	SyncRetryMin, SyncRetryMax time.Duration
+	ACME                       ACMETuning // tests: short-lived certificates
 	Version                    string
 	Logger                     *slog.Logger
 }
@@ -52,6 +53,7 @@ type Agent struct {
 	store  *mirror.Store    // controller
 	rels   *mirror.Releases // web
 	syncer *mirror.Syncer   // web
+	front  front            // web with an edge section
 
 	metrics *metrics // its own registry, served on the local API
 
@@ -125,6 +127,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		return err
 	}
 	if err := a.openGossip(ctx, key); err != nil {
+		return err
+	}
+	if err := a.openEdge(ctx); err != nil {
 		return err
 	}
 	a.serve(token)
@@ -230,6 +235,8 @@ func (a *Agent) serve(token string) {
 		Mirror:  a.mirrorHandler(),
 		Meta:    a.localMeta,
 		Metrics: a.metrics.handler(), ObserveRequest: a.metrics.observeRequest,
+		Certs:     a.certService(),
+		CertStore: a.certStoreHandler(),
 	})
 	a.localSrv = newHTTPServer(srv.LocalHandler())
 	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
@@ -298,6 +305,7 @@ func (a *Agent) Close() error {
 				ln.Close() // already closed when the server ran
 			}
 		}
+		a.closeEdge()
 		if a.syncer != nil {
 			a.keep(a.syncer.Close())
 		}

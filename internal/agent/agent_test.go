@@ -74,15 +74,19 @@ func (c *cluster) config(node, role string) *config.Config {
 
 func (c *cluster) target(node string) string { return filepath.Join(c.dir, node, "www", "moodle") }
 
-func (c *cluster) open(cfg *config.Config, key []byte) *agent.Agent {
+func (c *cluster) open(cfg *config.Config, key []byte, adjust ...func(*agent.Options)) *agent.Agent {
 	c.t.Helper()
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatal(err)
 	}
-	a := agent.New(cfg, agent.Options{
+	opts := agent.Options{
 		Key: key, Token: testToken, GossipTiming: gossip.TestTiming(),
 		SyncRetryMin: 50 * time.Millisecond, SyncRetryMax: 500 * time.Millisecond,
-	})
+	}
+	for _, f := range adjust {
+		f(&opts)
+	}
+	a := agent.New(cfg, opts)
 	if err := a.Open(context.Background()); err != nil {
 		c.t.Fatalf("open %s: %v", cfg.Node, err)
 	}

@@ -25,6 +25,7 @@ func (a *Agent) Status() api.Status {
 			st.Publish = &p
 		}
 	}
+	st.Certificate = a.certificateState()
 	if a.rels != nil {
 		p := a.rels.Progress()
 		if p.Phase != "" {
@@ -86,6 +87,7 @@ func (a *Agent) Health() api.Health {
 		"mirror:revision": {a.checkRevision()},
 		"node:drain":      {a.checkDrain()},
 	}
+	a.edgeChecks(checks)
 	return api.Health{Status: api.Worst(checks), Checks: checks}
 }
 

@@ -38,6 +38,7 @@ func (a *Agent) localMeta() gossip.NodeMeta {
 	}
 	m.Ready = a.Health().Status != api.StatusFail
 	m.Drained = a.isDrained()
+	m.CertExpiry = a.certExpiry()
 	a.mu.Lock()
 	m.Maint, m.MaintOn = a.maintApplied, a.maintActive
 	if !a.behindSince.IsZero() {
@@ -174,6 +175,7 @@ func (a *Agent) publishMeta() {
 
 func (a *Agent) observe() {
 	a.applyMaintenance()
+	a.observeEdge()
 	t := a.currentTarget()
 	a.mu.Lock()
 	changed := t != nil && (a.target == nil || *a.target != *t)
@@ -219,12 +221,11 @@ func (a *Agent) applied(rev mirror.Revision) {
 
 // source finds the controller's mirror endpoint through gossip.
 func (a *Agent) source(ctx context.Context) (mirror.Source, error) {
-	for _, m := range a.gossip.Members() {
-		if m.Meta.Role == roleController && m.State == "alive" && m.Meta.API != "" {
-			return mirror.NewClient("https://"+m.Meta.API+"/cluster/v1/mirror", a.peers), nil
-		}
+	api, err := a.controllerAPI()
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("no live controller in the cluster")
+	return mirror.NewClient("https://"+api+"/cluster/v1/mirror", a.peers), nil
 }
 
 // Rollback implements api.Node: make a kept revision the cluster target

@@ -51,6 +51,11 @@ type Config struct {
 	Metrics http.Handler
 	// ObserveRequest, when set, is told about every request (metrics).
 	ObserveRequest RequestObserver
+
+	// Certs is the edge's certificate manager (nil: no edge on this node).
+	Certs CertService
+	// CertStore serves the cluster certificate storage (controller only).
+	CertStore http.Handler
 }
 
 // Server builds the two HTTP handlers of an agent.
@@ -96,6 +101,7 @@ func (s *Server) ClusterHandler() http.Handler {
 	if s.cfg.Meta != nil {
 		c.GET("/meta", func(c echo.Context) error { return c.JSON(http.StatusOK, s.cfg.Meta()) })
 	}
+	s.certStoreRoutes(c)
 	return e
 }
 
@@ -128,6 +134,7 @@ func (s *Server) routes(e *echo.Echo) {
 	v1.POST("/revisions", s.publish)
 	v1.GET("/openapi.json", s.openapi)
 	s.opsRoutes(v1)
+	s.certRoutes(v1)
 }
 
 // requireToken checks the bearer token in constant time.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
@@ -93,6 +94,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"DeployRequest":      reflect.TypeFor[api.DeployRequest](),
 		"DeployStep":         reflect.TypeFor[api.DeployStep](),
 		"Deploy":             reflect.TypeFor[api.Deploy](),
+		"CertificateState":   reflect.TypeFor[certs.State](),
 	} {
 		if _, ok := doc.Components.Schemas[name]; !ok {
 			t.Errorf("openapi.json has no schema %s", name)

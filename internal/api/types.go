@@ -3,6 +3,7 @@ package api
 import (
 	"time"
 
+	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
 
@@ -33,6 +34,8 @@ type Status struct {
 	SyncError   string               `json:"sync_error,omitempty"`
 	// Publish is the controller's running publish, or its last one.
 	Publish *mirror.PublishProgress `json:"publish,omitempty"`
+	// Certificate is the edge's certificate (web nodes with an edge).
+	Certificate *certs.State `json:"certificate,omitempty"`
 }
 
 // Transfer counts the bytes of this node's calls to other agents (content

@@ -112,6 +112,9 @@ type EdgeConfig struct {
 	KeyFile         string     `yaml:"key_file"`
 	ACME            ACMEConfig `yaml:"acme"`
 	MaintenancePage string     `yaml:"maintenance_page"` // HTML file; "" = built-in page
+	// TrustedProxies are CIDRs of peers (e.g. the load balancer) whose
+	// X-Forwarded-* headers the edge believes.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // ACMEConfig configures certificate issuance through ACME.

@@ -216,6 +216,7 @@ func (v *validator) edge(e *EdgeConfig) {
 	if e.ACME.Email != "" && !strings.Contains(e.ACME.Email, "@") {
 		v.addf("edge.acme.email", "invalid email address %q", e.ACME.Email)
 	}
+	v.cidrs("edge.trusted_proxies", e.TrustedProxies)
 }
 
 func (v *validator) url(key, raw string, schemes ...string) {
@@ -232,9 +233,13 @@ func (v *validator) url(key, raw string, schemes ...string) {
 
 func (v *validator) maintenance(m *MaintenanceConfig) {
 	v.absPath("maintenance.moodle_dataroot", m.MoodleDataroot)
-	for i, cidr := range m.Allow {
+	v.cidrs("maintenance.allow", m.Allow)
+}
+
+func (v *validator) cidrs(key string, cidrs []string) {
+	for i, cidr := range cidrs {
 		if _, err := netip.ParsePrefix(cidr); err != nil {
-			v.addf(fmt.Sprintf("maintenance.allow[%d]", i), "invalid CIDR %q", cidr)
+			v.addf(fmt.Sprintf("%s[%d]", key, i), "invalid CIDR %q", cidr)
 		}
 	}
 }

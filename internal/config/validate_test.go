@@ -13,6 +13,7 @@ func validWeb(tb testing.TB) *config.Config {
 	return MustParse(tb, webYAML+`
 edge:
   domains: [moodle.example.com, "*.example.org"]
+  trusted_proxies: [10.0.0.0/24, "2001:db8::/64"]
 maintenance:
   allow: [10.0.0.0/8, "2001:db8::/32"]
 db:
@@ -97,6 +98,8 @@ func TestValidateBad(t *testing.T) {
 		{"edge.acme.ca", func(c *config.Config) { c.Edge.ACME.CA = "http://ca/dir" }, []string{"edge.acme.ca: must be a https:// URL"}},
 		{"edge.acme.email", func(c *config.Config) { c.Edge.ACME.Email = "admin" }, []string{"edge.acme.email: invalid email address"}},
 		{"maintenance.allow", func(c *config.Config) { c.Maintenance.Allow = []string{"10.0.0.0/8", "10.0.0/8"} }, []string{`maintenance.allow[1]: invalid CIDR "10.0.0/8"`}},
+		{"edge.trusted_proxies", func(c *config.Config) { c.Edge.TrustedProxies = []string{"10.0.0.0/24", "lb"} }, []string{`edge.trusted_proxies[1]: invalid CIDR "lb"`}},
+		{"edge.trusted_proxies bare IP", func(c *config.Config) { c.Edge.TrustedProxies = []string{"10.0.0.4"} }, []string{`edge.trusted_proxies[0]: invalid CIDR "10.0.0.4"`}},
 		{"maintenance.allow bare IP", func(c *config.Config) { c.Maintenance.Allow = []string{"10.0.0.1"} }, []string{`maintenance.allow[0]: invalid CIDR "10.0.0.1"`}},
 		{"moodle_dataroot", func(c *config.Config) { c.Maintenance.MoodleDataroot = "moodledata" }, []string{"maintenance.moodle_dataroot: must be an absolute path"}},
 		{"db.driver", func(c *config.Config) { c.DB.Driver = "sqlite" }, []string{`db.driver: must be postgres or mysql, got "sqlite"`}},

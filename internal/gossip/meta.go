@@ -23,6 +23,8 @@ type NodeMeta struct {
 	MaintOn bool   `json:"mo,omitempty"`  // maintenance is in force on this node
 	Behind  int64  `json:"b,omitempty"`   // unix time since when the node is behind the target
 	Version string `json:"ver,omitempty"` // nodeagent version
+
+	CertExpiry int64 `json:"ce,omitempty"` // unix time the edge's certificate ends
 }
 
 func encodeMeta(m NodeMeta) ([]byte, error) {

@@ -1,0 +1,113 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// server is one listener of the edge: its http.Server, the bound listener
+// and the goroutine serving it.
+type server struct {
+	key  string // config key, for errors and logs
+	bind string // configured address
+	log  *slog.Logger
+	srv  *http.Server
+	tls  *tls.Config // nil: plain HTTP
+	ln   net.Listener
+	wg   sync.WaitGroup
+	base context.CancelFunc // cancels every request context, WebSockets included
+}
+
+func (e *Edge) newServer(key, bind string, h http.Handler, tlsCfg *tls.Config) *server {
+	base, cancel := context.WithCancel(context.Background())
+	s := &server{key: key, bind: bind, log: e.log.With("listener", key), tls: tlsCfg, base: cancel}
+	s.srv = &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          log.New(serverLog{s.log}, "", 0),
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+	return s
+}
+
+func (s *server) listen() error {
+	ln, err := net.Listen("tcp", s.bind)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.key, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+func (s *server) serve() {
+	if s.ln == nil {
+		return
+	}
+	s.wg.Go(func() {
+		var err error
+		if s.tls != nil {
+			err = s.srv.ServeTLS(s.ln, "", "")
+		} else {
+			err = s.srv.Serve(s.ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("edge listener stopped", "err", err)
+		}
+	})
+}
+
+// shutdown lets requests in flight finish until ctx ends, then closes every
+// connection. Hijacked connections (WebSockets) are not waited for: the
+// base context is cancelled, which makes the proxy close them.
+func (s *server) shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	s.base()
+	if err != nil { // requests still running at the deadline: cut them
+		err = s.srv.Close()
+	}
+	s.closeListener() // bound but never served
+	s.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("%s: close: %w", s.key, err)
+	}
+	return nil
+}
+
+func (s *server) closeListener() {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+}
+
+func (s *server) addr() string {
+	if s == nil {
+		return ""
+	}
+	return localAddr(s.ln)
+}
+
+// serverLog takes http.Server's own log lines: failed TLS handshakes are
+// routine on a public port (scanners, clients that distrust the
+// certificate) and go to debug; anything else (accept errors such as
+// running out of file descriptors) is a warning.
+type serverLog struct{ log *slog.Logger }
+
+func (l serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.Contains(msg, "TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	l.log.Log(context.Background(), level, msg)
+	return len(p), nil
+}
