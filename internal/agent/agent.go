@@ -296,8 +296,11 @@ func (a *Agent) Close() error {
 		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, srv := range []*http.Server{a.clusterSrv, a.localSrv} {
-			if srv != nil {
-				a.keep(srv.Shutdown(shut))
+			if srv != nil && srv.Shutdown(shut) != nil {
+				// Requests still running (a long content fetch) are cut:
+				// what they use is closed next.
+				a.log.Warn("API shutdown: closing open requests")
+				srv.Close()
 			}
 		}
 		for _, ln := range []net.Listener{a.clusterLn, a.localLn} {
@@ -305,11 +308,11 @@ func (a *Agent) Close() error {
 				ln.Close() // already closed when the server ran
 			}
 		}
-		a.closeEdge()
 		if a.syncer != nil {
 			a.keep(a.syncer.Close())
 		}
 		a.wg.Wait()
+		a.closeEdge() // after the loops that reload its certificate
 		if a.gossip != nil {
 			a.keep(a.gossip.Close())
 		}

@@ -369,18 +369,20 @@ func (a *Agent) certificateState() *certs.State {
 // certExpiry is the end of the served certificate, for the gossip
 // metadata (0 without an edge).
 func (a *Agent) certExpiry() int64 {
-	if a.front.certs == nil {
+	st := a.certificateState()
+	if st == nil || st.Pending {
 		return 0
 	}
-	return a.front.certs.State().NotAfter.Unix()
+	return st.NotAfter.Unix()
 }
 
 // CertificateNotAfter is the expiry of the certificate the edge serves, by
 // its first name (nodeagent_certificate_not_after_seconds); nil without an
-// edge.
+// edge, and while ACME has no certificate yet (the self-signed stand-in's
+// expiry would hide that from an expiry alert).
 func (a *Agent) CertificateNotAfter() map[string]time.Time {
 	st := a.certificateState()
-	if st == nil || st.NotAfter.IsZero() || len(st.Names) == 0 {
+	if st == nil || st.Pending || st.NotAfter.IsZero() || len(st.Names) == 0 {
 		return nil
 	}
 	return map[string]time.Time{st.Names[0]: st.NotAfter}

@@ -124,13 +124,16 @@ func (a *Agent) checkRevision() api.Check {
 	return c
 }
 
-// peerServing returns the name of another live web node serving id.
+// peerServing returns the name of another live web node serving id that is
+// in the load balancer (ready, not drained): a peer that takes no traffic
+// cannot stand in for this node.
 func (a *Agent) peerServing(id string) string {
 	if a.gossip == nil {
 		return ""
 	}
 	for _, m := range a.gossip.Members() {
-		if m.Name != a.cfg.Node && m.State == "alive" && m.Meta.Role == roleWeb && m.Meta.Rev == id {
+		if m.Name != a.cfg.Node && m.State == gossip.StateAlive && m.Meta.Role == roleWeb &&
+			m.Meta.Rev == id && m.Meta.Ready && !m.Meta.Drained {
 			return m.Name
 		}
 	}

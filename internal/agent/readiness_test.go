@@ -114,3 +114,31 @@ func TestReadinessBehindTarget(t *testing.T) {
 	waitReady(t, w1, 200, 5*time.Second)
 	waitReady(t, w2, 200, 5*time.Second)
 }
+
+// TestReadinessPeerOutOfBalancer: a peer that serves the target but takes
+// no traffic (drained, or not ready) does not make a node that is behind
+// drop out: that could leave the load balancer with no node at all.
+func TestReadinessPeerOutOfBalancer(t *testing.T) {
+	c := newCluster(t)
+	var cut1, cut2 atomic.Bool
+	w1 := c.addCuttableWeb("web-1", &cut1)
+	w2 := c.addCuttableWeb("web-2", &cut2)
+	c.publish("first")
+	c.converged("web-1", "web-2")
+	waitReady(t, w2, 200, 5*time.Second)
+
+	if code, _, body := call(t, "PUT", "http://"+w1.LocalAddr()+"/v1/drain", testToken, nil); code != 200 {
+		t.Fatalf("drain web-1: %d %s", code, body)
+	}
+	cut2.Store(true)
+	writeTree(t, c.source, map[string]string{"index.php": "<?php echo 2;"})
+	c.publish("second")
+	c.converged("web-1")
+	stays(t, w2, 200, 2500*time.Millisecond) // well past max_lag (1s)
+
+	// web-1 back in the load balancer: now web-2, still behind, drops out.
+	if code, _, body := call(t, "DELETE", "http://"+w1.LocalAddr()+"/v1/drain", testToken, nil); code != 200 {
+		t.Fatalf("undrain web-1: %d %s", code, body)
+	}
+	waitReady(t, w2, 503, 10*time.Second)
+}
