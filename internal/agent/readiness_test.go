@@ -72,15 +72,22 @@ func stays(t *testing.T, a *agent.Agent, want int, d time.Duration) {
 	}
 }
 
-func TestReadinessBehindTarget(t *testing.T) {
-	c := newCluster(t)
-	var cut1, cut2 atomic.Bool
-	w1 := c.addCuttableWeb("web-1", &cut1)
-	w2 := c.addCuttableWeb("web-2", &cut2)
+// twoCuttableWebs starts a controller and two cuttable web nodes, publishes
+// and waits until both serve it and are ready.
+func twoCuttableWebs(t *testing.T) (c *cluster, w1, w2 *agent.Agent, cut1, cut2 *atomic.Bool) {
+	c = newCluster(t)
+	cut1, cut2 = new(atomic.Bool), new(atomic.Bool)
+	w1 = c.addCuttableWeb("web-1", cut1)
+	w2 = c.addCuttableWeb("web-2", cut2)
 	c.publish("first")
 	c.converged("web-1", "web-2")
 	waitReady(t, w1, 200, 5*time.Second)
 	waitReady(t, w2, 200, 5*time.Second)
+	return c, w1, w2, cut1, cut2
+}
+
+func TestReadinessBehindTarget(t *testing.T) {
+	c, w1, w2, cut1, cut2 := twoCuttableWebs(t)
 
 	// web-2 is cut off; web-1 serves the new target: web-2 stays ready for
 	// max_lag, then drops out.
@@ -119,13 +126,7 @@ func TestReadinessBehindTarget(t *testing.T) {
 // no traffic (drained, or not ready) does not make a node that is behind
 // drop out: that could leave the load balancer with no node at all.
 func TestReadinessPeerOutOfBalancer(t *testing.T) {
-	c := newCluster(t)
-	var cut1, cut2 atomic.Bool
-	w1 := c.addCuttableWeb("web-1", &cut1)
-	w2 := c.addCuttableWeb("web-2", &cut2)
-	c.publish("first")
-	c.converged("web-1", "web-2")
-	waitReady(t, w2, 200, 5*time.Second)
+	c, w1, w2, _, cut2 := twoCuttableWebs(t)
 
 	if code, _, body := call(t, "PUT", "http://"+w1.LocalAddr()+"/v1/drain", testToken, nil); code != 200 {
 		t.Fatalf("drain web-1: %d %s", code, body)
