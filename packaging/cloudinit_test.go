@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -31,7 +33,8 @@ var params = map[string]string{
 	"api_token":         "token-0123456789",
 	"php_fpm_service":   "php8.2-fpm",
 	"moodle_dir":        "/moodle/html/moodle",
-	"moodle_dataroot":   "/moodle/moodledata",
+	// Outside the unit's ReadWritePaths: the file must allow it.
+	"moodle_dataroot": "/var/moodledata",
 }
 
 // render substitutes ${name} as Terraform's templatefile() or envsubst do,
@@ -85,21 +88,83 @@ func TestCloudInit(t *testing.T) {
 			if strings.TrimSpace(files["/etc/nodeagent/api.token"]) != params["api_token"] {
 				t.Errorf("api.token not written from the parameter")
 			}
-			var install, start, wait bool
+			allowed := writableByUnit(t, "nodeagent.service")
+			dropIn, hasDropIn := files[pathsDropIn]
+			if hasDropIn {
+				allowed = append(allowed, writableByUnit(t, writeTemp(t, dropIn))...)
+				if !strings.Contains(dropIn, "\n[Service]\n") && !strings.HasPrefix(dropIn, "[Service]\n") {
+					t.Errorf("%s lacks [Service]:\n%s", pathsDropIn, dropIn)
+				}
+			}
+			for _, p := range agentWrites(cfg) {
+				if !slices.ContainsFunc(allowed, func(a string) bool { return p == a || strings.HasPrefix(p, a+"/") }) {
+					t.Errorf("the agent writes %s but the unit allows only %v (ReadWritePaths in %s)", p, allowed, pathsDropIn)
+				}
+			}
+			var install, start, wait, reloaded, reloadedFirst bool
 			for _, c := range cc.RunCmd {
 				line := strings.Join(c, " ")
+				reloaded = reloaded || line == "systemctl daemon-reload"
 				install = install || strings.Contains(line, "apt-get install") && strings.Contains(line, "--force-confold")
 				start = start || line == "systemctl enable --now nodeagent.service"
+				reloadedFirst = reloadedFirst || start && reloaded
 				wait = wait || strings.HasPrefix(line, "nodeagent wait")
 			}
 			if !install || !start {
 				t.Errorf("runcmd must install the package keeping the written config (%v) and start it (%v)", install, start)
+			}
+			if hasDropIn && !reloadedFirst {
+				t.Errorf("runcmd must run systemctl daemon-reload before it starts the agent, so %s applies", pathsDropIn)
 			}
 			if role == "web" && !wait {
 				t.Error("a web VM's provisioning must wait for its first sync")
 			}
 		})
 	}
+}
+
+// pathsDropIn is where cloud-init allows the paths it templates.
+const pathsDropIn = "/etc/systemd/system/nodeagent.service.d/paths.conf"
+
+// writableByUnit returns the directories a unit file (or drop-in) lets the
+// agent write under ProtectSystem=strict: ReadWritePaths (without the "-"
+// and "+" prefixes) and StateDirectory.
+func writableByUnit(t *testing.T, file string) []string {
+	t.Helper()
+	u := unitSettings(t, file)
+	var dirs []string
+	for _, p := range strings.Fields(strings.Join(u["ReadWritePaths"], " ")) {
+		dirs = append(dirs, filepath.Clean(strings.TrimLeft(p, "-+")))
+	}
+	for _, d := range u["StateDirectory"] {
+		dirs = append(dirs, filepath.Join("/var/lib", d))
+	}
+	return dirs
+}
+
+// agentWrites returns the paths a config makes the agent write: data_dir,
+// mirror.target's directory, maintenance.moodle_dataroot and db.dump_dir.
+func agentWrites(cfg *config.Config) []string {
+	paths := []string{cfg.DataDir}
+	if cfg.Mirror.Target != "" {
+		paths = append(paths, filepath.Dir(cfg.Mirror.Target))
+	}
+	if cfg.Maintenance.MoodleDataroot != "" {
+		paths = append(paths, cfg.Maintenance.MoodleDataroot)
+	}
+	if cfg.DB != nil && cfg.DB.DumpDir != "" {
+		paths = append(paths, cfg.DB.DumpDir)
+	}
+	return paths
+}
+
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
 
 // TestNginxSnippetUsesRealpathRoot: PHP must get the resolved release path.

@@ -25,9 +25,13 @@ if dpkg-query -W -f='${db:Status-Status}' nodeagent 2>/dev/null | grep -qv '^not
 fi
 [ ! -e "$etc" ] && [ ! -e "$data" ] || fail "$etc or $data exists; this test would change it"
 
+# postinst creates /var/www only where it is missing.
+www_mode=$(stat -c %a /var/www 2>/dev/null || echo absent)
+
 cleanup() {
 	dpkg -P nodeagent >/dev/null 2>&1 || true
 	rm -rf "$etc" "$data"
+	if [ "$www_mode" = absent ]; then rmdir /var/www 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -88,9 +92,14 @@ echo "$out" | grep -q "generated $etc/api.token" || fail "postinst did not say i
 [ "$(stat -c %U "$etc/api.token")" = root ] || fail "api.token owner"
 [ "$(wc -c <"$etc/api.token")" -ge 40 ] || fail "api.token too short"
 [ -d "$data" ] && [ "$(mode "$data")" = 711 ] || fail "data_dir: $(ls -ld "$data" 2>&1)"
+if [ "$www_mode" = absent ]; then
+	[ -d /var/www ] && [ "$(mode /var/www)" = 755 ] || fail "/var/www: $(ls -ld /var/www 2>&1)"
+else
+	[ "$(mode /var/www)" = "$www_mode" ] || fail "postinst changed /var/www from $www_mode to $(mode /var/www)"
+fi
 cmp -s "$etc/nodeagent.yaml" <(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./etc/nodeagent/nodeagent.yaml) ||
 	fail "installed config differs from the packaged one"
-echo "ok: token 0600, data_dir 0711, config"
+echo "ok: token 0600, data_dir 0711, /var/www, config"
 
 step "nodeagent version shows the stamped version"
 got=$(/usr/bin/nodeagent version)
@@ -102,6 +111,8 @@ step "systemd-analyze verify $unit"
 verify=$(systemd-analyze verify "$unit" 2>&1) || fail "verify: $verify"
 [ -z "$verify" ] || fail "verify warns: $verify"
 grep -qx 'Type=notify' "$unit" && grep -qx 'KillSignal=SIGINT' "$unit" || fail "unit lost Type=notify or KillSignal=SIGINT"
+# shellcheck disable=SC2016 # $MAINPID is systemd's
+grep -qxF 'ExecReload=/bin/kill -HUP $MAINPID' "$unit" || fail "unit lost ExecReload (systemctl reload)"
 # Exposure as systemd rates it (0 best, 10 worst); 2.9 when this was written.
 exposure=$(systemd-analyze security --offline=true "$unit" 2>&1 | sed -n 's/.*Overall exposure level for nodeagent.service: \([0-9.]*\).*/\1/p')
 systemd-analyze security --offline=true --threshold=35 "$unit" >/dev/null 2>&1 || fail "exposure $exposure above 3.5"

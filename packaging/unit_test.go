@@ -37,6 +37,7 @@ func TestUnit(t *testing.T) {
 		"KillMode":                "mixed",
 		"Restart":                 "on-failure",
 		"ExecStart":               "/usr/bin/nodeagent run -config /etc/nodeagent/nodeagent.yaml",
+		"ExecReload":              "/bin/kill -HUP $MAINPID",
 		"StateDirectory":          "nodeagent", // data_dir's default, /var/lib/nodeagent
 		"StateDirectoryMode":      "0711",      // as postinst creates it
 		"ProtectSystem":           "strict",
@@ -78,6 +79,10 @@ func TestPackageFilesAgree(t *testing.T) {
 	}
 	if !regexp.MustCompile(`install -d -m 0711 /var/lib/nodeagent\n`).MatchString(postinst) {
 		t.Error("postinst does not create /var/lib/nodeagent 0711")
+	}
+	// ReadWritePaths=-/var/www needs it; an existing one keeps its mode.
+	if !regexp.MustCompile(`if \[ ! -e /var/www \] && \[ ! -L /var/www \]; then\n\tinstall -d -m 0755 /var/www\n`).MatchString(postinst) {
+		t.Error("postinst does not create a missing /var/www 0755 (and only a missing one)")
 	}
 	if !strings.Contains(postinst, `"$etc/api.token"`) || !strings.Contains(postinst, "umask 077") {
 		t.Error("postinst does not create api.token 0600")
