@@ -127,6 +127,16 @@ func TestScheduleFiresAtTheMinute(t *testing.T) {
 	})
 }
 
+func fileSHA(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
 func sorted(s []string) []string {
 	c := append([]string(nil), s...)
 	for i := range c {

@@ -84,11 +84,12 @@ func (m *mysql) dump(ctx context.Context, f *os.File, cred *credentials) error {
 	if copyErr != nil {
 		cancel() // a full disk: stop mysqldump rather than let it block
 	}
-	if err := cmd.Wait(); err != nil {
-		return toolError("mysqldump", err, stderr)
-	}
+	waitErr := cmd.Wait()
 	if copyErr != nil {
-		return fmt.Errorf("compress mysqldump output: %w", copyErr)
+		return fmt.Errorf("write dump: %w", copyErr)
+	}
+	if waitErr != nil {
+		return toolError("mysqldump", waitErr, stderr)
 	}
 	if err := gz.Close(); err != nil {
 		return fmt.Errorf("compress mysqldump output: %w", err)
@@ -102,15 +103,11 @@ func (m *mysql) dump(ctx context.Context, f *os.File, cred *credentials) error {
 // verify reads the whole gzip stream back (its CRC and length checked) and
 // requires mysqldump's completion marker at the end of the SQL.
 func (m *mysql) verify(ctx context.Context, path string) error {
-	f, err := os.Open(path)
+	gz, err := gunzip(path)
 	if err != nil {
-		return err
+		return fmt.Errorf("read back: %w", err)
 	}
-	defer f.Close()
-	gz, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
-	if err != nil {
-		return fmt.Errorf("read back gzip: %w", err)
-	}
+	defer gz.Close()
 	tail := newTail(512)
 	if _, err := io.Copy(tail, ctxReader{ctx, gz}); err != nil {
 		return fmt.Errorf("read back gzip: %w", err)
@@ -150,15 +147,11 @@ func (m *mysql) restore(ctx context.Context, path string, t Target, cred *creden
 	if n := strings.TrimSpace(out); n != "0" {
 		return fmt.Errorf("database %s on %s:%d already has %s tables or views; restore into a new or empty database", t.Name, t.Host, t.Port, n)
 	}
-	f, err := os.Open(path)
+	gz, err := gunzip(path)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	gz, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
-	if err != nil {
-		return fmt.Errorf("read %s: %w", filepath.Base(path), err)
-	}
+	defer gz.Close()
 	if _, err := m.sql(ctx, conn, gz, t.Name); err != nil {
 		return err
 	}
@@ -177,6 +170,27 @@ func (m *mysql) sql(ctx context.Context, conn []string, stdin io.Reader, args ..
 	}
 	return out.String(), nil
 }
+
+// gunzipFile reads a gzip file decompressed.
+type gunzipFile struct {
+	*gzip.Reader
+	f *os.File
+}
+
+func gunzip(path string) (*gunzipFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	gz, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("gzip %s: %w", filepath.Base(path), err)
+	}
+	return &gunzipFile{gz, f}, nil
+}
+
+func (g *gunzipFile) Close() error { return g.f.Close() }
 
 // ctxReader stops a long read when ctx is done.
 type ctxReader struct {
