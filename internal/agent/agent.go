@@ -52,6 +52,7 @@ type Agent struct {
 	store  *mirror.Store    // controller
 	rels   *mirror.Releases // web
 	syncer *mirror.Syncer   // web
+	db     *dbService       // controller with a db section
 
 	localLn, clusterLn   net.Listener
 	localSrv, clusterSrv *http.Server
@@ -118,6 +119,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		return err
 	}
 	if err := a.openMirror(ctx); err != nil {
+		return err
+	}
+	if err := a.openDB(ctx); err != nil {
 		return err
 	}
 	if err := a.openGossip(ctx, key); err != nil {
@@ -221,7 +225,7 @@ func (a *Agent) openGossip(ctx context.Context, key []byte) error {
 }
 
 func (a *Agent) serve(token string) {
-	srv := api.New(api.Config{Node: a, Token: token, Mirror: a.mirrorHandler(), Logger: a.log})
+	srv := api.New(api.Config{Node: a, Token: token, Mirror: a.mirrorHandler(), Dumps: a.dumpService(), Logger: a.log})
 	a.localSrv = newHTTPServer(srv.LocalHandler())
 	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
 	a.clusterSrv.TLSConfig = a.id.ServerConfig()
@@ -293,6 +297,7 @@ func (a *Agent) Close() error {
 			a.keep(a.syncer.Close())
 		}
 		a.wg.Wait()
+		a.keep(a.closeDB())
 		if a.gossip != nil {
 			a.keep(a.gossip.Close())
 		}

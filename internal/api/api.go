@@ -42,6 +42,8 @@ type Config struct {
 	Token string // bearer token for /v1/
 	// Mirror serves the agent-to-agent mirror endpoints (controller only).
 	Mirror http.Handler
+	// Dumps serves /v1/db/ (controller with a db section; nil otherwise).
+	Dumps  DumpService
 	Logger *slog.Logger
 }
 
@@ -112,6 +114,7 @@ func (s *Server) routes(e *echo.Echo) {
 	v1.GET("/revisions", s.revisions)
 	v1.POST("/revisions", s.publish)
 	s.opsRoutes(v1)
+	s.dbRoutes(v1)
 }
 
 // requireToken checks the bearer token in constant time.
@@ -150,7 +153,12 @@ func (s *Server) readyz(c echo.Context) error {
 }
 
 func (s *Server) status(c echo.Context) error {
-	return c.JSON(http.StatusOK, s.cfg.Node.Status())
+	st := s.cfg.Node.Status()
+	if s.cfg.Dumps != nil {
+		db := s.cfg.Dumps.DBStatus()
+		st.DB = &db
+	}
+	return c.JSON(http.StatusOK, st)
 }
 
 func (s *Server) members(c echo.Context) error {

@@ -31,6 +31,7 @@ type Status struct {
 	Transfer    Transfer             `json:"transfer"`
 	Sync        *mirror.SyncProgress `json:"sync,omitempty"`
 	SyncError   string               `json:"sync_error,omitempty"`
+	DB          *DBStatus            `json:"db,omitempty"` // controller with a db section
 }
 
 // Transfer counts the bytes of this node's calls to other agents (content
