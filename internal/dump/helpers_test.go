@@ -45,11 +45,16 @@ func newEnv(t *testing.T, start func(testing.TB) *dbtest.Server) *env {
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "db.password")
 	writeFile(t, pwFile, e.password+"\n")
-	e.db = config.DBConfig{
-		Driver: e.srv.Driver, Host: e.srv.Host, Port: e.srv.Port, Name: "moodle", User: "moodle",
-		PasswordFile: pwFile, DumpDir: filepath.Join(dir, "dumps"), Schedule: "22 2 * * *", Keep: 7,
-	}
+	e.db = e.dbConfig(pwFile, filepath.Join(dir, "dumps"))
 	return e
+}
+
+// dbConfig is the db section for database moodle of e's server.
+func (e *env) dbConfig(pwFile, dumpDir string) config.DBConfig {
+	return config.DBConfig{
+		Driver: e.srv.Driver, Host: e.srv.Host, Port: e.srv.Port, Name: "moodle", User: "moodle",
+		PasswordFile: pwFile, DumpDir: dumpDir, Schedule: "22 2 * * *", Keep: 7,
+	}
 }
 
 // sqlEscape quotes s for a '...' literal: quotes doubled, and for MariaDB
