@@ -50,9 +50,11 @@ func TestFailedDumpKeepsEarlierDumps(t *testing.T) {
 				if got, want := dirFiles(t, dir), []string{good.Name, good.Name + ".json"}; strings.Join(got, " ") != strings.Join(want, " ") {
 					t.Fatalf("dump_dir holds %v, want only %v", got, want)
 				}
-				if _, rec, err := d.OpenDump(good.Name); err != nil || rec.SHA256 != good.SHA256 {
+				file, rec, err := d.OpenDump(good.Name)
+				if err != nil || rec.SHA256 != good.SHA256 {
 					t.Fatalf("earlier dump: %v %+v", err, rec)
 				}
+				file.Close()
 				if sum := fileSHA(t, filepath.Join(dir, good.Name)); sum != good.SHA256 {
 					t.Fatalf("earlier dump changed: sha256 %s, was %s", sum, good.SHA256)
 				}
