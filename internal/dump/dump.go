@@ -78,7 +78,7 @@ type Listing struct {
 // Stats are the numbers a metrics endpoint exports.
 type Stats struct {
 	Failures     uint64        // failed dumps since start
-	LastSuccess  time.Time     // zero if none since start
+	LastSuccess  time.Time     // of the newest good dump; zero if none
 	LastDuration time.Duration // of the last good dump
 	LastSize     int64         // bytes of the last good dump
 	Running      bool
@@ -145,6 +145,13 @@ func (d *Dumper) Open(ctx context.Context) error {
 	if err := d.removeTemps(); err != nil {
 		return fmt.Errorf("db.dump_dir: %w", err)
 	}
+	dumps, err := d.scan()
+	if err != nil {
+		return fmt.Errorf("db.dump_dir: %w", err)
+	}
+	if n := len(dumps); n > 0 {
+		d.lastGood = &dumps[n-1] // Stats survive a restart
+	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if !d.cfg.NoSchedule {
 		d.wg.Add(1)
@@ -195,12 +202,8 @@ func (d *Dumper) List() (Listing, error) {
 		next := d.next
 		l.NextScheduled = &next
 	}
-	switch n := len(dumps); {
-	case d.lastGood != nil:
+	if d.lastGood != nil {
 		t := d.lastGood.finished()
-		l.LastSuccess = &t
-	case n > 0:
-		t := dumps[n-1].finished()
 		l.LastSuccess = &t
 	}
 	return l, nil

@@ -93,6 +93,18 @@ func TestRetention(t *testing.T) {
 	if names[0] != "moodle-20261127T022200Z.dump" {
 		t.Errorf("first dump named %s, want moodle-20261127T022200Z.dump", names[0])
 	}
+
+	// After a crash mid-dump and a restart: the temporary file is gone,
+	// the dumps and foreign files stay, and the stats know the last dump.
+	d.Close()
+	writeFile(t, filepath.Join(e.db.DumpDir, ".nodeagent-tmp-moodle-20261201T022200Z.dump.123"), "partial")
+	d = e.dumper(t, func(c *dump.Config) { c.Clock = clock })
+	if got := dirFiles(t, e.db.DumpDir); strings.Join(sorted(want), " ") != strings.Join(got, " ") {
+		t.Fatalf("after a restart dump_dir holds %v, want %v", got, sorted(want))
+	}
+	if s := d.Stats(); s.LastSize != l.Dumps[1].Size || s.LastSuccess.IsZero() || s.Failures != 0 {
+		t.Fatalf("stats after a restart: %+v", s)
+	}
 }
 
 // TestScheduleFiresAtTheMinute: with "22 2 * * *" the dump starts at 02:22
