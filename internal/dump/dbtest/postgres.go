@@ -7,6 +7,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -99,4 +101,37 @@ func (s *Server) CreateDB(tb testing.TB, name, owner string) {
 		return
 	}
 	s.SQL(tb, "", fmt.Sprintf("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;", name))
+}
+
+// LockTable holds an ACCESS EXCLUSIVE lock on table in db (PostgreSQL)
+// until release is called: a pg_dump started meanwhile waits for it, which
+// keeps a dump running for as long as a test needs.
+func (s *Server) LockTable(tb testing.TB, db, table string) (release func()) {
+	tb.Helper()
+	cmd := s.client(db)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	fmt.Fprintf(stdin, "BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n", table)
+	buf := make([]byte, 64)
+	if n, err := out.Read(buf); err != nil || !strings.Contains(string(buf[:n]), "locked") {
+		tb.Fatalf("lock %s: %v %q", table, err, buf[:n])
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			stdin.Close()
+			cmd.Wait()
+		})
+	}
+	tb.Cleanup(release)
+	return release
 }
