@@ -3,6 +3,7 @@ package dump_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,7 +44,8 @@ func BenchmarkDumpVsTool(b *testing.B) {
 				b.Logf("%s: generated %s (%d MB of rows) in %s", eng.name, db, mb, time.Since(start).Round(time.Second))
 				cfg := e.db
 				cfg.Name, cfg.Keep = db, 1
-				d := dump.New(dump.Config{DB: cfg, NoSchedule: true})
+				logs := &syncBuffer{}
+				d := dump.New(dump.Config{DB: cfg, NoSchedule: true, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 				if err := d.Open(context.Background()); err != nil {
 					b.Fatal(err)
 				}
@@ -70,6 +72,11 @@ func BenchmarkDumpVsTool(b *testing.B) {
 				ts, as := slices.Min(tool), slices.Min(agent) // best of runs: the CPU is shared
 				b.Logf("| %s | %d MB | %.1f MB | %.2f s | %.2f s | %.2f | %.1f MB | %.1f MB |",
 					eng.name, mb, float64(size)/1e6, ts, as, as/ts, float64(heap)/1e6, float64(rss)/1e6)
+				for _, line := range strings.Split(logs.String(), "\n") {
+					if strings.Contains(line, "dump checked") {
+						b.Logf("  %s", line[strings.Index(line, "tool_seconds"):])
+					}
+				}
 				b.ReportMetric(as/ts, fmt.Sprintf("ratio_%dMB", mb))
 				b.ReportMetric(float64(heap)/1e6, fmt.Sprintf("peakheapMB_%dMB", mb))
 			}

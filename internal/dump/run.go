@@ -114,9 +114,11 @@ func (d *Dumper) take(ctx context.Context, rec *Record) (meta sidecarData, err e
 		return meta, err
 	}
 	defer cred.remove()
+	t0 := time.Now()
 	if err := d.eng.dump(ctx, f, cred); err != nil {
 		return meta, err
 	}
+	t1 := time.Now()
 	if err := f.Sync(); err != nil {
 		return meta, fmt.Errorf("fsync dump: %w", err)
 	}
@@ -126,15 +128,19 @@ func (d *Dumper) take(ctx context.Context, rec *Record) (meta sidecarData, err e
 		return meta, fmt.Errorf("close dump: %w", err)
 	}
 	meta = sidecarData{Name: rec.Name, Driver: rec.Driver, Database: rec.Database, Trigger: rec.Trigger, Started: rec.Started}
+	t2 := time.Now()
 	if meta.Size, meta.SHA256, err = hashFile(ctx, tmp); err != nil {
 		return meta, err
 	}
 	if meta.Size == 0 {
 		return meta, errors.New("the dump is empty")
 	}
+	t3 := time.Now()
 	if err := d.eng.verify(ctx, tmp); err != nil {
 		return meta, err
 	}
+	d.log.Info("dump checked", "name", rec.Name, "tool_seconds", t1.Sub(t0).Seconds(), "fsync_seconds", t2.Sub(t1).Seconds(),
+		"sha256_seconds", t3.Sub(t2).Seconds(), "verify_seconds", time.Since(t3).Seconds())
 	meta.Seconds = d.clock.Now().Sub(rec.Started).Seconds()
 	return meta, d.commit(tmp, meta)
 }
