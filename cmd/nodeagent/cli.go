@@ -43,6 +43,7 @@ func commands() []command {
 		{"undrain", "put this node back into the load balancer", runDrain(false)},
 		{"deploy", "maintenance on, publish, wait for every web node, run, maintenance off", runDeploy},
 		{"certs", "show the edge certificate; certs reload: reload it now", runCerts},
+		{"db", "controller: dump [-wait] | dumps | restore NAME -host H ... [-switch]", runDB},
 		{"keygen", "print a new gossip key", runKeygen},
 		{"version", "print version, commit, Go version", runVersion},
 	}

@@ -149,42 +149,9 @@ func runDeploy(ctx context.Context, args []string, out io.Writer) error {
 	if _, err := c.do(ctx, http.MethodPost, "/v1/deploys", api.DeployRequest{Message: *msg, Maintenance: *maint, Run: *run}, &d); err != nil {
 		return fmt.Errorf("deploy: %w", err)
 	}
-	if !cf.json {
-		fmt.Fprintf(out, "deploy %s\n", d.ID)
-	}
-	shown := 0
-	for {
-		for ; shown < len(d.Steps) && done(d.Steps[shown].Status); shown++ {
-			if !cf.json {
-				printStep(out, d.Steps[shown])
-			}
-		}
-		if d.Status != api.DeployRunning {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if _, err := c.do(ctx, http.MethodGet, "/v1/deploys/"+d.ID, nil, &d); err != nil {
-			return fmt.Errorf("deploy %s: %w", d.ID, err)
-		}
-	}
-	if cf.json {
-		if err := printJSON(out, d); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprintf(out, "deploy %s %s in %.2fs\n", d.ID, d.Status, d.Seconds)
-	}
-	if d.Status != api.DeploySucceeded {
-		if !cf.json {
-			fmt.Fprintf(out, "error: %s\n", d.Error)
-		}
-		return errQuiet
-	}
-	return nil
+	return follow(ctx, c, out, cf.json, "deploy", "/v1/deploys/"+d.ID, &d, func(d *api.Deploy) runView {
+		return runView{ID: d.ID, Status: d.Status, Error: d.Error, Steps: d.Steps, Seconds: d.Seconds}
+	})
 }
 
 func done(status string) bool { return status == api.DeployOK || status == api.DeployFailed }

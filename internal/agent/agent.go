@@ -55,7 +55,8 @@ type Agent struct {
 	syncer *mirror.Syncer   // web
 	front  front            // web with an edge section
 
-	metrics *metrics // its own registry, served on the local API
+	metrics *metrics   // its own registry, served on the local API
+	db      *dbService // controller with a db section
 
 	localLn, clusterLn   net.Listener
 	localSrv, clusterSrv *http.Server
@@ -124,6 +125,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		return err
 	}
 	if err := a.openMirror(ctx); err != nil {
+		return err
+	}
+	if err := a.openDB(ctx); err != nil {
 		return err
 	}
 	if err := a.openGossip(ctx, key); err != nil {
@@ -237,6 +241,7 @@ func (a *Agent) serve(token string) {
 		Metrics: a.metrics.handler(), ObserveRequest: a.metrics.observeRequest,
 		Certs:     a.certService(),
 		CertStore: a.certStoreHandler(),
+		Dumps:     a.dumpService(),
 	})
 	a.localSrv = newHTTPServer(srv.LocalHandler())
 	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
@@ -313,6 +318,7 @@ func (a *Agent) Close() error {
 		}
 		a.wg.Wait()
 		a.closeEdge() // after the loops that reload its certificate
+		a.keep(a.closeDB())
 		if a.gossip != nil {
 			a.keep(a.gossip.Close())
 		}

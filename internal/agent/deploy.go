@@ -143,7 +143,12 @@ func (a *Agent) deployStep(d *api.Deploy, i int, status, detail string) {
 	r := &a.deploys
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := &d.Steps[i]
+	markStep(&d.Steps[i], status, detail)
+}
+
+// markStep records a step's new status and detail: its start when it
+// begins running, its end and duration when it ends.
+func markStep(s *api.DeployStep, status, detail string) {
 	now := time.Now().UTC()
 	s.Status, s.Detail = status, detail
 	if status == api.DeployRunning {

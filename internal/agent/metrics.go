@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/dump"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
@@ -129,11 +130,10 @@ type (
 	certificateExpiries interface {
 		CertificateNotAfter() map[string]time.Time
 	}
-	// dumpStats: SQL dumps on the controller. When the last good dump
-	// finished (zero if never), and how many dumps failed since start.
+	// dumpStats: SQL dumps on the controller; ok is false on a node that
+	// takes none, whose series are then absent.
 	dumpStats interface {
-		DumpLastSuccess() time.Time
-		DumpFailures() uint64
+		DumpStats() (s dump.Stats, ok bool)
 	}
 )
 
@@ -221,8 +221,10 @@ func (c hookCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if h, ok := c.src.(dumpStats); ok {
-		ch <- prometheus.MustNewConstMetric(descDumpLastSuccess, prometheus.GaugeValue, unixSeconds(h.DumpLastSuccess()))
-		ch <- prometheus.MustNewConstMetric(descDumpFailures, prometheus.CounterValue, float64(h.DumpFailures()))
+		if st, ok := h.DumpStats(); ok {
+			ch <- prometheus.MustNewConstMetric(descDumpLastSuccess, prometheus.GaugeValue, unixSeconds(st.LastSuccess))
+			ch <- prometheus.MustNewConstMetric(descDumpFailures, prometheus.CounterValue, float64(st.Failures))
+		}
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/nodeagent/nodeagent/internal/dump"
 )
 
 type fakeHooks struct{}
@@ -16,8 +18,14 @@ type fakeHooks struct{}
 func (fakeHooks) CertificateNotAfter() map[string]time.Time {
 	return map[string]time.Time{"moodle.example.com": time.Unix(1900000000, 0)}
 }
-func (fakeHooks) DumpLastSuccess() time.Time { return time.Unix(1800000000, 500e6) }
-func (fakeHooks) DumpFailures() uint64       { return 3 }
+func (fakeHooks) DumpStats() (dump.Stats, bool) {
+	return dump.Stats{LastSuccess: time.Unix(1800000000, 500e6), Failures: 3}, true
+}
+
+// noDumps is a node without a db section.
+type noDumps struct{}
+
+func (noDumps) DumpStats() (dump.Stats, bool) { return dump.Stats{}, false }
 
 func TestMetricsHooks(t *testing.T) {
 	want := `
@@ -36,5 +44,8 @@ nodeagent_db_dump_last_success_timestamp_seconds 1.8000000005e+09
 	}
 	if n := testutil.CollectAndCount(hookCollector{struct{}{}}); n != 0 {
 		t.Fatalf("without the hooks: %d series, want none", n)
+	}
+	if n := testutil.CollectAndCount(hookCollector{noDumps{}}); n != 0 {
+		t.Fatalf("a node that takes no dumps: %d series, want none", n)
 	}
 }

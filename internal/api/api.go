@@ -45,7 +45,9 @@ type Config struct {
 	// Meta returns the metadata this node advertises by gossip, served to
 	// other agents at GET /cluster/v1/meta: a deploy barrier asks a node
 	// directly when its gossip is slow to arrive.
-	Meta   func() gossip.NodeMeta
+	Meta func() gossip.NodeMeta
+	// Dumps serves /v1/db/ (controller with a db section; nil otherwise).
+	Dumps  DumpService
 	Logger *slog.Logger
 	// Metrics serves GET /metrics on the local API (nil: no endpoint).
 	Metrics http.Handler
@@ -135,6 +137,7 @@ func (s *Server) routes(e *echo.Echo) {
 	v1.GET("/openapi.json", s.openapi)
 	s.opsRoutes(v1)
 	s.certRoutes(v1)
+	s.dbRoutes(v1)
 }
 
 // requireToken checks the bearer token in constant time.
@@ -173,7 +176,12 @@ func (s *Server) readyz(c echo.Context) error {
 }
 
 func (s *Server) status(c echo.Context) error {
-	return c.JSON(http.StatusOK, s.cfg.Node.Status())
+	st := s.cfg.Node.Status()
+	if s.cfg.Dumps != nil {
+		db := s.cfg.Dumps.DBStatus()
+		st.DB = &db
+	}
+	return c.JSON(http.StatusOK, st)
 }
 
 func (s *Server) members(c echo.Context) error {

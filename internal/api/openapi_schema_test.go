@@ -9,6 +9,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/certs"
+	"github.com/nodeagent/nodeagent/internal/dump"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
@@ -95,6 +96,11 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"DeployStep":         reflect.TypeFor[api.DeployStep](),
 		"Deploy":             reflect.TypeFor[api.Deploy](),
 		"CertificateState":   reflect.TypeFor[certs.State](),
+		"DumpRecord":         reflect.TypeFor[dump.Record](),
+		"DumpListing":        reflect.TypeFor[dump.Listing](),
+		"RestoreRequest":     reflect.TypeFor[api.RestoreRequest](),
+		"Restore":            reflect.TypeFor[api.Restore](),
+		"DBStatus":           reflect.TypeFor[api.DBStatus](),
 	} {
 		if _, ok := doc.Components.Schemas[name]; !ok {
 			t.Errorf("openapi.json has no schema %s", name)

@@ -36,6 +36,7 @@ type Status struct {
 	Publish *mirror.PublishProgress `json:"publish,omitempty"`
 	// Certificate is the edge's certificate (web nodes with an edge).
 	Certificate *certs.State `json:"certificate,omitempty"`
+	DB          *DBStatus    `json:"db,omitempty"` // controller with a db section
 }
 
 // Transfer counts the bytes of this node's calls to other agents (content

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/nodeagent/nodeagent/internal/api"
+)
+
+// runView is what the CLI shows of a run made of steps (a deploy, a
+// restore).
+type runView struct {
+	ID, Status, Error string
+	Steps             []api.DeployStep
+	Seconds           float64
+}
+
+// follow polls path into run until the run ends, printing each step as it
+// ends (or, with -json, the final run), and fails quietly if the run did.
+func follow[T any](ctx context.Context, c *apiClient, out io.Writer, asJSON bool, kind, path string, run *T, view func(*T) runView) error {
+	v := view(run)
+	if !asJSON {
+		fmt.Fprintf(out, "%s %s\n", kind, v.ID)
+	}
+	shown := 0
+	for {
+		for ; shown < len(v.Steps) && done(v.Steps[shown].Status); shown++ {
+			if !asJSON {
+				printStep(out, v.Steps[shown])
+			}
+		}
+		if v.Status != api.DeployRunning {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if _, err := c.do(ctx, http.MethodGet, path, nil, run); err != nil {
+			return fmt.Errorf("%s %s: %w", kind, v.ID, err)
+		}
+		v = view(run)
+	}
+	if asJSON {
+		if err := printJSON(out, run); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "%s %s %s in %.2fs\n", kind, v.ID, v.Status, v.Seconds)
+	}
+	if v.Status != api.DeploySucceeded {
+		if !asJSON {
+			fmt.Fprintf(out, "error: %s\n", v.Error)
+		}
+		return errQuiet
+	}
+	return nil
+}
