@@ -345,8 +345,12 @@ func TestProcessBadConfigNamesTheKey(t *testing.T) {
 		"mirror.kep":      "role: web\ngossip: {key_file: /x}\nmirror: {kep: 3, target: /tmp/x}\n",
 		"role":            "role: edge\ngossip: {key_file: /x}\n",
 		"gossip.key_file": "role: controller\ndata_dir: " + dir + "\ngossip: {key_file: " + filepath.Join(dir, "missing.key") + "}\nmirror: {source: " + dir + "}\napi: {token_file: " + filepath.Join(dir, "tok") + "}\n",
+		// A moodledata the controller cannot write into (here: missing).
+		"maintenance.moodle_dataroot": "role: controller\ndata_dir: " + dir + "\ngossip: {key_file: " + filepath.Join(dir, "good.key") +
+			"}\nmirror: {source: " + dir + "}\napi: {token_file: " + filepath.Join(dir, "tok") + "}\nmaintenance: {moodle_dataroot: " + filepath.Join(dir, "no-moodledata") + "}\n",
 	}
 	writeFile(t, filepath.Join(dir, "tok"), "tok\n", 0o600)
+	writeFile(t, filepath.Join(dir, "good.key"), base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n", 0o600)
 	for key, body := range cases {
 		t.Run(key, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(key, ".", "_")+".yaml")

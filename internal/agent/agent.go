@@ -113,6 +113,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if err := a.loadDrain(); err != nil {
 		return err
 	}
+	if err := a.checkDataroot(); err != nil {
+		return err
+	}
 	if a.id, err = clustertls.New(key, a.cfg.Node); err != nil {
 		return err
 	}

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/config"
 )
 
 // maintenanceKey is the gossip register holding cluster-wide maintenance.
@@ -92,6 +94,27 @@ func (a *Agent) applyMaintenance() {
 	a.mu.Unlock()
 	a.log.Info("maintenance applied", "active", m.Active, "clock", m.Clock)
 	a.announce()
+}
+
+// checkDataroot fails the start of a controller that cannot write into
+// maintenance.moodle_dataroot (a wrong path, or one the systemd unit keeps
+// read-only): found only at the next maintenance, Moodle would keep
+// running its cron through an upgrade.
+func (a *Agent) checkDataroot() error {
+	dir := a.cfg.Maintenance.MoodleDataroot
+	if a.cfg.Role != config.RoleController || dir == "" {
+		return nil
+	}
+	f, err := os.CreateTemp(dir, ".nodeagent-check-*")
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("maintenance.moodle_dataroot: cannot write into %s: %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // climaintenance writes or removes <dataroot>/climaintenance.html the way
