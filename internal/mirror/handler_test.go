@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -326,5 +329,76 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 	empty := mirror.Manifest{}
 	if got, want := empty.Encode(), referenceEncode(&empty); !bytes.Equal(got, want) {
 		t.Fatalf("empty manifest: %q, want %q", got, want)
+	}
+}
+
+// TestDecodeCanonical: the hand-written decoder of the canonical layout
+// gives what encoding/json gives, takes only bytes encodeManifest writes,
+// and leaves everything else (escaped strings, other layouts) to
+// encoding/json.
+func TestDecodeCanonical(t *testing.T) {
+	plain := mirror.Manifest{Entries: []mirror.Entry{
+		{Path: "a", Type: mirror.TypeDir, Mode: 0o755},
+		{Path: "a/empty", Type: mirror.TypeFile, Mode: 0o600},
+		{Path: "a/index.php", Type: mirror.TypeFile, Mode: 0o644, Size: 1 << 40, SHA256: hashOf("x")},
+		{Path: "a/link", Type: mirror.TypeSymlink, Mode: 0o777, Target: "index.php"},
+		{Path: "b c", Type: mirror.TypeFile, Mode: 0o4755, Size: 3, SHA256: hashOf("y")},
+	}}
+	got, ok := mirror.DecodeCanonical(plain.Encode())
+	if !ok || !reflect.DeepEqual(got, &plain) {
+		t.Fatalf("fast path: %v %+v, want %+v", ok, got, plain)
+	}
+	if got, ok := mirror.DecodeCanonical((&mirror.Manifest{}).Encode()); !ok || len(got.Entries) != 0 {
+		t.Fatalf("empty manifest: %v %+v", ok, got)
+	}
+	x := hashOf("x")
+	xHex := hex.EncodeToString(x[:])
+	escaped := mirror.Manifest{Entries: []mirror.Entry{{Path: `quote"d`, Type: mirror.TypeFile, Mode: 0o644}}}
+	for name, data := range map[string][]byte{
+		"escaped path":    escaped.Encode(),
+		"leading zero":    bytes.Replace(plain.Encode(), []byte(`"mode":493`), []byte(`"mode":0493`), 1),
+		"spaces":          bytes.Replace(plain.Encode(), []byte(`,"type"`), []byte(`, "type"`), 1),
+		"field order":     []byte("{\"version\":1,\"entries\":[\n{\"type\":\"dir\",\"path\":\"a\",\"mode\":493}\n]}\n"),
+		"upper-case hash": bytes.Replace(plain.Encode(), []byte(xHex), []byte(strings.ToUpper(xHex)), 1),
+		"trailing data":   append(plain.Encode(), ' '),
+		"truncated":       plain.Encode()[:60],
+	} {
+		if _, ok := mirror.DecodeCanonical(data); ok {
+			t.Errorf("%s: fast path accepted %q", name, data)
+		}
+	}
+	// DecodeManifest falls back to encoding/json for what the fast path
+	// refuses, and gets the same manifest either way.
+	for _, m := range []mirror.Manifest{plain, escaped} {
+		got, err := mirror.DecodeManifest(m.Encode(), m.ID())
+		if err != nil || !reflect.DeepEqual(got, &m) {
+			t.Fatalf("DecodeManifest: %+v %v, want %+v", got, err, m)
+		}
+	}
+}
+
+// BenchmarkDecodeManifest decodes a manifest the size of the 3x tree
+// (52k entries): the fast path against encoding/json (an escaped last
+// entry forces the fallback).
+func BenchmarkDecodeManifest(b *testing.B) {
+	var m mirror.Manifest
+	for i := range 52275 {
+		m.Entries = append(m.Entries, mirror.Entry{
+			Path: fmt.Sprintf("lib-some-module-d%03d-file-%05d.php", i/1000, i), Type: mirror.TypeFile,
+			Mode: 0o644, Size: int64(i), SHA256: hashOf(fmt.Sprint(i)),
+		})
+	}
+	slices.SortFunc(m.Entries, func(a, b mirror.Entry) int { return strings.Compare(a.Path, b.Path) })
+	escaped := mirror.Manifest{Entries: append(slices.Clone(m.Entries), mirror.Entry{Path: "zz\"q", Type: mirror.TypeFile, Mode: 0o644})}
+	for name, mm := range map[string]*mirror.Manifest{"canonical": &m, "encoding-json": &escaped} {
+		data := mm.Encode()
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := mirror.DecodeManifest(data, ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

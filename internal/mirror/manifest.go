@@ -108,12 +108,16 @@ func DecodeManifest(data []byte, id string) (*Manifest, error) {
 			return nil, fmt.Errorf("%w: content hashes to %s, want %s", ErrBadManifest, got, id)
 		}
 	}
-	version, m, err := decodeManifestJSON(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
-	}
-	if version != ManifestVersion {
-		return nil, fmt.Errorf("%w: version %d, want %d", ErrBadManifest, version, ManifestVersion)
+	m, ok := decodeCanonical(data)
+	if !ok {
+		version, jm, err := decodeManifestJSON(data)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
+		}
+		if version != ManifestVersion {
+			return nil, fmt.Errorf("%w: version %d, want %d", ErrBadManifest, version, ManifestVersion)
+		}
+		m = jm
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err

@@ -20,3 +20,6 @@ func SetReadHook(s *Store, hook func(path string)) {
 	defer s.pubMu.Unlock()
 	s.testHookRead = hook
 }
+
+// DecodeCanonical is the fast path of DecodeManifest.
+func DecodeCanonical(data []byte) (*Manifest, bool) { return decodeCanonical(data) }
