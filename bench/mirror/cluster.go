@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
 	"github.com/nodeagent/nodeagent/internal/api"
 )
 
@@ -44,17 +43,12 @@ type agentProc struct {
 func newCluster(bin, dir, src string) (*cluster, error) {
 	c := &cluster{bin: bin, dir: dir, src: src, tokenValue: "bench-token",
 		hc: &http.Client{Timeout: 10 * time.Second}}
-	c.key = filepath.Join(dir, "gossip.key")
-	c.token = filepath.Join(dir, "api.token")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster dir: %w", err)
 	}
-	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)) + "\n"
-	if err := os.WriteFile(c.key, []byte(key), 0o600); err != nil {
-		return nil, fmt.Errorf("gossip key: %w", err)
-	}
-	if err := os.WriteFile(c.token, []byte(c.tokenValue+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("api token: %w", err)
+	var err error
+	if c.key, c.token, err = benchenv.WriteSecrets(dir, 7, c.tokenValue); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -65,7 +59,7 @@ func newCluster(bin, dir, src string) (*cluster, error) {
 func (c *cluster) add(name, role string) (*agentProc, error) {
 	p := &agentProc{name: name, role: role, dataDir: filepath.Join(c.dir, name, "data"),
 		logFile: filepath.Join(c.dir, name+".log")}
-	ports, err := freePorts(3)
+	ports, err := benchenv.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -94,36 +88,6 @@ func (c *cluster) add(name, role string) (*agentProc, error) {
 }
 
 func (c *cluster) configFile(p *agentProc) string { return filepath.Join(c.dir, p.name+".yaml") }
-
-// freePorts returns n distinct ports free for both TCP and UDP on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var held []net.Listener
-	defer func() {
-		for _, ln := range held {
-			ln.Close()
-		}
-	}()
-	for tries := 0; len(ports) < n && tries < 100; tries++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			ln.Close()
-			continue
-		}
-		pc.Close()
-		held = append(held, ln)
-		ports = append(ports, port)
-	}
-	if len(ports) < n {
-		return nil, errors.New("free port: none found")
-	}
-	return ports, nil
-}
 
 // start runs the agent and waits until its local API answers.
 func (c *cluster) start(ctx context.Context, p *agentProc) error {

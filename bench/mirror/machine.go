@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
 )
 
 // machine describes where the benchmark ran.
@@ -32,8 +33,8 @@ func describeMachine(ctx context.Context, workDir string) machine {
 		kernel:    strings.TrimSpace(readText("/proc/sys/kernel/osrelease")),
 		fs:        filesystem(ctx, workDir),
 		goVersion: fmt.Sprintf("%s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH),
-		rsync:     firstLine(commandOutput(ctx, "rsync", "--version")),
-		loadStart: loadAverage(),
+		rsync:     benchenv.FirstLine(benchenv.CommandOutput(ctx, "rsync", "--version")),
+		loadStart: benchenv.LoadAverage(),
 	}
 }
 
@@ -60,7 +61,7 @@ func memTotal() string {
 
 // filesystem returns the type and device of the filesystem holding dir.
 func filesystem(ctx context.Context, dir string) string {
-	lines := strings.Split(strings.TrimSpace(commandOutput(ctx, "df", "--output=fstype,source", dir)), "\n")
+	lines := strings.Split(strings.TrimSpace(benchenv.CommandOutput(ctx, "df", "--output=fstype,source", dir)), "\n")
 	if len(lines) < 2 {
 		return "?"
 	}
@@ -75,27 +76,14 @@ func readText(path string) string {
 	return string(data)
 }
 
-func commandOutput(ctx context.Context, name string, args ...string) string {
-	out, err := exec.CommandContext(ctx, name, args...).Output()
-	if err != nil {
-		return "?"
-	}
-	return string(out)
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
-	return strings.Join(strings.Fields(line), " ")
-}
-
 // checkout names the git commit of the working directory, and says whether
 // the checkout holds uncommitted changes.
 func checkout(ctx context.Context) string {
-	head := strings.TrimSpace(commandOutput(ctx, "git", "rev-parse", "--short", "HEAD"))
+	head := strings.TrimSpace(benchenv.CommandOutput(ctx, "git", "rev-parse", "--short", "HEAD"))
 	if head == "?" || head == "" {
 		return "not a git checkout"
 	}
-	if strings.TrimSpace(commandOutput(ctx, "git", "status", "--porcelain")) != "" {
+	if strings.TrimSpace(benchenv.CommandOutput(ctx, "git", "status", "--porcelain")) != "" {
 		return "checkout " + head + " with uncommitted changes"
 	}
 	return "checkout " + head

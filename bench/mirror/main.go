@@ -27,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
 )
 
 const defaultTSV = "../shared/corpus/moodle-3.5-tree.tsv" // relative to the repository root
@@ -118,13 +120,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		removeTree(root)
 	}()
 	if o.bin == "" {
-		if o.bin, err = buildAgent(ctx, root); err != nil {
+		if o.bin, err = benchenv.BuildAgent(ctx, root); err != nil {
 			return err
 		}
 	}
 	b := &bench{opts: o, root: root, log: log}
 	rep := report{machine: describeMachine(ctx, o.work), command: o.command, opts: o,
-		agent: firstLine(commandOutput(ctx, o.bin, "version")) + ", " + checkout(ctx)}
+		agent: benchenv.FirstLine(benchenv.CommandOutput(ctx, o.bin, "version")) + ", " + checkout(ctx)}
 	for _, scale := range o.scales {
 		res, err := b.scale(ctx, scale)
 		if err != nil {
@@ -135,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		res.markdown(&part, o)
 		fmt.Fprint(stderr, part.String())
 	}
-	rep.loadEnd = loadAverage()
+	rep.loadEnd = benchenv.LoadAverage()
 	md := rep.markdown()
 	fmt.Fprint(stdout, md)
 	if o.out != "" {
@@ -144,16 +146,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// buildAgent builds nodeagent into dir and returns the binary's path.
-func buildAgent(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "nodeagent")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/nodeagent/nodeagent/cmd/nodeagent")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build nodeagent: %w\n%s", err, out)
-	}
-	return bin, nil
 }
 
 func appendFile(name, text string) error {

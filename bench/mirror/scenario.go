@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
 	"github.com/nodeagent/nodeagent/internal/mirror/mirrortest"
 )
 
@@ -261,7 +262,7 @@ func watchFirstSync(ctx context.Context, c *cluster, web *agentProc) <-chan firs
 func cpuMeter(p *agentProc) func() time.Duration {
 	pid := p.cmd.Process.Pid
 	return func() time.Duration {
-		d, _ := cpuTime(pid)
+		d, _ := benchenv.CPUTime(pid)
 		return d
 	}
 }

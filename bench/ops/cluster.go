@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 )
@@ -46,17 +44,12 @@ type node struct {
 func newCluster(bin, dir string) (*cluster, error) {
 	c := &cluster{bin: bin, dir: dir, src: filepath.Join(dir, "source"), tokenValue: "ops-bench-token",
 		hc: &http.Client{Timeout: 10 * time.Second}}
-	c.key = filepath.Join(dir, "gossip.key")
-	c.token = filepath.Join(dir, "api.token")
 	if err := os.MkdirAll(c.src, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster dir: %w", err)
 	}
-	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)) + "\n"
-	if err := os.WriteFile(c.key, []byte(key), 0o600); err != nil {
-		return nil, fmt.Errorf("gossip key: %w", err)
-	}
-	if err := os.WriteFile(c.token, []byte(c.tokenValue+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("api token: %w", err)
+	var err error
+	if c.key, c.token, err = benchenv.WriteSecrets(dir, 9, c.tokenValue); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -64,7 +57,7 @@ func newCluster(bin, dir string) (*cluster, error) {
 // start writes the config of a node and starts it; the first node must be
 // the controller.
 func (c *cluster) start(name, role string) (*node, error) {
-	ports, err := freePorts(3)
+	ports, err := benchenv.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -99,35 +92,6 @@ func (c *cluster) start(name, role string) (*node, error) {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	return n, nil
-}
-
-// freePorts returns n distinct ports free for TCP and UDP on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var held []io.Closer
-	defer func() {
-		for _, h := range held {
-			h.Close()
-		}
-	}()
-	for attempt := 0; len(ports) < n && attempt < 100; attempt++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		held = append(held, ln)
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		ports = append(ports, port)
-	}
-	if len(ports) < n {
-		return nil, errors.New("free port: none found")
-	}
-	return ports, nil
 }
 
 // stop ends every process: SIGTERM (a graceful leave), SIGKILL after 10s.

@@ -115,7 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(root)
 	if o.bin == "" {
-		if o.bin, err = buildAgent(ctx, root); err != nil {
+		if o.bin, err = benchenv.BuildAgent(ctx, root); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
 )
 
 func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
@@ -105,11 +107,11 @@ func TestCPUTime(t *testing.T) {
 	deadline := time.Now().Add(50 * time.Millisecond)
 	for time.Now().Before(deadline) { // burn some CPU
 	}
-	d, err := cpuTime(os.Getpid())
+	d, err := benchenv.CPUTime(os.Getpid())
 	if err != nil || d <= 0 {
 		t.Fatalf("cpu time of this process: %v %v", d, err)
 	}
-	if _, err := cpuTime(-1); err == nil {
+	if _, err := benchenv.CPUTime(-1); err == nil {
 		t.Fatal("cpu time of no process: no error")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
 )
 
 const (
@@ -28,14 +30,14 @@ type loadTarget struct {
 
 // measure adds one open-loop slice of d at rate.
 func (t *loadTarget) measure(ctx context.Context, rate int, d time.Duration) error {
-	cpu0, err := cpuTime(t.pid)
+	cpu0, err := benchenv.CPUTime(t.pid)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	t.samples = append(t.samples, openLoop(ctx, t.hc, t.url, rate, d)...)
 	t.elapsed += time.Since(start)
-	cpu1, err := cpuTime(t.pid)
+	cpu1, err := benchenv.CPUTime(t.pid)
 	if err != nil {
 		return err
 	}

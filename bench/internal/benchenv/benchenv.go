@@ -1,10 +1,22 @@
-// Package benchenv describes the machine a benchmark runs on, for the
-// reports the bench commands write into docs/benchmarks.md.
+// Package benchenv holds what the bench commands share: the description
+// of the machine for the reports they write into docs/benchmarks.md, and
+// the plumbing of agent processes (build, ports, secrets, CPU time).
 package benchenv
 
 import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // CPUModel is the first "model name" of /proc/cpuinfo, or "?".
@@ -25,4 +37,99 @@ func LoadAverage() string {
 		return f[0]
 	}
 	return "?"
+}
+
+// CommandOutput is the standard output of a command, or "?" when it fails.
+func CommandOutput(ctx context.Context, name string, args ...string) string {
+	out, err := exec.CommandContext(ctx, name, args...).Output()
+	if err != nil {
+		return "?"
+	}
+	return string(out)
+}
+
+// FirstLine is the first line of s with its runs of spaces folded.
+func FirstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return strings.Join(strings.Fields(line), " ")
+}
+
+// BuildAgent builds nodeagent into dir and returns the binary's path.
+func BuildAgent(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "nodeagent")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/nodeagent/nodeagent/cmd/nodeagent")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build nodeagent: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// clockTicks is USER_HZ, the unit of CPU times in /proc/PID/stat.
+const clockTicks = 100
+
+// CPUTime is the user+system CPU time process pid used so far.
+func CPUTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("cpu time of %d: %w", pid, err)
+	}
+	// The command name (field 2) may hold spaces: count from after it.
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("cpu time of %d: short stat line", pid)
+	}
+	var ticks int64
+	for _, v := range f[11:13] { // utime, stime: fields 14 and 15
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("cpu time of %d: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// FreePorts returns n distinct ports free for both TCP and UDP on
+// 127.0.0.1 (an agent binds its gossip port for both).
+func FreePorts(n int) ([]int, error) {
+	var ports []int
+	var held []io.Closer
+	defer func() {
+		for _, h := range held {
+			h.Close()
+		}
+	}()
+	for attempt := 0; len(ports) < n && attempt < 100; attempt++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		held = append(held, ln)
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		ports = append(ports, port)
+	}
+	if len(ports) < n {
+		return nil, errors.New("free port: none found")
+	}
+	return ports, nil
+}
+
+// WriteSecrets writes a gossip key of 32 times the byte keyByte and the
+// API token into dir (0600) and returns their paths.
+func WriteSecrets(dir string, keyByte byte, token string) (keyFile, tokenFile string, err error) {
+	keyFile, tokenFile = filepath.Join(dir, "gossip.key"), filepath.Join(dir, "api.token")
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{keyByte}, 32)) + "\n"
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		return "", "", fmt.Errorf("gossip key: %w", err)
+	}
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("api token: %w", err)
+	}
+	return keyFile, tokenFile, nil
 }
