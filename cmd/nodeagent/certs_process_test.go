@@ -28,6 +28,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/certs/certstest"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // edgeNode is a web node's edge addresses.
@@ -202,7 +203,7 @@ func testDistributedChallenge(t *testing.T, plainHTTP bool) {
 	// The order is web-1's: web-2 is not even running. Start it, wait until
 	// it sees the controller (the storage), then let the validation in.
 	pc.start("web-2")
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		out, err := pc.nodeCLI(web2.api, "status", "-json")
 		if err != nil || !strings.Contains(out, `"controller"`) {
 			return fmt.Errorf("web-2 does not see the controller yet: %v", err)
@@ -213,7 +214,7 @@ func testDistributedChallenge(t *testing.T, plainHTTP bool) {
 	close(fwdTLS.open)
 
 	var fp string
-	eventually(t, 90*time.Second, func() error {
+	testutil.Eventually(t, 90*time.Second, func() error {
 		leaf, err := served(web1.https, "moodle.test", p.Roots)
 		if err != nil {
 			return fmt.Errorf("web-1: %v", err)
@@ -221,7 +222,7 @@ func testDistributedChallenge(t *testing.T, plainHTTP bool) {
 		fp = sha256hex(leaf)
 		return nil
 	})
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		leaf, err := served(web2.https, "moodle.test", p.Roots)
 		if err != nil {
 			return fmt.Errorf("web-2: %v", err)
@@ -317,7 +318,7 @@ func TestProcessManualCertificateReplace(t *testing.T) {
 		}
 		return resp.TLS.PeerCertificates[0].SerialNumber.Int64()
 	}
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		_, err := served(web.https, "moodle.test", ca.Pool)
 		return err
 	})
@@ -328,7 +329,7 @@ func TestProcessManualCertificateReplace(t *testing.T) {
 	c2, k2 := ca.Leaf(t, "moodle.test", 502)
 	certstest.ReplaceFile(t, certFile, c2)
 	certstest.ReplaceFile(t, keyFile, k2)
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		leaf, err := served(web.https, "moodle.test", ca.Pool)
 		if err != nil || leaf.SerialNumber.Int64() != 502 {
 			return fmt.Errorf("serial %v %v", leaf.SerialNumber, err)
@@ -343,7 +344,7 @@ func TestProcessManualCertificateReplace(t *testing.T) {
 	c3, _ := ca.Leaf(t, "moodle.test", 503)
 	certstest.ReplaceFile(t, certFile, c3)
 	var st certs.State
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		var err error
 		if st, err = pc.certState(web.api); err != nil {
 			return err
@@ -372,7 +373,7 @@ func TestProcessManualCertificateReplace(t *testing.T) {
 	if err := pc.procs["web-1"].Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		log, _ := os.ReadFile(filepath.Join(pc.dir, "web-1.log"))
 		if !strings.Contains(string(log), "SIGHUP: certificate reload") {
 			return errors.New("no reload logged after SIGHUP")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/dump"
 	"github.com/nodeagent/nodeagent/internal/dump/dbtest"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // TestProcessDBCommands drives `nodeagent db` against a controller process
@@ -45,7 +46,7 @@ func TestProcessDBCommands(t *testing.T) {
 		return string(out), err
 	}
 	var out string
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		out, err = db("dump", "-wait")
 		return err
 	})

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // TestProcessDevServesTLS: `nodeagent dev` prints each web node's https
@@ -60,7 +62,7 @@ func TestProcessDevServesTLS(t *testing.T) {
 		t.Fatal("no edge URL in the banner within 60s")
 	}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		resp, err := client.Get(strings.TrimSuffix(url, "/") + "/index.php")
 		if err != nil {
 			return err

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/mirror/mirrortest"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 var binary string
@@ -194,7 +195,7 @@ func (pc *procCluster) publish(msg string) string {
 	pc.t.Helper()
 	var out string
 	var err error
-	eventually(pc.t, 10*time.Second, func() error {
+	testutil.Eventually(pc.t, 10*time.Second, func() error {
 		out, err = pc.cli("publish", "-m", msg)
 		return err
 	})
@@ -204,27 +205,12 @@ func (pc *procCluster) publish(msg string) string {
 func (pc *procCluster) converged(nodes ...string) {
 	pc.t.Helper()
 	for _, n := range nodes {
-		eventually(pc.t, 30*time.Second, func() error {
+		testutil.Eventually(pc.t, 30*time.Second, func() error {
 			if d := mirrortest.DiffTrees(pc.source, pc.target(n)); d != nil {
 				return fmt.Errorf("%s: %s", n, strings.Join(d, "; "))
 			}
 			return nil
 		})
-	}
-}
-
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -326,7 +312,7 @@ func TestProcessSIGKILLDuringSync(t *testing.T) {
 	t.Logf("last start at %s", time.Now().Format("15:04:05.000"))
 	pc.converged("web-1")
 	t.Logf("converged at %s", time.Now().Format("15:04:05.000"))
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		for _, pattern := range []string{
 			filepath.Join(pc.dataDir("web-1"), "mirror", "*", ".tmp-*"),
 			pc.target("web-1") + ".tmp-*",

@@ -17,6 +17,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror/mirrortest"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 const testToken = "test-token-0123456789"
@@ -111,7 +112,7 @@ func (c *cluster) publish(msg string) {
 func (c *cluster) converged(nodes ...string) {
 	c.t.Helper()
 	for _, n := range nodes {
-		eventually(c.t, 20*time.Second, func() error {
+		testutil.Eventually(c.t, 20*time.Second, func() error {
 			if d := mirrortest.DiffTrees(c.source, c.target(n)); d != nil {
 				return fmt.Errorf("%s: %s", n, strings.Join(d, "; "))
 			}
@@ -130,21 +131,6 @@ func writeTree(t *testing.T, root string, files map[string]string) {
 		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -248,7 +234,7 @@ func TestReadiness(t *testing.T) {
 	}
 	c.publish("first")
 	c.converged("web-1")
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		if code, _, body := call(t, "GET", url, "", nil); code != 200 {
 			return fmt.Errorf("readyz after sync: %d %s", code, body)
 		}

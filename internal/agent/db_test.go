@@ -17,6 +17,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/dump"
 	"github.com/nodeagent/nodeagent/internal/dump/dbtest"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // moodleConfigPHP is a Moodle config.php as the installer writes it.
@@ -84,7 +85,7 @@ func sqlQuote(driver, s string) string {
 func waitRestore(t *testing.T, a *agent.Agent, id string) api.Restore {
 	t.Helper()
 	var r api.Restore
-	eventually(t, 3*time.Minute, func() error {
+	testutil.Eventually(t, 3*time.Minute, func() error {
 		getJSON(t, a, "/v1/db/restores/"+id, &r)
 		if r.Status == api.DeployRunning {
 			return fmt.Errorf("still running: %+v", r.Steps)
@@ -208,7 +209,7 @@ func TestDumpAPI(t *testing.T) {
 		t.Fatalf("listing while %s runs: %+v", rec.Name, l)
 	}
 	release()
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		getJSON(t, c.ctl, "/v1/db/dumps", &l)
 		if l.Running != nil {
 			return fmt.Errorf("running %+v", l.Running)

@@ -23,18 +23,8 @@ import (
 	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/certs/certstest"
 	"github.com/nodeagent/nodeagent/internal/config"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
-
-// freeAddr returns a 127.0.0.1 address with a port free right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func port(addr string) int {
 	_, p, _ := net.SplitHostPort(addr)
@@ -74,7 +64,7 @@ func TestEdgeACMERenewalAnnounced(t *testing.T) {
 	c := newCluster(t)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "moodle") }))
 	defer backend.Close()
-	https1, http1 := freeAddr(t), freeAddr(t)
+	https1, http1 := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	p := certstest.Start(t, certstest.Options{HTTPPort: port(http1), TLSPort: port(https1), Validity: time.Hour})
 	root := filepath.Join(c.dir, "pebble-root.pem")
 	if err := os.WriteFile(root, p.ServerRootPEM, 0o644); err != nil {
@@ -93,13 +83,13 @@ func TestEdgeACMERenewalAnnounced(t *testing.T) {
 	}
 	w1 := web("web-1", https1, http1, time.Second)
 	var first string
-	eventually(t, 60*time.Second, func() error {
+	testutil.Eventually(t, 60*time.Second, func() error {
 		fp, err := servedFingerprint(https1, p.Roots)
 		first = fp
 		return err
 	})
 	w2 := web("web-2", "127.0.0.1:0", "", 0) // default check: every 10 minutes
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		fp, err := servedFingerprint(w2.EdgeAddr(), p.Roots)
 		if err == nil && fp != first {
 			err = fmt.Errorf("web-2 serves %s, web-1 %s", fp, first)
@@ -112,7 +102,7 @@ func TestEdgeACMERenewalAnnounced(t *testing.T) {
 
 	// web-1 renews; web-2 follows the announcement.
 	var renewed string
-	eventually(t, 90*time.Second, func() error {
+	testutil.Eventually(t, 90*time.Second, func() error {
 		fp, err := servedFingerprint(https1, p.Roots)
 		if err == nil && fp == first {
 			err = errors.New("web-1 has not renewed yet")
@@ -121,7 +111,7 @@ func TestEdgeACMERenewalAnnounced(t *testing.T) {
 		return err
 	})
 	start := time.Now()
-	eventually(t, 15*time.Second, func() error {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		fp, err := servedFingerprint(w2.EdgeAddr(), p.Roots)
 		if err == nil && fp == first {
 			err = errors.New("web-2 still serves the first certificate")
@@ -145,7 +135,7 @@ func TestEdgeACMERenewalAnnounced(t *testing.T) {
 func TestEdgeReadiness(t *testing.T) {
 	c := newCluster(t)
 	c.publish("first")
-	backendAddr := freeAddr(t) // nothing listens yet
+	backendAddr := testutil.FreeAddr(t) // nothing listens yet
 	cfg := c.config("web-1", "web")
 	cfg.Edge = &config.EdgeConfig{HTTPS: "127.0.0.1:0", Backend: "http://" + backendAddr}
 	w := c.open(cfg, testKey)
@@ -156,7 +146,7 @@ func TestEdgeReadiness(t *testing.T) {
 		json.Unmarshal(body, &h)
 		return h
 	}
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		h := health()
 		if h.Status != api.StatusFail || h.Checks["edge:backend"][0].Status != api.StatusFail {
 			return fmt.Errorf("readiness %+v", h)
@@ -170,7 +160,7 @@ func TestEdgeReadiness(t *testing.T) {
 	srv := &http.Server{Handler: http.NotFoundHandler()}
 	go srv.Serve(ln)
 	defer srv.Close()
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		if h := health(); h.Status != api.StatusPass {
 			return fmt.Errorf("readiness %+v", h)
 		}
@@ -221,7 +211,7 @@ func TestEdgeMaintenanceFollowsCluster(t *testing.T) {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	expect := func(code int, body string) {
 		t.Helper()
-		eventually(t, 10*time.Second, func() error {
+		testutil.Eventually(t, 10*time.Second, func() error {
 			resp, err := client.Get("https://" + w.EdgeAddr() + "/course/view.php")
 			if err != nil {
 				return err

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/nodeagent/nodeagent/internal/agent"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // scrape reads GET /metrics of a's local API, without a token.
@@ -198,7 +199,7 @@ func TestMetricsCountFailedSyncs(t *testing.T) {
 	cut.Store(true)
 	web := c.addCuttableWeb("web-1", &cut)
 	c.publish("one")
-	eventually(t, 20*time.Second, func() error {
+	testutil.Eventually(t, 20*time.Second, func() error {
 		fams := scrape(t, web)
 		if n, _ := series(fams, "nodeagent_sync_errors_total", nil); n < 2 {
 			return fmt.Errorf("nodeagent_sync_errors_total %v, want retries counted", n)
@@ -221,7 +222,7 @@ func TestMetricsCountFailedSyncs(t *testing.T) {
 	}
 	cut.Store(false)
 	c.converged("web-1")
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		fams := scrape(t, web)
 		if n, _ := series(fams, "nodeagent_switches_total", nil); n != 1 {
 			return fmt.Errorf("nodeagent_switches_total %v, want 1", n)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/agent"
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 func getJSON(t *testing.T, a *agent.Agent, path string, v any) {
@@ -35,7 +36,7 @@ func status(t *testing.T, a *agent.Agent) api.Status {
 func maintenanceEverywhere(t *testing.T, active bool, agents ...*agent.Agent) {
 	t.Helper()
 	for _, a := range agents {
-		eventually(t, 10*time.Second, func() error {
+		testutil.Eventually(t, 10*time.Second, func() error {
 			st := status(t, a)
 			if st.Maintenance.Active != active || !st.Maintenance.Applied {
 				return fmt.Errorf("%s: maintenance %+v", st.Node, st.Maintenance)
@@ -84,7 +85,7 @@ func TestMaintenanceSpreadsPersistsAndExpires(t *testing.T) {
 		t.Fatalf("PUT maintenance off: %d %s", code, body)
 	}
 	maintenanceEverywhere(t, false, c.ctl, w1, w2)
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		if _, err := os.Stat(page); !os.IsNotExist(err) {
 			return fmt.Errorf("climaintenance.html still there: %v", err)
 		}
@@ -144,7 +145,7 @@ func TestConcurrentMaintenanceTogglesAgree(t *testing.T) {
 		<-done
 		<-done
 		// Every node ends with the same state.
-		eventually(t, 10*time.Second, func() error {
+		testutil.Eventually(t, 10*time.Second, func() error {
 			var states []string
 			for _, a := range []*agent.Agent{c.ctl, w1, w2} {
 				m := status(t, a).Maintenance
@@ -185,7 +186,7 @@ func TestDrainFailsReadinessAndPersists(t *testing.T) {
 		code, _, _ := call(t, "GET", "http://"+a.LocalAddr()+"/readyz", "", nil)
 		return code
 	}
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		if ready(web) != 200 {
 			return fmt.Errorf("not ready")
 		}
@@ -202,7 +203,7 @@ func TestDrainFailsReadinessAndPersists(t *testing.T) {
 	if !status(t, web).Drained || ready(web) != 503 {
 		t.Fatal("drain lost on restart")
 	}
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		for _, m := range c.ctl.Members() {
 			if m.Name == "web-1" && m.Meta.Drained {
 				return nil
@@ -211,7 +212,7 @@ func TestDrainFailsReadinessAndPersists(t *testing.T) {
 		return fmt.Errorf("controller does not see web-1 drained")
 	})
 	call(t, "DELETE", "http://"+web.LocalAddr()+"/v1/drain", testToken, nil)
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		if ready(web) != 200 {
 			return fmt.Errorf("undrained node not ready")
 		}
@@ -234,7 +235,7 @@ func TestRollbackSwitchesWithoutDownload(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("rollback: %d %s", code, body)
 	}
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		if cur, _ := filepath.EvalSymlinks(c.target("web-1")); cur != first {
 			return fmt.Errorf("target is %s, want %s", cur, first)
 		}
@@ -270,7 +271,7 @@ func TestDeployWithMaintenanceAndRun(t *testing.T) {
 	}
 	var d api.Deploy
 	json.Unmarshal(body, &d)
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		getJSON(t, c.ctl, "/v1/deploys/"+d.ID, &d)
 		if d.Status == api.DeployRunning {
 			return fmt.Errorf("still running: %+v", d.Steps)
@@ -291,7 +292,7 @@ func TestDeployWithMaintenanceAndRun(t *testing.T) {
 	code, _, body = call(t, "POST", "http://"+c.ctl.LocalAddr()+"/v1/deploys", testToken,
 		map[string]any{"maintenance": true, "run": "exit 3"})
 	json.Unmarshal(body, &d)
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		getJSON(t, c.ctl, "/v1/deploys/"+d.ID, &d)
 		if d.Status == api.DeployRunning {
 			return fmt.Errorf("still running")

@@ -12,6 +12,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/agent"
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // cutTransport fails every agent-to-agent call while cut is set: the node
@@ -54,7 +55,7 @@ func readyCode(t *testing.T, a *agent.Agent) int {
 
 func waitReady(t *testing.T, a *agent.Agent, want int, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, func() error {
+	testutil.Eventually(t, timeout, func() error {
 		if got := readyCode(t, a); got != want {
 			return fmt.Errorf("readyz %d, want %d", got, want)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/certs/certstest"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // storeServer runs the controller's end of the cluster storage.
@@ -66,7 +67,7 @@ func TestACMEIssueShareRenew(t *testing.T) {
 		t.Fatalf("source %q", st.Source)
 	}
 	var first certs.State
-	eventually(t, 60*time.Second, func() error {
+	testutil.Eventually(t, 60*time.Second, func() error {
 		first = m1.State()
 		if first.Pending {
 			return fmt.Errorf("still pending; last error %q", first.LastError)
@@ -97,7 +98,7 @@ func TestACMEIssueShareRenew(t *testing.T) {
 	defer m2.Close()
 	tls2 := listen(t)
 	serveTLS(t, tls2, m2.TLSConfig(), http.NotFoundHandler())
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		leaf, err := handshake(tls2.Addr().String(), "moodle.test", p.Roots)
 		if err != nil {
 			return err
@@ -110,7 +111,7 @@ func TestACMEIssueShareRenew(t *testing.T) {
 
 	// Renewal by the first node; the second reloads when told.
 	var renewed certs.Obtained
-	eventually(t, 90*time.Second, func() error {
+	testutil.Eventually(t, 90*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, o := range obtained {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/certs/certstest"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // TestManualReplace replaces the files of a served pair: new handshakes get
@@ -73,7 +74,7 @@ func TestManualReplace(t *testing.T) {
 	certstest.ReplaceFile(t, keyFile, k2) // the key first: for a moment the pair does not match
 	certstest.ReplaceFile(t, certFile, c2)
 	start := time.Now()
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		leaf, err := handshake(addr, "moodle.test", ca.Pool)
 		if err != nil {
 			return err
@@ -94,7 +95,7 @@ func TestManualReplace(t *testing.T) {
 	// A mismatched pair (a new certificate with the old key).
 	c3, _ := ca.Leaf(t, "moodle.test", 1003)
 	certstest.ReplaceFile(t, certFile, c3)
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		if st := m.State(); st.LastError == "" {
 			return errors.New("no error reported")
 		}

@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/edge"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // With the backend down, clients get a 502 HTML page that leaks nothing,
 // and the cause is logged, once rather than once per request.
 func TestBackendDown(t *testing.T) {
 	pki := newTestPKI(t)
-	down := "http://" + freeAddr(t)
+	down := "http://" + testutil.FreeAddr(t)
 	var log logBuffer
 	e := startEdge(t, pki, down, func(c *edge.Config) { c.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
 
@@ -64,7 +65,7 @@ func TestCheckBackend(t *testing.T) {
 	}{
 		{"answering", ok.URL, true},
 		{"answering with an error", failing.URL, true},
-		{"refusing", "http://" + freeAddr(t), false},
+		{"refusing", "http://" + testutil.FreeAddr(t), false},
 		{"silent", "http://" + silent.Addr().String(), false},
 	} {
 		e, err := edge.New(edge.Config{HTTPS: "127.0.0.1:0", Backend: mustURL(t, tt.backend), TLS: pki.server})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/edge"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // The TLS listener negotiates HTTP/2 even though the certificate source
@@ -139,7 +140,7 @@ func TestListenErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	free := freeAddr(t)
+	free := testutil.FreeAddr(t)
 	missing := filepath.Join(t.TempDir(), "maintenance.html")
 	tests := []struct {
 		name   string
@@ -221,15 +222,4 @@ func TestClose(t *testing.T) {
 			ln.Close()
 		}
 	}
-}
-
-// freeAddr returns a 127.0.0.1 address nobody listens on.
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

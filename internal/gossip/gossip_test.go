@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/gossip"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 const waitTimeout = 15 * time.Second
@@ -402,7 +402,7 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 func TestJoinRetriedUntilSeedStarts(t *testing.T) {
 	t.Parallel()
 	key := MustKey(t)
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 
 	rec := &recorder{}
 	cfgB := testConfig("b", key)
@@ -423,23 +423,6 @@ func TestJoinRetriedUntilSeedStarts(t *testing.T) {
 			return countState(g.Members(), gossip.StateAlive) == 2
 		})
 	}
-}
-
-// freeAddr reserves a loopback port (tcp and udp) and releases it.
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	p, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p.Close()
-	return addr
 }
 
 func TestOpenErrors(t *testing.T) {

@@ -1,0 +1,45 @@
+// Package testutil holds the helpers the tests of several packages share:
+// polling with a deadline (never a bare sleep) and free loopback addresses.
+// Only tests import it.
+package testutil
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// Eventually polls f every 20ms until it returns nil, and fails the test
+// with f's last error once timeout has passed.
+func Eventually(tb testing.TB, timeout time.Duration, f func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// FreeAddr returns a 127.0.0.1 address whose port was free for both TCP
+// and UDP a moment ago (an agent's gossip port takes both).
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pc.Close()
+	return addr
+}
