@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
@@ -74,6 +75,7 @@ type Agent struct {
 	deploys      deployRuns
 	poke         chan struct{}   // wakes the watch loop to advertise metadata
 	lastMeta     gossip.NodeMeta // owned by the watch loop
+	metaFrozen   atomic.Bool     // tests: stop advertising metadata changes
 	closeOnce    sync.Once
 	closeErr     error
 }

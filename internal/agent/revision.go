@@ -163,7 +163,7 @@ func (a *Agent) announce() {
 // publishMeta advertises the metadata when it changed since the last time.
 func (a *Agent) publishMeta() {
 	m := a.localMeta()
-	if m == a.lastMeta {
+	if m == a.lastMeta || a.metaFrozen.Load() {
 		return
 	}
 	if err := a.gossip.SetMeta(m); err != nil {

@@ -1,0 +1,17 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/nodeagent/nodeagent/internal/gossip"
+)
+
+// FreezeMeta stops a from advertising changes of its metadata by gossip, as
+// when its updates are slow to spread; /cluster/v1/meta still answers.
+func (a *Agent) FreezeMeta() { a.metaFrozen.Store(true) }
+
+// WaitWebNodes is the barrier of a deploy step.
+func (a *Agent) WaitWebNodes(ctx context.Context, limit time.Duration, what string, ok func(gossip.NodeMeta) bool) (string, error) {
+	return a.waitWebNodes(ctx, limit, what, ok)
+}
