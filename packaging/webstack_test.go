@@ -195,6 +195,29 @@ http {
 	return s
 }
 
+// nginxTestStock runs `nginx -t` on the shipped site as Debian's own
+// /etc/nginx/nginx.conf includes it from sites-enabled, unchanged but for
+// the log and pid paths, moved into dir: nginx -t opens logs, but binds no
+// port, opens no FPM socket and reads no root.
+func nginxTestStock(tb testing.TB, bin, dir string) string {
+	tb.Helper()
+	moveLogs := strings.NewReplacer("/var/log/nginx/", dir+"/", "/run/nginx.pid", dir+"/nginx.pid")
+	site := filepath.Join(dir, "moodle-nodeagent.conf")
+	writeFile(tb, site, moveLogs.Replace(readFile(tb, shippedSite)))
+	const sites = "include /etc/nginx/sites-enabled/*;"
+	stock := readFile(tb, "/etc/nginx/nginx.conf")
+	if strings.Count(stock, sites) != 1 {
+		tb.Fatalf("/etc/nginx/nginx.conf has no %q", sites)
+	}
+	main := filepath.Join(dir, "nginx.conf")
+	writeFile(tb, main, moveLogs.Replace(strings.Replace(stock, sites, "include "+site+";", 1)))
+	out, err := exec.Command(bin, "-t", "-e", filepath.Join(dir, "error.log"), "-c", main).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("nginx -t on the shipped %s in Debian's nginx.conf: %v\n%s", shippedSite, err, out)
+	}
+	return string(out)
+}
+
 func userDirective(runAs string) string {
 	if runAs == "" {
 		return ""
