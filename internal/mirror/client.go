@@ -29,8 +29,13 @@ type Source interface {
 	// Delta returns the delta from base to id; ErrRemoteNotFound if the
 	// source does not know base (or id).
 	Delta(ctx context.Context, id, base string) (*Delta, error)
-	// Objects streams the content of hashes: fn is called once per object,
-	// in request order, with a reader of exactly size bytes.
+	// Objects streams the content of hashes: fn is called with a reader of
+	// exactly size bytes for each object, once or again after a failed
+	// delivery, in any order and possibly from several goroutines at once
+	// (Sources fetches from several peers). An error of fn wrapping
+	// errContentMismatch rejects that object's bytes only: the source may
+	// go on, and returns such an error at the end if it delivered nothing
+	// better.
 	Objects(ctx context.Context, hashes []Hash, fn func(h Hash, size int64, r io.Reader) error) error
 }
 
@@ -39,6 +44,10 @@ var _ Source = (*Client)(nil)
 // ErrRemoteNotFound is returned by Client when the controller does not serve
 // what was asked (HTTP 404): an unknown revision, or an unknown delta base.
 var ErrRemoteNotFound = errors.New("not found on the controller")
+
+// ErrBusy is returned by Client when the server is too busy to answer now
+// (HTTP 503): a peer serving as many requests as it allows.
+var ErrBusy = errors.New("busy")
 
 // Size limits of the documents a Client reads: a hostile or broken
 // controller cannot make a web node buffer without bound.
@@ -139,10 +148,11 @@ func (c *Client) Delta(ctx context.Context, id, base string) (*Delta, error) {
 }
 
 // Objects asks for hashes in one request and calls fn for each frame of the
-// response as it arrives, with a reader limited to the frame's content; the
-// caller verifies the content. It fails with ErrFrame if the stream carries
-// more or fewer frames than requested, and with io.ErrUnexpectedEOF if a
-// frame is cut short.
+// response as it arrives, in order, with a reader limited to the frame's
+// content; the caller verifies the content. A content mismatch reported by
+// fn skips that object and is returned at the end. It fails with ErrFrame
+// if the stream carries more or fewer frames than requested, and with
+// io.ErrUnexpectedEOF if a frame is cut short.
 func (c *Client) Objects(ctx context.Context, hashes []Hash, fn func(h Hash, size int64, r io.Reader) error) error {
 	body, err := json.Marshal(ObjectsRequest{Objects: hashes})
 	if err != nil {
@@ -156,30 +166,38 @@ func (c *Client) Objects(ctx context.Context, hashes []Hash, fn func(h Hash, siz
 	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != ObjectsContentType {
 		return fmt.Errorf("objects: %w: content type %q", ErrFrame, ct)
 	}
-	if err := readFrames(bufio.NewReaderSize(resp.Body, objectsReadBuffer), len(hashes), fn); err != nil {
+	if err := readFrames(bufio.NewReaderSize(resp.Body, objectsReadBuffer), hashes, fn); err != nil {
 		return fmt.Errorf("objects: %w", err)
 	}
 	return nil
 }
 
-// readFrames reads want object frames from r, then expects the end.
-func readFrames(r io.Reader, want int, fn func(h Hash, size int64, r io.Reader) error) error {
+// readFrames reads the frames of want from r, in order, then expects the
+// end. A content mismatch reported by fn is returned at the end: the other
+// objects of the stream are still good.
+func readFrames(r io.Reader, want []Hash, fn func(h Hash, size int64, r io.Reader) error) error {
+	var mismatch error
 	for i := 0; ; i++ {
 		h, size, err := ReadFrameHeader(r)
 		if err == io.EOF {
-			if i < want {
-				return fmt.Errorf("%w: stream ended after %d of %d objects", ErrFrame, i, want)
+			if i < len(want) {
+				return fmt.Errorf("%w: stream ended after %d of %d objects", ErrFrame, i, len(want))
 			}
-			return nil
+			return mismatch
 		}
 		if err != nil {
 			return err
 		}
-		if i == want {
-			return fmt.Errorf("%w: more than the %d objects asked", ErrFrame, want)
+		if i == len(want) {
+			return fmt.Errorf("%w: more than the %d objects asked", ErrFrame, len(want))
+		}
+		if h != want[i] {
+			return fmt.Errorf("%w: got object %s, want %s", ErrFrame, h, want[i])
 		}
 		fr := &frameReader{r: r, n: size}
-		if err := fn(h, size, fr); err != nil {
+		if err := fn(h, size, fr); errors.Is(err, errContentMismatch) {
+			mismatch = firstError(mismatch, err)
+		} else if err != nil {
 			return err
 		}
 		// Skip what fn left unread, so the next header is in place.
@@ -260,8 +278,11 @@ func (c *Client) do(ctx context.Context, method, p string, body []byte, header .
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
 	err = fmt.Errorf("%s %s: %s: %s", method, p, resp.Status, bytes.TrimSpace(msg))
-	if resp.StatusCode == http.StatusNotFound {
+	switch resp.StatusCode {
+	case http.StatusNotFound:
 		err = fmt.Errorf("%w: %w", ErrRemoteNotFound, err)
+	case http.StatusServiceUnavailable:
+		err = fmt.Errorf("%w: %w", ErrBusy, err)
 	}
 	return nil, err
 }

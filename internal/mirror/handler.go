@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -46,14 +45,20 @@ func (s *Store) serveRevisions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Store) serveRevision(w http.ResponseWriter, r *http.Request) {
+	serveRevisionIn(w, r, s.Revisions(), "kept")
+}
+
+// serveRevisionIn sends the revision of the request's id among revs, or a
+// 404 saying it is not kept (held) here.
+func serveRevisionIn(w http.ResponseWriter, r *http.Request, revs []Revision, kept string) {
 	id := r.PathValue("id")
-	for _, rev := range s.Revisions() {
+	for _, rev := range revs {
 		if rev.ID == id {
 			serveJSON(w, r, rev)
 			return
 		}
 	}
-	serveProblem(w, http.StatusNotFound, fmt.Sprintf("revision %s is not kept here", id), nil)
+	serveProblem(w, http.StatusNotFound, fmt.Sprintf("revision %s is not %s here", id, kept), nil)
 }
 
 // serveManifest sends the canonical bytes of a manifest, gzipped for
@@ -155,25 +160,13 @@ func (s *Store) serveManifestError(w http.ResponseWriter, id string, err error) 
 // hashes are resolved before the first byte is sent, so an unknown one is a
 // clean 404.
 func (s *Store) serveObjects(w http.ResponseWriter, r *http.Request) {
-	var req ObjectsRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxObjectsRequestBytes)).Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			serveProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit), nil)
-			return
-		}
-		serveProblem(w, http.StatusBadRequest, "decode objects request: "+err.Error(), nil)
+	hashes, ok := readObjectsRequest(w, r)
+	if !ok {
 		return
 	}
-	if len(req.Objects) > MaxObjectsPerRequest {
-		serveProblem(w, http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("%d objects asked, at most %d per request", len(req.Objects), MaxObjectsPerRequest), nil)
-		return
-	}
-	locs, missing := s.locate(req.Objects)
+	locs, missing := s.locate(hashes)
 	if len(missing) > 0 {
-		listed := missing[:min(len(missing), maxMissingListed)]
-		serveProblem(w, http.StatusNotFound, fmt.Sprintf("%d unknown objects: %s", len(missing), strings.Join(listed, ", ")), listed)
+		serveMissing(w, missing)
 		return
 	}
 	defer func() {
@@ -181,31 +174,24 @@ func (s *Store) serveObjects(w http.ResponseWriter, r *http.Request) {
 			l.p.release()
 		}
 	}()
-	var total int64
-	for _, l := range locs {
-		total += FrameHeaderSize + l.size
+	bodies := make([]objectBody, len(locs))
+	for i := range locs {
+		bodies[i] = packBody(locs[i])
 	}
-	w.Header().Set("Content-Type", ObjectsContentType)
-	w.Header().Set("Content-Length", strconv.FormatInt(total, 10))
-	bw := bufio.NewWriterSize(w, objectsWriteBuffer)
-	for i, l := range locs {
-		if err := writeObject(bw, req.Objects[i], l); err != nil {
-			// The response is cut short of its Content-Length: the client
-			// sees the failure.
-			s.log.Debug("serve objects", "err", err)
-			return
-		}
+	if err := writeObjectStream(w, hashes, bodies); err != nil {
+		s.log.Debug("serve objects", "err", err)
 	}
-	bw.Flush()
 }
 
-func writeObject(w io.Writer, h Hash, l objLoc) error {
-	if err := WriteFrameHeader(w, h, l.size); err != nil {
-		return err
-	}
-	n, err := io.Copy(w, io.NewSectionReader(l.p.f, l.off, l.size))
-	if err == nil && n != l.size {
-		err = fmt.Errorf("object %s: pack %d ends after %d of %d bytes", h, l.p.num, n, l.size)
+// packBody is an object's content in a pack.
+type packBody objLoc
+
+func (b packBody) bodySize() int64 { return b.size }
+
+func (b packBody) copyTo(w io.Writer) error {
+	n, err := io.Copy(w, io.NewSectionReader(b.p.f, b.off, b.size))
+	if err == nil && n != b.size {
+		err = fmt.Errorf("pack %d ends after %d of %d bytes", b.p.num, n, b.size)
 	}
 	return err
 }

@@ -60,6 +60,8 @@ type Releases struct {
 
 	filesDone atomic.Int64
 	bytesDone atomic.Int64
+
+	holdings holdings // what peers may fetch from this node
 }
 
 // Phases of SyncProgress.
@@ -379,6 +381,8 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	}
 
 	meta.Files, meta.Bytes = m.Files()
+	r.holdings.begin(meta, m, tmp) // peers may fetch what is stored
+	defer r.holdings.end(rev.ID)
 	r.startProgress(meta, meta.Files, meta.Bytes)
 	r.setPhase(PhaseLink)
 	if err := removeTree(tmp); err != nil {
@@ -392,6 +396,7 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	if err != nil {
 		return rev, err
 	}
+	r.holdings.end(rev.ID) // its files are about to move
 	if err := r.commit(tmp, meta); err != nil {
 		return rev, err
 	}
