@@ -100,7 +100,24 @@ type MirrorConfig struct {
 	Exclude     []string `yaml:"exclude"`      // path.Match globs relative to source
 	AfterSwitch []string `yaml:"after_switch"` // argv run after each switch
 	MaxLag      Duration `yaml:"max_lag"`      // readiness tolerance when behind
+	// PeerUpload bounds what a web node sends to the peers that sync from
+	// it.
+	PeerUpload PeerUploadConfig `yaml:"peer_upload"`
 }
+
+// PeerUploadConfig bounds a web node's serving of content to its peers, so
+// that it never starves the web server.
+type PeerUploadConfig struct {
+	Rate        ByteRate `yaml:"rate"`        // to all peers together; 0 = no bound
+	Concurrency int      `yaml:"concurrency"` // requests served at once; 0 = serve no content to peers
+}
+
+// Peer upload defaults: 400 Mbit/s, well under a 1 Gbit/s NIC, and a few
+// requests at once (about a tenth of a core of TLS and hashing).
+const (
+	DefaultPeerUploadRate        = 50 * ByteRate(1e6)
+	DefaultPeerUploadConcurrency = 4
+)
 
 // EdgeConfig configures the TLS-terminating reverse proxy on web nodes.
 type EdgeConfig struct {
@@ -155,7 +172,8 @@ func Default() *Config {
 		Gossip:  GossipConfig{Bind: DefaultGossipBind, KeyFile: DefaultKeyFile},
 		Cluster: ClusterConfig{Listen: DefaultClusterAddr},
 		API:     APIConfig{Listen: DefaultAPIAddr, TokenFile: DefaultTokenFile},
-		Mirror:  MirrorConfig{Keep: 5, MaxLag: Duration(60 * time.Second)},
+		Mirror: MirrorConfig{Keep: 5, MaxLag: Duration(60 * time.Second),
+			PeerUpload: PeerUploadConfig{Rate: DefaultPeerUploadRate, Concurrency: DefaultPeerUploadConcurrency}},
 	}
 }
 

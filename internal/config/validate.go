@@ -188,6 +188,10 @@ func (v *validator) mirror(role string, m *MirrorConfig) {
 	if len(m.AfterSwitch) > 0 && m.AfterSwitch[0] == "" {
 		v.addf("mirror.after_switch[0]", "command name must not be empty")
 	}
+	if m.PeerUpload.Rate < 0 {
+		v.addf("mirror.peer_upload.rate", "must not be negative")
+	}
+	v.atLeast("mirror.peer_upload.concurrency", m.PeerUpload.Concurrency, 0)
 }
 
 func (v *validator) edge(e *EdgeConfig) {
