@@ -47,14 +47,15 @@ type Agent struct {
 	opts Options
 	log  *slog.Logger
 
-	id     *clustertls.Identity
-	peers  *http.Client // agent-to-agent calls, mutual TLS
-	wire   wireCounter  // bytes of those calls
-	gossip *gossip.Gossip
-	store  *mirror.Store    // controller
-	rels   *mirror.Releases // web
-	syncer *mirror.Syncer   // web
-	front  front            // web with an edge section
+	id      *clustertls.Identity
+	peers   *http.Client // agent-to-agent calls, mutual TLS
+	wire    wireCounter  // bytes of those calls
+	gossip  *gossip.Gossip
+	store   *mirror.Store    // controller
+	rels    *mirror.Releases // web
+	syncer  *mirror.Syncer   // web
+	peering peering          // web: content to and from peers (peers.go)
+	front   front            // web with an edge section
 
 	metrics *metrics   // its own registry, served on the local API
 	db      *dbService // controller with a db section
@@ -201,8 +202,9 @@ func (a *Agent) openMirror(ctx context.Context) error {
 		if err := a.rels.Open(ctx); err != nil {
 			return fmt.Errorf("mirror releases: %w", err)
 		}
+		a.openPeers()
 		a.syncer = mirror.NewSyncer(mirror.SyncerConfig{
-			Releases: a.rels, Source: a.source, OnApplied: a.applied, OnAttempt: a.metrics.syncAttempt, Logger: a.log,
+			Releases: a.rels, Source: a.contentSource, OnApplied: a.applied, OnAttempt: a.metrics.syncAttempt, Logger: a.log,
 			RetryMin: a.opts.SyncRetryMin, RetryMax: a.opts.SyncRetryMax,
 		})
 		if err := a.syncer.Open(ctx); err != nil {
@@ -260,7 +262,7 @@ func (a *Agent) serve(token string) {
 
 func (a *Agent) mirrorHandler() http.Handler {
 	if a.store == nil {
-		return nil
+		return a.peerHandler().Handler()
 	}
 	return a.store.Handler()
 }

@@ -155,10 +155,8 @@ func (a *Agent) certStoreURL() (string, error) {
 
 // controllerAPI is the cluster API address of a live controller.
 func (a *Agent) controllerAPI() (string, error) {
-	for _, m := range a.gossip.Members() {
-		if m.Meta.Role == roleController && m.State == "alive" && m.Meta.API != "" {
-			return m.Meta.API, nil
-		}
+	if _, api := a.liveController(); api != "" {
+		return api, nil
 	}
 	return "", fmt.Errorf("no live controller in the cluster")
 }

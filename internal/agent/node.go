@@ -29,8 +29,10 @@ func (a *Agent) Status() api.Status {
 	if a.rels != nil {
 		p := a.rels.Progress()
 		if p.Phase != "" {
+			a.syncSources(&p)
 			st.Sync = &p
 		}
+		st.PeerUpload = a.peerUpload()
 		if err, _ := a.syncer.LastError(); err != nil {
 			st.SyncError = err.Error()
 		}

@@ -220,15 +220,6 @@ func (a *Agent) applied(rev mirror.Revision) {
 	a.announce()
 }
 
-// source finds the controller's mirror endpoint through gossip.
-func (a *Agent) source(ctx context.Context) (mirror.Source, error) {
-	api, err := a.controllerAPI()
-	if err != nil {
-		return nil, err
-	}
-	return mirror.NewClient("https://"+api+"/cluster/v1/mirror", a.peers), nil
-}
-
 // Rollback implements api.Node: make a kept revision the cluster target
 // (controller only; web nodes then switch from their kept releases).
 func (a *Agent) Rollback(ref string) (api.RevRef, error) {

@@ -205,7 +205,7 @@ func (p *PeerServer) serveObjects(w http.ResponseWriter, r *http.Request) {
 	err := writeObjectStream(w, hashes, bodies)
 	if errors.Is(err, errAltered) {
 		p.altered.Add(1)
-		p.log.Error("peers: a release file does not match its manifest; not sent (nodeagent verify -repair restores it)", "err", err)
+		p.log.Error("peers: a release file does not match its manifest; not sent", "err", err)
 	} else if err != nil {
 		p.log.Debug("peers: serve objects", "err", err)
 	}

@@ -85,6 +85,8 @@ type SyncProgress struct {
 	Bytes     int64    `json:"bytes"`
 	BytesDone int64    `json:"bytes_done"`
 	Revision  Revision `json:"revision,omitzero"`
+	// Sources is where the content came from (filled by the agent).
+	Sources []SourceCount `json:"sources,omitempty"`
 }
 
 // ErrAfterSwitch marks a failure of the AfterSwitch command: the switch

@@ -21,6 +21,7 @@ type Swarm struct {
 	rev     string // the revision counts are about
 	started time.Time
 	counts  map[string]*SourceCount
+	totals  map[string]int64 // bytes by kind, ever
 }
 
 // Source kinds.
@@ -83,7 +84,7 @@ func NewSwarm(log *slog.Logger) *Swarm {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Swarm{log: log, health: map[string]*sourceHealth{}, counts: map[string]*SourceCount{}}
+	return &Swarm{log: log, health: map[string]*sourceHealth{}, counts: map[string]*SourceCount{}, totals: map[string]int64{}}
 }
 
 // begin makes rev the revision counted; a new one starts from zero.
@@ -143,6 +144,7 @@ func (w *Swarm) requested(name, kind string) {
 func (w *Swarm) document(name, kind string, size int64) {
 	w.mu.Lock()
 	w.count(name, kind).Bytes += size
+	w.totals[kind] += size
 	w.mu.Unlock()
 }
 
@@ -151,7 +153,15 @@ func (w *Swarm) delivered(name, kind string, size int64) {
 	c := w.count(name, kind)
 	c.Bytes += size
 	c.Objects++
+	w.totals[kind] += size
 	w.mu.Unlock()
+}
+
+// Totals returns the bytes received ever, by kind of source.
+func (w *Swarm) Totals() map[string]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return map[string]int64{KindController: w.totals[KindController], KindPeer: w.totals[KindPeer]}
 }
 
 // succeeded clears name's failures.
