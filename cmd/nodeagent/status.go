@@ -64,7 +64,11 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			m.Name, m.Meta.Role, m.Addr, m.State, rev, sync, lag, yesNo(m.Meta.Drained), maint, certExpiry(m.Meta.CertExpiry))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printSyncing(ctx, c, out, st, ms.Members)
+	return nil
 }
 
 func yesNo(b bool) string {
