@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/nodeagent/nodeagent/internal/durable"
 )
 
 // configPHPSetting is one value a database move writes into Moodle's
@@ -48,7 +48,7 @@ func rewriteConfigPHP(path string, set []configPHPSetting) error {
 	if bytes.Equal(out, data) {
 		return nil
 	}
-	return replaceFile(path, out)
+	return durable.ReplaceFile(path, out)
 }
 
 func editConfigPHP(data []byte, set []configPHPSetting) ([]byte, error) {
@@ -76,50 +76,4 @@ func editConfigPHP(data []byte, set []configPHPSetting) ([]byte, error) {
 		})
 	}
 	return data, nil
-}
-
-// replaceFile writes data to path through a temporary file in the same
-// directory, with path's mode and owner, fsynced, then renamed over it.
-func replaceFile(path string, data []byte) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".nodeagent-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after the rename: nothing to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(fi.Mode().Perm()); err != nil {
-		f.Close()
-		return err
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil && os.Geteuid() == 0 {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/config"
+	"github.com/nodeagent/nodeagent/internal/durable"
 )
 
 // maintenanceKey is the gossip register holding cluster-wide maintenance.
@@ -126,10 +127,10 @@ func (a *Agent) climaintenance(m api.Maintenance) error {
 	if m.Active {
 		body := climaintenancePage(m.Message)
 		sum := sha256.Sum256(body)
-		if err := writeFileSync(page, body, 0o644); err != nil {
+		if err := durable.WriteFile(page, body, 0o644); err != nil {
 			return err
 		}
-		return writeFileSync(mark, []byte(fmt.Sprintf("%x\n", sum)), 0o600)
+		return durable.WriteFile(mark, []byte(fmt.Sprintf("%x\n", sum)), 0o600)
 	}
 	want, err := os.ReadFile(mark)
 	if errors.Is(err, os.ErrNotExist) {
@@ -161,28 +162,4 @@ func climaintenancePage(message string) []byte {
 		"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\" />\n" +
 		"<title>Site maintenance</title></head>\n<body><div style=\"margin-top: 6em; margin-left:auto; margin-right:auto; color:#990000; text-align:center; font-size:large; border-width:1px; border-color:black; background-color:#ffffee; border-style:solid; border-radius: 20px; border-collapse: collapse; width: 80%; -moz-border-radius: 20px; padding: 15px\">\n" +
 		html.EscapeString(message) + "\n</div></body></html>\n")
-}
-
-// writeFileSync writes a small file durably through a temporary name.
-func writeFileSync(name string, data []byte, perm os.FileMode) error {
-	tmp := name + ".nodeagent-tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, name)
 }
