@@ -13,6 +13,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/dump"
+	"github.com/nodeagent/nodeagent/internal/errs"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 )
 
@@ -123,7 +124,7 @@ func (s *dbService) StartRestore(req api.RestoreRequest) (api.Restore, error) {
 	s.mu.Lock()
 	if s.running != "" {
 		s.mu.Unlock()
-		return api.Restore{}, api.Conflict("a restore is running: " + s.running)
+		return api.Restore{}, errs.Conflict("a restore is running: %s", s.running)
 	}
 	s.running = r.ID
 	s.restores[r.ID] = r
@@ -145,35 +146,35 @@ func (s *dbService) StartRestore(req api.RestoreRequest) (api.Restore, error) {
 // checkRestore refuses what would fail later, before anything changes.
 func (s *dbService) checkRestore(req api.RestoreRequest) error {
 	if req.Host == "" {
-		return api.BadRequest("host: the server to restore into is required")
+		return errs.Invalid("host: the server to restore into is required")
 	}
 	if _, err := s.d.Complete(req.Target); err != nil {
-		return api.BadRequest(err.Error())
+		return errs.Invalid("%w", err)
 	}
 	if !req.Switch {
 		if req.Dump == "" {
-			return api.BadRequest("dump: name the dump to restore (see GET /v1/db/dumps)")
+			return errs.Invalid("dump: name the dump to restore (see GET /v1/db/dumps)")
 		}
 		f, _, err := s.d.OpenDump(req.Dump)
 		if err != nil {
-			return api.NotFound(err.Error())
+			return errs.NotFound("%w", err)
 		}
 		f.Close()
 		return nil
 	}
 	if req.Dump != "" {
-		return api.BadRequest("dump: with switch the restore uses a fresh dump taken once maintenance is on; name none")
+		return errs.Invalid("dump: with switch the restore uses a fresh dump taken once maintenance is on; name none")
 	}
 	set, err := s.configSettings(req)
 	if err != nil {
-		return api.BadRequest(err.Error())
+		return errs.Invalid("%w", err)
 	}
 	data, err := os.ReadFile(s.configPHP())
 	if err != nil {
-		return api.Conflict(fmt.Sprintf("switch rewrites config.php in mirror.source: %v", err))
+		return errs.Conflict("switch rewrites config.php in mirror.source: %v", err)
 	}
 	if _, err := editConfigPHP(data, set); err != nil {
-		return api.Conflict(fmt.Sprintf("%s: %v", s.configPHP(), err))
+		return errs.Conflict("%s: %v", s.configPHP(), err)
 	}
 	return nil
 }
@@ -209,7 +210,7 @@ func (s *dbService) Restore(id string) (api.Restore, error) {
 	defer s.mu.Unlock()
 	r, ok := s.restores[id]
 	if !ok {
-		return api.Restore{}, api.NotFound(fmt.Sprintf("no restore %q", id))
+		return api.Restore{}, errs.NotFound("no restore %q", id)
 	}
 	return copyRestore(r), nil
 }

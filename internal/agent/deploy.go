@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/errs"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 )
 
@@ -39,7 +40,7 @@ type deployRuns struct {
 // procedure in the background and returns its record.
 func (a *Agent) StartDeploy(req api.DeployRequest) (api.Deploy, error) {
 	if a.store == nil {
-		return api.Deploy{}, api.Conflict("deploy runs on the controller; this node is a web node")
+		return api.Deploy{}, errs.Conflict("deploy runs on the controller; this node is a web node")
 	}
 	d := &api.Deploy{ID: newDeployID(), Status: api.DeployRunning, Request: req, Started: time.Now().UTC()}
 	if req.Maintenance {
@@ -59,7 +60,7 @@ func (a *Agent) StartDeploy(req api.DeployRequest) (api.Deploy, error) {
 	r.mu.Lock()
 	if r.running {
 		r.mu.Unlock()
-		return api.Deploy{}, api.Conflict("a deploy is already running")
+		return api.Deploy{}, errs.Conflict("a deploy is already running")
 	}
 	r.running = true
 	if r.runs == nil {
@@ -89,7 +90,7 @@ func (a *Agent) Deploy(id string) (api.Deploy, error) {
 	defer r.mu.Unlock()
 	d, ok := r.runs[id]
 	if !ok {
-		return api.Deploy{}, api.NotFound(fmt.Sprintf("no deploy %q", id))
+		return api.Deploy{}, errs.NotFound("no deploy %q", id)
 	}
 	return copyDeploy(d), nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/durable"
+	"github.com/nodeagent/nodeagent/internal/errs"
 )
 
 // maintenanceKey is the gossip register holding cluster-wide maintenance.
@@ -48,18 +49,18 @@ func (a *Agent) Maintenance() api.Maintenance { return a.maintenanceState() }
 // the register (last writer wins by the gossip clock).
 func (a *Agent) SetMaintenance(req api.MaintenanceRequest) (api.Maintenance, error) {
 	if len(req.Message) > maxMaintenanceMessage {
-		return api.Maintenance{}, api.BadRequest(fmt.Sprintf("message: at most %d bytes", maxMaintenanceMessage))
+		return api.Maintenance{}, errs.Invalid("message: at most %d bytes", maxMaintenanceMessage)
 	}
 	for i, c := range req.Allow {
 		if _, err := netip.ParsePrefix(c); err != nil {
-			return api.Maintenance{}, api.BadRequest(fmt.Sprintf("allow[%d]: invalid CIDR %q", i, c))
+			return api.Maintenance{}, errs.Invalid("allow[%d]: invalid CIDR %q", i, c)
 		}
 	}
 	if req.Until != nil && !req.Until.After(time.Now()) {
-		return api.Maintenance{}, api.BadRequest(fmt.Sprintf("until %s is in the past", req.Until.Format(time.RFC3339)))
+		return api.Maintenance{}, errs.Invalid("until %s is in the past", req.Until.Format(time.RFC3339))
 	}
 	if len(req.Allow) > 32 {
-		return api.Maintenance{}, api.BadRequest("allow: at most 32 ranges")
+		return api.Maintenance{}, errs.Invalid("allow: at most 32 ranges")
 	}
 	m := api.Maintenance{Enabled: req.Enabled, Message: req.Message, Allow: req.Allow, Until: req.Until}
 	if !m.Enabled {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/errs"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
@@ -112,7 +113,7 @@ func (a *Agent) setTarget(rev mirror.Revision) error {
 // Publish implements api.Node.
 func (a *Agent) Publish(ctx context.Context, message string) (mirror.Revision, bool, error) {
 	if a.store == nil {
-		return mirror.Revision{}, false, api.ErrNotController
+		return mirror.Revision{}, false, errs.Conflict("publish runs on the controller; this node is a web node")
 	}
 	start := time.Now()
 	rev, created, err := a.store.Publish(ctx, message)
@@ -232,14 +233,14 @@ func (a *Agent) source(ctx context.Context) (mirror.Source, error) {
 // (controller only; web nodes then switch from their kept releases).
 func (a *Agent) Rollback(ref string) (api.RevRef, error) {
 	if a.store == nil {
-		return api.RevRef{}, api.Conflict("rollback runs on the controller; this node is a web node")
+		return api.RevRef{}, errs.Conflict("rollback runs on the controller; this node is a web node")
 	}
 	rev, err := a.store.Find(ref)
 	if errors.Is(err, mirror.ErrNotFound) {
-		return api.RevRef{}, api.NotFound(fmt.Sprintf("no kept revision %q", ref))
+		return api.RevRef{}, errs.NotFound("no kept revision %q", ref)
 	}
 	if errors.Is(err, mirror.ErrAmbiguous) {
-		return api.RevRef{}, api.BadRequest(fmt.Sprintf("revision %q is ambiguous: give more of the id", ref))
+		return api.RevRef{}, errs.Invalid("revision %q is ambiguous: give more of the id", ref)
 	}
 	if err != nil {
 		return api.RevRef{}, err
@@ -249,7 +250,7 @@ func (a *Agent) Rollback(ref string) (api.RevRef, error) {
 	a.store.Pin(rev.ID)
 	if _, err := a.store.Find(rev.ID); err != nil {
 		a.store.Pin(a.currentTargetID())
-		return api.RevRef{}, api.NotFound(fmt.Sprintf("revision %q was just garbage-collected", ref))
+		return api.RevRef{}, errs.NotFound("revision %q was just garbage-collected", ref)
 	}
 	if err := a.setTarget(rev); err != nil {
 		return api.RevRef{}, err

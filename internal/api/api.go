@@ -8,7 +8,6 @@ package api
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -27,14 +26,11 @@ type Node interface {
 	Status() Status
 	Members() []gossip.Member
 	Revisions() RevisionList
-	// Publish publishes the source tree (controller only: ErrNotController).
+	// Publish publishes the source tree (controller only).
 	Publish(ctx context.Context, message string) (mirror.Revision, bool, error)
 	Health() Health
 	Operations
 }
-
-// ErrNotController is returned by Node methods that only a controller does.
-var ErrNotController = errors.New("only the controller does this")
 
 // Config configures the API.
 type Config struct {
@@ -211,12 +207,8 @@ func (s *Server) publish(c echo.Context) error {
 	}
 	start := time.Now()
 	rev, created, err := s.cfg.Node.Publish(c.Request().Context(), req.Message)
-	if errors.Is(err, ErrNotController) {
-		return problem(http.StatusConflict, "publish runs on the controller; this node is a web node")
-	}
 	if err != nil {
-		s.log.Error("publish", "err", err)
-		return problem(http.StatusInternalServerError, "publish: "+err.Error())
+		return err
 	}
 	code := http.StatusOK
 	if created {
