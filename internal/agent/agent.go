@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/cluster"
 	"github.com/nodeagent/nodeagent/internal/clustertls"
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
@@ -51,6 +52,7 @@ type Agent struct {
 	peers  *http.Client // agent-to-agent calls, mutual TLS
 	wire   wireCounter  // bytes of those calls
 	gossip *gossip.Gossip
+	state  *cluster.State   // the cluster-wide state, in gossip registers
 	store  *mirror.Store    // controller
 	rels   *mirror.Releases // web
 	syncer *mirror.Syncer   // web
@@ -94,8 +96,6 @@ func New(cfg *config.Config, opts Options) *Agent {
 const (
 	roleController = "controller"
 	roleWeb        = "web"
-	// targetKey is the gossip register holding the cluster target revision.
-	targetKey = "target"
 )
 
 // Open starts the agent: secrets, listeners, mirror, gossip, API.
@@ -224,6 +224,7 @@ func (a *Agent) openGossip(ctx context.Context, key []byte) error {
 		Timing:    a.opts.GossipTiming,
 		Logger:    a.log,
 	})
+	a.state = cluster.New(a.gossip, a.log)
 	if err := a.gossip.Open(ctx); err != nil {
 		return fmt.Errorf("gossip: %w", err)
 	}

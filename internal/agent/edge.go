@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,13 +15,9 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/certs"
+	"github.com/nodeagent/nodeagent/internal/cluster"
 	"github.com/nodeagent/nodeagent/internal/edge"
 )
-
-// certificateKey is the gossip register where a node announces a
-// certificate it obtained or renewed in the cluster storage; the others
-// reload it from there at once.
-const certificateKey = "certificate"
 
 // certExpiryWarn is how close to its end a certificate makes readiness warn.
 const certExpiryWarn = 14 * 24 * time.Hour
@@ -214,15 +209,14 @@ func (a *Agent) ReloadCertificates(ctx context.Context) error {
 // announceCertificate is the certificate manager's callback after this node
 // obtained or renewed a certificate in the cluster storage.
 func (a *Agent) announceCertificate(ob certs.Obtained) {
-	if len(ob.Names) > 3 { // the register is a version signal: keep it small
-		ob.Names = ob.Names[:3]
-	}
-	reg, err := a.gossip.Set(certificateKey, ob)
+	clock, err := a.state.AnnounceCertificate(cluster.Certificate{
+		Names: ob.Names, Fingerprint: ob.Fingerprint, NotAfter: ob.NotAfter, Renewal: ob.Renewal,
+	})
 	if err != nil {
 		a.log.Error("announce certificate", "err", err)
 		return
 	}
-	a.front.certClock.Store(reg.Clock)
+	a.front.certClock.Store(clock)
 	a.log.Info("certificate announced", "names", ob.Names, "fingerprint", ob.Fingerprint, "renewal", ob.Renewal)
 	a.announce()
 }
@@ -244,20 +238,18 @@ func (a *Agent) observeCertificate() {
 	if f.certs.Source() != certs.SourceACME {
 		return
 	}
-	reg, ok := a.gossip.Get(certificateKey)
-	if !ok || reg.Clock == f.certClock.Load() {
+	ann, ok := a.state.Certificate()
+	if !ok || ann.Clock == f.certClock.Load() {
 		return
 	}
-	var ob certs.Obtained
-	if err := json.Unmarshal(reg.Value, &ob); err != nil || reg.Node == a.cfg.Node ||
-		ob.Fingerprint == f.certs.State().Fingerprint {
-		f.certClock.Store(reg.Clock)
+	if ann.Node == a.cfg.Node || ann.Fingerprint == f.certs.State().Fingerprint {
+		f.certClock.Store(ann.Clock)
 		return
 	}
 	if !f.reloading.CompareAndSwap(false, true) {
 		return // one reload at a time; the next round looks again
 	}
-	f.certClock.Store(reg.Clock)
+	f.certClock.Store(ann.Clock)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -265,10 +257,10 @@ func (a *Agent) observeCertificate() {
 		ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 		defer cancel()
 		if err := f.certs.Reload(ctx); err != nil {
-			a.log.Warn("reload announced certificate", "from", reg.Node, "err", err)
+			a.log.Warn("reload announced certificate", "from", ann.Node, "err", err)
 			return
 		}
-		a.log.Info("certificate reloaded", "announced_by", reg.Node, "fingerprint", f.certs.State().Fingerprint)
+		a.log.Info("certificate reloaded", "announced_by", ann.Node, "fingerprint", f.certs.State().Fingerprint)
 		a.announce()
 	}()
 }

@@ -3,43 +3,30 @@ package agent
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
 	"io/fs"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/cluster"
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/durable"
-	"github.com/nodeagent/nodeagent/internal/errs"
 )
 
-// maintenanceKey is the gossip register holding cluster-wide maintenance.
-const maintenanceKey = "maintenance"
-
-// maxMaintenanceMessage keeps the register within a gossip packet.
-const maxMaintenanceMessage = 500
-
-// maintenanceState reads the cluster maintenance register.
+// maintenanceState is the cluster's maintenance state as the API shows it.
 func (a *Agent) maintenanceState() api.Maintenance {
-	reg, ok := a.gossip.Get(maintenanceKey)
-	if !ok {
-		return api.Maintenance{}
+	m := a.state.Maintenance()
+	am := api.Maintenance{Enabled: m.Enabled, Message: m.Message, Allow: m.Allow, Clock: m.Clock, SetBy: m.SetBy,
+		Active: m.Active(time.Now())}
+	if !m.Until.IsZero() {
+		until := m.Until
+		am.Until = &until
 	}
-	var m api.Maintenance
-	if err := json.Unmarshal(reg.Value, &m); err != nil {
-		a.log.Warn("ignoring malformed maintenance state", "err", err)
-		return api.Maintenance{}
-	}
-	m.Clock = reg.Clock
-	m.SetBy = reg.Node
-	m.Active = m.Enabled && (m.Until == nil || time.Now().Before(*m.Until))
-	return m
+	return am
 }
 
 // Maintenance implements api.Node.
@@ -48,25 +35,14 @@ func (a *Agent) Maintenance() api.Maintenance { return a.maintenanceState() }
 // SetMaintenance implements api.Node: it validates the request, then writes
 // the register (last writer wins by the gossip clock).
 func (a *Agent) SetMaintenance(req api.MaintenanceRequest) (api.Maintenance, error) {
-	if len(req.Message) > maxMaintenanceMessage {
-		return api.Maintenance{}, errs.Invalid("message: at most %d bytes", maxMaintenanceMessage)
+	m := cluster.Maintenance{Enabled: req.Enabled, Message: req.Message, Allow: req.Allow}
+	if req.Until != nil {
+		m.Until = *req.Until
 	}
-	for i, c := range req.Allow {
-		if _, err := netip.ParsePrefix(c); err != nil {
-			return api.Maintenance{}, errs.Invalid("allow[%d]: invalid CIDR %q", i, c)
-		}
+	if err := m.Validate(time.Now()); err != nil {
+		return api.Maintenance{}, err
 	}
-	if req.Until != nil && !req.Until.After(time.Now()) {
-		return api.Maintenance{}, errs.Invalid("until %s is in the past", req.Until.Format(time.RFC3339))
-	}
-	if len(req.Allow) > 32 {
-		return api.Maintenance{}, errs.Invalid("allow: at most 32 ranges")
-	}
-	m := api.Maintenance{Enabled: req.Enabled, Message: req.Message, Allow: req.Allow, Until: req.Until}
-	if !m.Enabled {
-		m = api.Maintenance{}
-	}
-	if _, err := a.gossip.Set(maintenanceKey, m); err != nil {
+	if _, err := a.state.SetMaintenance(m); err != nil {
 		return api.Maintenance{}, err
 	}
 	a.log.Info("maintenance set", "enabled", m.Enabled, "until", m.Until)

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/cluster"
 	"github.com/nodeagent/nodeagent/internal/errs"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
@@ -69,19 +69,14 @@ func (a *Agent) currentTargetID() string {
 }
 
 func (a *Agent) currentTarget() *api.RevRef {
-	if a.gossip == nil {
+	if a.state == nil {
 		return nil
 	}
-	reg, ok := a.gossip.Get(targetKey)
+	t, ok := a.state.Target()
 	if !ok {
 		return nil
 	}
-	var t api.RevRef
-	if err := json.Unmarshal(reg.Value, &t); err != nil || t.ID == "" {
-		a.log.Warn("ignoring malformed cluster target", "err", err)
-		return nil
-	}
-	return &t
+	return &api.RevRef{Seq: t.Seq, ID: t.ID}
 }
 
 // initTarget makes the controller's latest revision the cluster target when
@@ -102,7 +97,7 @@ func (a *Agent) initTarget() error {
 
 func (a *Agent) setTarget(rev mirror.Revision) error {
 	a.store.Pin(rev.ID)
-	if _, err := a.gossip.Set(targetKey, api.RevRef{Seq: rev.Seq, ID: rev.ID}); err != nil {
+	if err := a.state.SetTarget(cluster.Target{Seq: rev.Seq, ID: rev.ID}); err != nil {
 		return fmt.Errorf("announce target %d: %w", rev.Seq, err)
 	}
 	a.log.Info("cluster target", "seq", rev.Seq, "id", rev.ID)
