@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/errs"
+	"github.com/nodeagent/nodeagent/internal/gossip"
 )
 
 // Maintenance is the cluster-wide maintenance state. It has two levels,
@@ -92,6 +93,11 @@ func (s *State) Maintenance() Maintenance {
 	if !ok {
 		return Maintenance{}
 	}
+	return w.state(reg)
+}
+
+// state is the Maintenance a register holds.
+func (w maintenanceWire) state(reg gossip.Register) Maintenance {
 	m := Maintenance{Enabled: w.Enabled, Moodle: w.Moodle, Message: w.Message, Reason: w.Reason,
 		Allow: w.Allow, Clock: reg.Clock, SetBy: reg.Node}
 	if w.Until != nil {
@@ -115,10 +121,5 @@ func (s *State) SetMaintenance(m Maintenance) (Maintenance, error) {
 	if err != nil {
 		return Maintenance{}, err
 	}
-	m = Maintenance{Enabled: w.Enabled, Moodle: w.Moodle, Message: w.Message, Reason: w.Reason,
-		Allow: w.Allow, Clock: reg.Clock, SetBy: reg.Node}
-	if w.Until != nil {
-		m.Until = *w.Until
-	}
-	return m, nil
+	return w.state(reg), nil
 }
