@@ -22,6 +22,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
+	"github.com/nodeagent/nodeagent/internal/moodle"
 )
 
 // Options are settings that do not come from the config file.
@@ -57,6 +58,8 @@ type Agent struct {
 	rels   *mirror.Releases // web
 	syncer *mirror.Syncer   // web
 	front  front            // web with an edge section
+
+	dataroot *moodle.Dataroot // controller with maintenance.moodle_dataroot
 
 	metrics *metrics   // its own registry, served on the local API
 	db      *dbService // controller with a db section

@@ -15,6 +15,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/dump"
 	"github.com/nodeagent/nodeagent/internal/errs"
 	"github.com/nodeagent/nodeagent/internal/gossip"
+	"github.com/nodeagent/nodeagent/internal/moodle"
 )
 
 // dbService is the controller's database work: the dumper, and restores
@@ -173,7 +174,7 @@ func (s *dbService) checkRestore(req api.RestoreRequest) error {
 	if err != nil {
 		return errs.Conflict("switch rewrites config.php in mirror.source: %v", err)
 	}
-	if _, err := editConfigPHP(data, set); err != nil {
+	if _, err := moodle.EditConfig(data, set); err != nil {
 		return errs.Conflict("%s: %v", s.configPHP(), err)
 	}
 	return nil
@@ -183,23 +184,23 @@ func (s *dbService) configPHP() string { return filepath.Join(s.a.cfg.Mirror.Sou
 
 // configSettings are the config.php values a switch writes: the host
 // always; port, name, user and password only when the request gives them.
-func (s *dbService) configSettings(req api.RestoreRequest) ([]configPHPSetting, error) {
-	set := []configPHPSetting{{"dbhost", req.Host}}
+func (s *dbService) configSettings(req api.RestoreRequest) ([]moodle.Setting, error) {
+	set := []moodle.Setting{{Key: "dbhost", Value: req.Host}}
 	if req.Port != 0 {
-		set = append(set, configPHPSetting{"dbport", strconv.Itoa(req.Port)})
+		set = append(set, moodle.Setting{Key: "dbport", Value: strconv.Itoa(req.Port)})
 	}
 	if req.Name != "" {
-		set = append(set, configPHPSetting{"dbname", req.Name})
+		set = append(set, moodle.Setting{Key: "dbname", Value: req.Name})
 	}
 	if req.User != "" {
-		set = append(set, configPHPSetting{"dbuser", req.User})
+		set = append(set, moodle.Setting{Key: "dbuser", Value: req.User})
 	}
 	if req.PasswordFile != "" {
 		pw, err := (&config.DBConfig{PasswordFile: req.PasswordFile}).Password()
 		if err != nil {
 			return nil, err
 		}
-		set = append(set, configPHPSetting{"dbpass", pw})
+		set = append(set, moodle.Setting{Key: "dbpass", Value: pw})
 	}
 	return set, nil
 }
@@ -288,12 +289,12 @@ func (s *dbService) action(ctx context.Context, r *api.Restore, step string, rev
 		if err != nil {
 			return "", err
 		}
-		if err := rewriteConfigPHP(s.configPHP(), set); err != nil {
+		if err := moodle.RewriteConfig(s.configPHP(), set); err != nil {
 			return "", err
 		}
 		keys := ""
 		for _, c := range set {
-			keys += " " + c.key
+			keys += " " + c.Key
 		}
 		return "set" + keys, nil
 	case stepPublish:

@@ -1,20 +1,14 @@
 package agent
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"errors"
 	"fmt"
-	"html"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/cluster"
 	"github.com/nodeagent/nodeagent/internal/config"
-	"github.com/nodeagent/nodeagent/internal/durable"
+	"github.com/nodeagent/nodeagent/internal/moodle"
 )
 
 // maintenanceState is the cluster's maintenance state as the API shows it.
@@ -61,7 +55,7 @@ func (a *Agent) applyMaintenance() {
 	if done {
 		return
 	}
-	if a.store != nil && a.cfg.Maintenance.MoodleDataroot != "" {
+	if a.dataroot != nil {
 		if err := a.climaintenance(m); err != nil {
 			a.log.Error("climaintenance.html", "err", err)
 			return
@@ -75,68 +69,23 @@ func (a *Agent) applyMaintenance() {
 }
 
 // checkDataroot fails the start of a controller that cannot write into
-// maintenance.moodle_dataroot (a wrong path, or one the systemd unit keeps
-// read-only): found only at the next maintenance, Moodle would keep
-// running its cron through an upgrade.
+// maintenance.moodle_dataroot.
 func (a *Agent) checkDataroot() error {
 	dir := a.cfg.Maintenance.MoodleDataroot
 	if a.cfg.Role != config.RoleController || dir == "" {
 		return nil
 	}
-	f, err := os.CreateTemp(dir, ".nodeagent-check-*")
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return fmt.Errorf("maintenance.moodle_dataroot: cannot write into %s: %w", dir, err)
+	a.dataroot = moodle.NewDataroot(dir, filepath.Join(a.cfg.DataDir, "climaintenance.sha256"), a.log)
+	if err := a.dataroot.Check(); err != nil {
+		return fmt.Errorf("maintenance.moodle_dataroot: %w", err)
 	}
-	f.Close()
-	return os.Remove(f.Name())
+	return nil
 }
 
-// climaintenance writes or removes <dataroot>/climaintenance.html the way
-// Moodle's admin/cli/maintenance.php does. It removes only a file whose
-// content is what it wrote itself (recorded by hash in data_dir).
+// climaintenance makes <dataroot>/climaintenance.html follow m.
 func (a *Agent) climaintenance(m api.Maintenance) error {
-	page := filepath.Join(a.cfg.Maintenance.MoodleDataroot, "climaintenance.html")
-	mark := filepath.Join(a.cfg.DataDir, "climaintenance.sha256")
 	if m.Active {
-		body := climaintenancePage(m.Message)
-		sum := sha256.Sum256(body)
-		if err := durable.WriteFile(page, body, 0o644); err != nil {
-			return err
-		}
-		return durable.WriteFile(mark, []byte(fmt.Sprintf("%x\n", sum)), 0o600)
+		return a.dataroot.Hold(m.Message)
 	}
-	want, err := os.ReadFile(mark)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // nothing of ours to remove
-	}
-	if err != nil {
-		return err
-	}
-	cur, err := os.ReadFile(page)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		return err
-	case bytes.Equal(bytes.TrimSpace(want), []byte(fmt.Sprintf("%x", sha256.Sum256(cur)))):
-		if err := os.Remove(page); err != nil {
-			return err
-		}
-	default:
-		a.log.Warn("climaintenance.html was changed by someone else: left in place", "path", page)
-	}
-	return os.Remove(mark)
-}
-
-func climaintenancePage(message string) []byte {
-	if message == "" {
-		message = "This site is undergoing maintenance and is currently not available"
-	}
-	return []byte("<!DOCTYPE html>\n<html dir=\"ltr\" lang=\"en\" xml:lang=\"en\"><head>\n" +
-		"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\" />\n" +
-		"<title>Site maintenance</title></head>\n<body><div style=\"margin-top: 6em; margin-left:auto; margin-right:auto; color:#990000; text-align:center; font-size:large; border-width:1px; border-color:black; background-color:#ffffee; border-style:solid; border-radius: 20px; border-collapse: collapse; width: 80%; -moz-border-radius: 20px; padding: 15px\">\n" +
-		html.EscapeString(message) + "\n</div></body></html>\n")
+	return a.dataroot.Release()
 }

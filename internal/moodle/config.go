@@ -1,4 +1,4 @@
-package agent
+package moodle
 
 import (
 	"bytes"
@@ -11,11 +11,10 @@ import (
 	"github.com/nodeagent/nodeagent/internal/durable"
 )
 
-// configPHPSetting is one value a database move writes into Moodle's
-// config.php.
-type configPHPSetting struct {
-	key   string // dbhost, dbname, dbuser, dbpass, or dbport (in $CFG->dboptions)
-	value string
+// Setting is one value a database move writes into config.php.
+type Setting struct {
+	Key   string // dbhost, dbname, dbuser, dbpass, or dbport (in $CFG->dboptions)
+	Value string
 }
 
 // configPHPLine finds the line that sets key: `$CFG->dbhost = '...';` or,
@@ -33,15 +32,15 @@ func phpQuote(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
 
-// rewriteConfigPHP sets the given values in config.php, keeping every
+// RewriteConfig sets the given values in config.php, keeping every
 // other byte; it fails, changing nothing, if a line is missing or appears
 // more than once. The file is replaced atomically with its mode and owner.
-func rewriteConfigPHP(path string, set []configPHPSetting) error {
+func RewriteConfig(path string, set []Setting) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	out, err := editConfigPHP(data, set)
+	out, err := EditConfig(data, set)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -51,24 +50,26 @@ func rewriteConfigPHP(path string, set []configPHPSetting) error {
 	return durable.ReplaceFile(path, out)
 }
 
-func editConfigPHP(data []byte, set []configPHPSetting) ([]byte, error) {
+// EditConfig returns data, a config.php, with the given values set; it
+// fails if a line is missing or appears more than once.
+func EditConfig(data []byte, set []Setting) ([]byte, error) {
 	for _, s := range set {
-		re := configPHPLine(s.key)
+		re := configPHPLine(s.Key)
 		n := len(re.FindAllIndex(data, -1))
 		switch {
-		case n == 0 && s.key == "dbport":
-			return nil, fmt.Errorf("no 'dbport' => line in $CFG->dboptions to set the port %s; add one", s.value)
+		case n == 0 && s.Key == "dbport":
+			return nil, fmt.Errorf("no 'dbport' => line in $CFG->dboptions to set the port %s; add one", s.Value)
 		case n == 0:
-			return nil, fmt.Errorf("no $CFG->%s = '...'; line to rewrite", s.key)
+			return nil, fmt.Errorf("no $CFG->%s = '...'; line to rewrite", s.Key)
 		case n > 1:
-			return nil, fmt.Errorf("%d lines set %s; expected one", n, s.key)
+			return nil, fmt.Errorf("%d lines set %s; expected one", n, s.Key)
 		}
-		value := phpQuote(s.value)
-		if s.key == "dbport" {
-			if _, err := strconv.Atoi(s.value); err != nil {
-				return nil, fmt.Errorf("port %q is not a number", s.value)
+		value := phpQuote(s.Value)
+		if s.Key == "dbport" {
+			if _, err := strconv.Atoi(s.Value); err != nil {
+				return nil, fmt.Errorf("port %q is not a number", s.Value)
 			}
-			value = s.value
+			value = s.Value
 		}
 		data = re.ReplaceAllFunc(data, func(line []byte) []byte {
 			m := re.FindSubmatch(line)
