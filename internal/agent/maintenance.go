@@ -1,15 +1,24 @@
 package agent
 
 import (
-	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/cluster"
-	"github.com/nodeagent/nodeagent/internal/config"
-	"github.com/nodeagent/nodeagent/internal/moodle"
 )
+
+// maintApplied is the maintenance state a node applies, as it reports it
+// in its gossip metadata.
+type maintApplied struct {
+	clock  uint64
+	active bool
+}
+
+func (a *Agent) appliedMaintenance() maintApplied {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.maint
+}
 
 // maintenanceState is the cluster's maintenance state as the API shows it.
 func (a *Agent) maintenanceState() api.Maintenance {
@@ -23,11 +32,19 @@ func (a *Agent) maintenanceState() api.Maintenance {
 	return am
 }
 
+// maintenanceStatus is maintenanceState and whether this node applies it.
+func (a *Agent) maintenanceStatus() api.MaintenanceStatus {
+	st := api.MaintenanceStatus{Maintenance: a.maintenanceState()}
+	applied := a.appliedMaintenance()
+	st.Applied = applied.clock == st.Clock && applied.active == st.Active
+	return st
+}
+
 // Maintenance implements api.Node.
 func (a *Agent) Maintenance() api.Maintenance { return a.maintenanceState() }
 
 // SetMaintenance implements api.Node: it validates the request, then writes
-// the register (last writer wins by the gossip clock).
+// the register (last writer wins by the gossip clock) and applies it here.
 func (a *Agent) SetMaintenance(req api.MaintenanceRequest) (api.Maintenance, error) {
 	m := cluster.Maintenance{Enabled: req.Enabled, Message: req.Message, Allow: req.Allow}
 	if req.Until != nil {
@@ -44,48 +61,26 @@ func (a *Agent) SetMaintenance(req api.MaintenanceRequest) (api.Maintenance, err
 	return a.maintenanceState(), nil
 }
 
-// applyMaintenance makes this node follow the cluster state: the controller
-// mirrors it into climaintenance.html; every node reports the clock it
-// applies in its gossip metadata.
+// applyMaintenance makes this node follow the cluster's maintenance state
+// (the role applies it: the controller to Moodle's dataroot, a web node
+// to its edge) and records what it applies, for its gossip metadata. The
+// API and the watch loop both call it: one at a time, so the last state
+// read is the one applied.
 func (a *Agent) applyMaintenance() {
-	m := a.maintenanceState()
-	a.mu.Lock()
-	done := a.maintApplied == m.Clock && a.maintActive == m.Active
-	a.mu.Unlock()
-	if done {
+	a.maintMu.Lock()
+	defer a.maintMu.Unlock()
+	m := a.state.Maintenance()
+	now := maintApplied{clock: m.Clock, active: m.Active(time.Now())}
+	if a.appliedMaintenance() == now {
 		return
 	}
-	if a.dataroot != nil {
-		if err := a.climaintenance(m); err != nil {
-			a.log.Error("climaintenance.html", "err", err)
-			return
-		}
+	if err := a.role.applyMaintenance(m); err != nil {
+		a.log.Error("apply maintenance", "clock", m.Clock, "err", err)
+		return
 	}
 	a.mu.Lock()
-	a.maintApplied, a.maintActive = m.Clock, m.Active
+	a.maint = now
 	a.mu.Unlock()
-	a.log.Info("maintenance applied", "active", m.Active, "clock", m.Clock)
+	a.log.Info("maintenance applied", "active", now.active, "clock", now.clock)
 	a.announce()
-}
-
-// checkDataroot fails the start of a controller that cannot write into
-// maintenance.moodle_dataroot.
-func (a *Agent) checkDataroot() error {
-	dir := a.cfg.Maintenance.MoodleDataroot
-	if a.cfg.Role != config.RoleController || dir == "" {
-		return nil
-	}
-	a.dataroot = moodle.NewDataroot(dir, filepath.Join(a.cfg.DataDir, "climaintenance.sha256"), a.log)
-	if err := a.dataroot.Check(); err != nil {
-		return fmt.Errorf("maintenance.moodle_dataroot: %w", err)
-	}
-	return nil
-}
-
-// climaintenance makes <dataroot>/climaintenance.html follow m.
-func (a *Agent) climaintenance(m api.Maintenance) error {
-	if m.Active {
-		return a.dataroot.Hold(m.Message)
-	}
-	return a.dataroot.Release()
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/mirror"
+	"github.com/nodeagent/nodeagent/internal/procedure"
 )
 
 // RevRef names a revision.
@@ -143,22 +144,15 @@ type DeployRequest struct {
 
 // Deploy step and run states.
 const (
-	DeployPending   = "pending"
-	DeployRunning   = "running"
-	DeployOK        = "ok"
-	DeployFailed    = "failed"
-	DeploySucceeded = "succeeded"
+	DeployPending   = procedure.Pending
+	DeployRunning   = procedure.Running
+	DeployOK        = procedure.OK
+	DeployFailed    = procedure.Failed
+	DeploySucceeded = procedure.Succeeded
 )
 
-// DeployStep is one step of a deploy.
-type DeployStep struct {
-	Name     string     `json:"name"`
-	Status   string     `json:"status"`
-	Started  *time.Time `json:"started,omitempty"`
-	Finished *time.Time `json:"finished,omitempty"`
-	Seconds  float64    `json:"seconds"`
-	Detail   string     `json:"detail,omitempty"`
-}
+// DeployStep is one step of a deploy or a restore.
+type DeployStep = procedure.StepRecord
 
 // Deploy is a deploy run (GET /v1/deploys/{id}).
 type Deploy struct {

@@ -1,0 +1,230 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/certs"
+	"github.com/nodeagent/nodeagent/internal/cluster"
+	"github.com/nodeagent/nodeagent/internal/errs"
+	"github.com/nodeagent/nodeagent/internal/gossip"
+	"github.com/nodeagent/nodeagent/internal/mirror"
+	"github.com/nodeagent/nodeagent/internal/moodle"
+	"github.com/nodeagent/nodeagent/internal/procedure"
+)
+
+// controller is the controller role: it publishes the code tree, sets the
+// cluster target, holds Moodle through its dataroot, takes dumps and runs
+// the procedures (deploys, database moves), one at a time.
+type controller struct {
+	a        *Agent
+	store    *mirror.Store
+	dataroot *moodle.Dataroot // nil without maintenance.moodle_dataroot
+	db       *dbService       // nil without a db section
+
+	gate    procedure.Gate // one procedure at a time: deploy or restore
+	deploys *procedure.Runner[deployData]
+}
+
+var _ role = (*controller)(nil)
+
+func newController(a *Agent) *controller {
+	c := &controller{a: a}
+	c.deploys = procedure.NewRunner[deployData](procedure.Config{Kind: "deploy", Gate: &c.gate, Logger: a.log})
+	if dir := a.cfg.Maintenance.MoodleDataroot; dir != "" {
+		c.dataroot = moodle.NewDataroot(dir, filepath.Join(a.cfg.DataDir, "climaintenance.sha256"), a.log)
+	}
+	return c
+}
+
+// openLocal checks the Moodle dataroot, then opens the mirror store and
+// the dumper.
+func (c *controller) openLocal(ctx context.Context) error {
+	if c.a.cfg.Edge != nil {
+		c.a.log.Warn("edge section ignored: only web nodes run the edge")
+	}
+	if c.dataroot != nil {
+		if err := c.dataroot.Check(); err != nil {
+			return fmt.Errorf("maintenance.moodle_dataroot: %w", err)
+		}
+	}
+	m := c.a.cfg.Mirror
+	c.store = mirror.NewStore(mirror.StoreConfig{
+		Dir: c.a.mirrorDir(), Source: m.Source, Exclude: m.Exclude, Keep: m.Keep, Logger: c.a.log,
+	})
+	if err := c.store.Open(ctx); err != nil {
+		return fmt.Errorf("mirror store: %w", err)
+	}
+	return c.openDB(ctx)
+}
+
+// openCluster makes the latest revision the cluster target when the
+// cluster has none yet.
+func (c *controller) openCluster(context.Context) error { return c.initTarget() }
+
+// stop waits for the procedures, which end with the agent's context.
+func (c *controller) stop() error {
+	c.deploys.Wait()
+	if c.db != nil {
+		c.db.restores.Wait()
+	}
+	return nil
+}
+
+func (c *controller) closeCluster() error { return c.closeDB() }
+
+func (c *controller) closeLocal() error {
+	if c.store == nil {
+		return nil
+	}
+	return c.store.Close()
+}
+
+func (c *controller) apiConfig(cfg *api.Config) {
+	cfg.Mirror = c.store.Handler()
+	cfg.CertStore = certs.StoreHandler(filepath.Join(c.a.cfg.DataDir, "certs"), c.a.log)
+	if c.db != nil {
+		cfg.Dumps = c.db
+	}
+}
+
+func (c *controller) observe() {}
+
+// applyMaintenance mirrors maintenance into Moodle's climaintenance.html.
+func (c *controller) applyMaintenance(m cluster.Maintenance) error {
+	if c.dataroot == nil {
+		return nil
+	}
+	if m.Active(time.Now()) {
+		return c.dataroot.Hold(m.Message)
+	}
+	return c.dataroot.Release()
+}
+
+func (c *controller) serving() (mirror.Revision, bool) {
+	if t := c.a.currentTarget(); t != nil {
+		return mirror.Revision{Seq: t.Seq, ID: t.ID}, true
+	}
+	return mirror.Revision{}, false
+}
+
+func (c *controller) targetID() string {
+	if t := c.a.currentTarget(); t != nil {
+		return t.ID
+	}
+	return ""
+}
+
+func (c *controller) behindSince() time.Time { return time.Time{} }
+
+func (c *controller) revisions() ([]mirror.Revision, string) { return c.store.Revisions(), "" }
+
+func (c *controller) status(st *api.Status) {
+	if p := c.store.Progress(); p.Phase != "" {
+		st.Publish = &p
+	}
+}
+
+// checkRevision passes: the controller serves the target by definition.
+func (c *controller) checkRevision() api.Check {
+	ck := api.Check{Status: api.StatusPass, Time: time.Now()}
+	if rev, ok := c.serving(); ok {
+		ck.ObservedValue = rev.Seq
+	}
+	return ck
+}
+
+func (c *controller) checks(map[string][]api.Check) {}
+
+func (c *controller) meta(*gossip.NodeMeta) {}
+
+// initTarget makes the controller's latest revision the cluster target when
+// the cluster has none yet, and pins the current target against GC.
+func (c *controller) initTarget() error {
+	if t := c.a.currentTarget(); t != nil {
+		if _, err := c.store.Find(t.ID); err != nil {
+			c.a.log.Warn("cluster target is not in this controller's store", "seq", t.Seq, "id", t.ID)
+		}
+		c.store.Pin(t.ID)
+		return nil
+	}
+	if rev, ok := c.store.Latest(); ok {
+		return c.setTarget(rev)
+	}
+	return nil
+}
+
+func (c *controller) setTarget(rev mirror.Revision) error {
+	c.store.Pin(rev.ID)
+	if err := c.a.state.SetTarget(cluster.Target{Seq: rev.Seq, ID: rev.ID}); err != nil {
+		return fmt.Errorf("announce target %d: %w", rev.Seq, err)
+	}
+	c.a.log.Info("cluster target", "seq", rev.Seq, "id", rev.ID)
+	c.a.announce()
+	return nil
+}
+
+// publish records the source tree and makes it the cluster target.
+func (c *controller) publish(ctx context.Context, message string) (mirror.Revision, bool, error) {
+	start := time.Now()
+	rev, created, err := c.store.Publish(ctx, message)
+	c.a.metrics.published(created, time.Since(start), err)
+	if err != nil {
+		return rev, false, err
+	}
+	if t := c.a.currentTarget(); t == nil || t.ID != rev.ID {
+		if err := c.setTarget(rev); err != nil {
+			return rev, created, err
+		}
+	}
+	c.a.log.Info("published", "seq", rev.Seq, "id", rev.ID, "files", rev.Files, "changed", rev.Changed, "created", created)
+	return rev, created, nil
+}
+
+// rollback makes a kept revision the cluster target (web nodes then switch
+// from their kept releases).
+func (c *controller) rollback(ref string) (api.RevRef, error) {
+	rev, err := c.store.Find(ref)
+	switch {
+	case errors.Is(err, mirror.ErrNotFound):
+		return api.RevRef{}, errs.NotFound("no kept revision %q", ref)
+	case errors.Is(err, mirror.ErrAmbiguous):
+		return api.RevRef{}, errs.Invalid("revision %q is ambiguous: give more of the id", ref)
+	case err != nil:
+		return api.RevRef{}, err
+	}
+	// Pin before announcing, then check the revision survived a GC that may
+	// have run between Find and Pin.
+	c.store.Pin(rev.ID)
+	if _, err := c.store.Find(rev.ID); err != nil {
+		c.store.Pin(c.targetID())
+		return api.RevRef{}, errs.NotFound("revision %q was just garbage-collected", ref)
+	}
+	if err := c.setTarget(rev); err != nil {
+		return api.RevRef{}, err
+	}
+	c.a.log.Info("rollback", "seq", rev.Seq, "id", rev.ID)
+	return api.RevRef{Seq: rev.Seq, ID: rev.ID}, nil
+}
+
+// Publish implements api.Node.
+func (a *Agent) Publish(ctx context.Context, message string) (mirror.Revision, bool, error) {
+	c, err := a.controllerFor("publish")
+	if err != nil {
+		return mirror.Revision{}, false, err
+	}
+	return c.publish(ctx, message)
+}
+
+// Rollback implements api.Node.
+func (a *Agent) Rollback(ref string) (api.RevRef, error) {
+	c, err := a.controllerFor("rollback")
+	if err != nil {
+		return api.RevRef{}, err
+	}
+	return c.rollback(ref)
+}
