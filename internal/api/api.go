@@ -180,10 +180,6 @@ func (s *Server) status(c echo.Context) error {
 	return c.JSON(http.StatusOK, st)
 }
 
-func (s *Server) members(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"members": s.cfg.Node.Members()})
-}
-
 func (s *Server) revisions(c echo.Context) error {
 	return c.JSON(http.StatusOK, s.cfg.Node.Revisions())
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/dump"
-	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
 
@@ -85,8 +84,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"SyncProgress":       reflect.TypeFor[mirror.SyncProgress](),
 		"PublishProgress":    reflect.TypeFor[mirror.PublishProgress](),
 		"Status":             reflect.TypeFor[api.Status](),
-		"NodeMeta":           reflect.TypeFor[gossip.NodeMeta](),
-		"Member":             reflect.TypeFor[gossip.Member](),
+		"Member":             reflect.TypeFor[api.Member](),
+		"MemberList":         reflect.TypeFor[api.MemberList](),
 		"RevisionItem":       reflect.TypeFor[api.RevisionItem](),
 		"RevisionList":       reflect.TypeFor[api.RevisionList](),
 		"PublishRequest":     reflect.TypeFor[api.PublishRequest](),
