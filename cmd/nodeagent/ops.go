@@ -141,12 +141,14 @@ func runDeploy(ctx context.Context, args []string, out io.Writer) error {
 	msg := fs.String("m", "", "message of the revision (and of the maintenance page)")
 	maint := fs.Bool("maintenance", false, "maintenance on before publishing, off at the end")
 	run := fs.String("run", "", "command run on the controller once every web node serves the new revision")
+	allowMissing := fs.Bool("allow-missing", false, "go on when fewer web nodes serve the new revision than the cluster had (seen in the last hour, at least deploy.min_web)")
 	c, err := cf.parse(fs, args, 0)
 	if err != nil {
 		return err
 	}
+	req := api.DeployRequest{Message: *msg, Maintenance: *maint, Run: *run, AllowMissing: *allowMissing}
 	var d api.Deploy
-	if _, err := c.do(ctx, http.MethodPost, "/v1/deploys", api.DeployRequest{Message: *msg, Maintenance: *maint, Run: *run}, &d); err != nil {
+	if _, err := c.do(ctx, http.MethodPost, "/v1/deploys", req, &d); err != nil {
 		return fmt.Errorf("deploy: %w", err)
 	}
 	return follow(ctx, c, out, cf.json, "deploy", "/v1/deploys/"+d.ID, &d, func(d *api.Deploy) runView {

@@ -41,7 +41,7 @@ func (c *controller) deploySteps(req api.DeployRequest) []procedure.Step[deployD
 		}},
 		step{Name: "wait for web nodes", Do: func(ctx context.Context, run *procedure.Run[deployData]) (string, error) {
 			rev := run.Data().Revision
-			return c.waitRevision(ctx, rev.ID, fmt.Sprintf("serve revision %d", rev.Seq))
+			return c.waitRevision(ctx, rev.ID, fmt.Sprintf("serve revision %d", rev.Seq), req.AllowMissing)
 		}},
 	)
 	if req.Run != "" {

@@ -242,7 +242,7 @@ func (s *dbService) restoreSteps(req api.RestoreRequest) []procedure.Step[restor
 			return fmt.Sprintf("revision %d (%s)", published.Seq, published.ID[:12]), nil
 		}),
 		simple("wait for web nodes", func(ctx context.Context) (string, error) {
-			return c.waitRevision(ctx, revID, "serve the new config.php")
+			return c.waitRevision(ctx, revID, "serve the new config.php", req.AllowMissing)
 		}),
 		simple("maintenance off", func(ctx context.Context) (string, error) {
 			_, err := c.maintenanceOff(ctx)

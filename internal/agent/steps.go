@@ -42,10 +42,14 @@ func (c *controller) maintenanceOff(context.Context) (string, error) {
 	return "", err
 }
 
-// waitRevision waits until every live web node serves revision id; what
-// says which, in the step's detail.
-func (c *controller) waitRevision(ctx context.Context, id, what string) (string, error) {
-	return c.a.waitWebNodes(ctx, revisionBarrier, what, func(n gossip.NodeMeta) bool { return n.Rev == id })
+// waitRevision waits until every live web node serves revision id, and
+// fails when fewer do than the cluster had, unless allowMissing; what says
+// which revision, in the step's detail.
+func (c *controller) waitRevision(ctx context.Context, id, what string, allowMissing bool) (string, error) {
+	return c.a.wait(ctx, barrier{
+		limit: revisionBarrier, what: what, honest: true, allowMissing: allowMissing,
+		ok: func(n gossip.NodeMeta) bool { return n.Rev == id },
+	})
 }
 
 // runCommand runs command with sh -c in the source tree.

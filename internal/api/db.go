@@ -47,6 +47,9 @@ type RestoreRequest struct {
 	// maintenance off.
 	Switch  bool   `json:"switch,omitempty"`
 	Message string `json:"message,omitempty"` // for the maintenance page
+	// AllowMissing lets a switch go on when fewer web nodes serve the new
+	// config.php than the cluster had.
+	AllowMissing bool `json:"allow_missing,omitempty"`
 }
 
 // Restore is a restore run (GET /v1/db/restores/{id}); steps and states as

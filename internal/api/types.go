@@ -140,6 +140,10 @@ type DeployRequest struct {
 	// Run is a shell command run on the controller after every web node
 	// serves the new revision (e.g. Moodle's upgrade script).
 	Run string `json:"run"`
+	// AllowMissing lets the deploy go on when fewer web nodes serve the
+	// new revision than the cluster had (seen in the last hour, at least
+	// deploy.min_web).
+	AllowMissing bool `json:"allow_missing,omitempty"`
 }
 
 // Deploy step and run states.
