@@ -129,6 +129,11 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if err := a.openGossip(ctx, key); err != nil {
 		return err
 	}
+	// maintenance.allow means the same wherever it is set: every node
+	// announces its own list, and the edges take them all.
+	if err := a.state.SetAllow(a.cfg.Node, a.cfg.Maintenance.Allow); err != nil {
+		return fmt.Errorf("maintenance.allow: %w", err)
+	}
 	if err := a.role.openCluster(ctx); err != nil {
 		return err
 	}

@@ -137,3 +137,5 @@ func TestDeployMinWeb(t *testing.T) {
 		t.Fatalf("deploy below deploy.min_web: %+v", d)
 	}
 }
+
+var jsonUnmarshal = json.Unmarshal

@@ -94,15 +94,17 @@ func (c *controller) apiConfig(cfg *api.Config) {
 
 func (c *controller) observe() {}
 
-// applyMaintenance mirrors maintenance into Moodle's climaintenance.html.
-func (c *controller) applyMaintenance(m cluster.Maintenance) error {
+// applyMaintenance holds Moodle (climaintenance.html) while the Moodle
+// hold is in force, and releases it otherwise. Site maintenance alone
+// leaves Moodle working for the clients the edges let through.
+func (c *controller) applyMaintenance(m cluster.Maintenance) (bool, error) {
 	if c.dataroot == nil {
-		return nil
+		return false, nil
 	}
-	if m.Active(time.Now()) {
-		return c.dataroot.Hold(m.Message)
+	if m.MoodleHeld(time.Now()) {
+		return true, c.dataroot.Hold(m.Message)
 	}
-	return c.dataroot.Release()
+	return false, c.dataroot.Release()
 }
 
 func (c *controller) serving() (mirror.Revision, bool) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/errs"
+	"github.com/nodeagent/nodeagent/internal/mirror"
 	"github.com/nodeagent/nodeagent/internal/procedure"
 )
 
@@ -15,42 +16,67 @@ type deployData struct {
 	Revision *api.RevRef // once published
 }
 
-// deploySteps is the documented upgrade procedure: maintenance on, publish,
-// wait for the web nodes, the command, maintenance off.
+// defaultUpgradeMessage is the maintenance pages' text during a deploy
+// that names none.
+const defaultUpgradeMessage = "This site is being upgraded and will be back shortly."
+
+// deploySteps is the documented upgrade procedure: site maintenance on,
+// publish, wait for the web nodes, the command with Moodle held,
+// maintenance off. The revision's message never reaches the public page.
 func (c *controller) deploySteps(req api.DeployRequest) []procedure.Step[deployData] {
 	type step = procedure.Step[deployData]
-	simple := procedure.Simple[deployData]
+	type run = procedure.Run[deployData]
+	message := req.MaintenanceMessage
+	if message == "" {
+		message = defaultUpgradeMessage
+	}
+	site := &siteMaintenance{c: c, message: message}
 	var steps []step
 	if req.Maintenance {
-		msg := req.Message
-		if msg == "" {
-			msg = "This site is being upgraded and will be back shortly."
-		}
-		steps = append(steps, simple("maintenance on", func(ctx context.Context) (string, error) {
-			return c.maintenanceOn(ctx, msg)
-		}))
+		steps = append(steps, step{Name: "maintenance on", Do: func(ctx context.Context, r *run) (string, error) {
+			site.reason = deployReason(r.ID(), req.Message)
+			return site.on(ctx)
+		}})
 	}
 	steps = append(steps,
-		step{Name: "publish", Do: func(ctx context.Context, run *procedure.Run[deployData]) (string, error) {
+		step{Name: "publish", Do: func(ctx context.Context, r *run) (string, error) {
 			rev, created, err := c.publish(ctx, req.Message)
 			if err != nil {
 				return "", err
 			}
-			run.Update(func(d *deployData) { d.Revision = &api.RevRef{Seq: rev.Seq, ID: rev.ID} })
-			return fmt.Sprintf("revision %d (%s), %d files changed, new: %v", rev.Seq, rev.ID[:12], rev.Changed, created), nil
+			r.Update(func(d *deployData) { d.Revision = &api.RevRef{Seq: rev.Seq, ID: rev.ID} })
+			return publishDetail(rev, created), nil
 		}},
-		step{Name: "wait for web nodes", Do: func(ctx context.Context, run *procedure.Run[deployData]) (string, error) {
-			rev := run.Data().Revision
+		step{Name: "wait for web nodes", Do: func(ctx context.Context, r *run) (string, error) {
+			rev := r.Data().Revision
 			return c.waitRevision(ctx, rev.ID, fmt.Sprintf("serve revision %d", rev.Seq), req.AllowMissing)
 		}},
 	)
 	if req.Run != "" {
-		steps = append(steps, simple("run", func(ctx context.Context) (string, error) { return c.runCommand(ctx, req.Run) }))
+		steps = append(steps, step{Name: "run", Do: func(ctx context.Context, r *run) (string, error) {
+			return c.runHeld(ctx, req.Run, deployReason(r.ID(), req.Message))
+		}})
 	}
 	if req.Maintenance {
-		steps = append(steps, simple("maintenance off", c.maintenanceOff))
+		steps = append(steps, procedure.Simple[deployData]("maintenance off", site.off))
 	}
 	return steps
+}
+
+// deployReason says why maintenance is on during a deploy, for operators.
+func deployReason(id, message string) string {
+	if message == "" {
+		return "deploy " + id
+	}
+	return "deploy " + id + ": " + message
+}
+
+// publishDetail is the detail line of a publish step.
+func publishDetail(rev mirror.Revision, created bool) string {
+	if !created {
+		return fmt.Sprintf("revision %d (%s) unchanged: the source tree is what it holds", rev.Seq, rev.ID[:12])
+	}
+	return fmt.Sprintf("revision %d (%s), %d files changed", rev.Seq, rev.ID[:12], rev.Changed)
 }
 
 // StartDeploy implements api.Node: it starts the documented upgrade

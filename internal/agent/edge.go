@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,10 @@ type front struct {
 	backend   atomic.Pointer[backendState]
 	certClock atomic.Uint64 // last certificate announcement handled
 	reloading atomic.Bool
+
+	mu          sync.Mutex
+	src         cluster.Maintenance // what maint was built from
+	configAllow []string
 }
 
 type backendState struct {
@@ -89,7 +94,7 @@ func (w *web) openEdge(ctx context.Context) error {
 	if err := f.certs.Open(ctx); err != nil {
 		return err
 	}
-	f.setMaintenance(a.state.Maintenance())
+	f.setMaintenance(a.state.Maintenance(), a.configAllow())
 	f.edge.Serve()
 	a.goRun(f.checkBackend)
 	a.log.Info("edge started", "https", f.edge.HTTPSAddr(), "http", f.edge.HTTPAddr(), "backend", ec.Backend,
@@ -242,16 +247,31 @@ func (f *front) observeCertificate() {
 // maintenance is the edge's view of cluster maintenance: one atomic load.
 func (f *front) maintenance() edge.Maintenance { return *f.maint.Load() }
 
-// setMaintenance rebuilds the edge's maintenance state from the
-// cluster's: the register's allow list plus maintenance.allow.
-func (f *front) setMaintenance(m cluster.Maintenance) {
+// setMaintenance rebuilds the edge's maintenance state: site maintenance
+// (the Moodle hold is the controller's), with the register's allow list
+// plus configAllow, the cluster's maintenance.allow lists.
+func (f *front) setMaintenance(m cluster.Maintenance, configAllow []string) {
 	em := edge.Maintenance{Active: m.Active(time.Now()), Message: m.Message, Until: m.Until}
-	allow, err := edge.ParsePrefixes(slices.Concat(m.Allow, f.a.cfg.Maintenance.Allow))
+	allow, err := edge.ParsePrefixes(slices.Concat(m.Allow, configAllow))
 	if err != nil {
 		f.a.log.Warn("maintenance allow list", "err", err)
 	}
 	em.Allow = allow
+	f.mu.Lock()
+	f.src, f.configAllow = m, configAllow
+	f.mu.Unlock()
 	f.maint.Store(&em)
+}
+
+// followAllow rebuilds the edge's maintenance state when the cluster's
+// maintenance.allow lists changed (a node announced a new one).
+func (f *front) followAllow(configAllow []string) {
+	f.mu.Lock()
+	m, same := f.src, slices.Equal(f.configAllow, configAllow)
+	f.mu.Unlock()
+	if !same {
+		f.setMaintenance(m, configAllow)
+	}
 }
 
 // checkBackend asks the backend every second whether it answers, so

@@ -203,13 +203,16 @@ func (s *dbService) restoreSteps(req api.RestoreRequest) []procedure.Step[restor
 	if !req.Switch {
 		return []step{restore}
 	}
-	msg := req.Message
-	if msg == "" {
-		msg = "This site is moving to a new database server and will be back shortly."
+	site := &siteMaintenance{c: c, message: req.Message}
+	if site.message == "" {
+		site.message = "This site is moving to a new database server and will be back shortly."
 	}
 	var revID string // the revision published with the new config.php
 	return []step{
-		simple("maintenance on", func(ctx context.Context) (string, error) { return c.maintenanceOn(ctx, msg) }),
+		{Name: "maintenance on", Do: func(ctx context.Context, r *run) (string, error) {
+			site.reason = fmt.Sprintf("database move %s to %s", r.ID(), req.Host)
+			return site.on(ctx)
+		}},
 		{Name: "dump", Do: func(ctx context.Context, r *run) (string, error) {
 			rec, err := s.d.Dump(ctx, dump.TriggerSwitch)
 			if err != nil {
@@ -245,8 +248,8 @@ func (s *dbService) restoreSteps(req api.RestoreRequest) []procedure.Step[restor
 			return c.waitRevision(ctx, revID, "serve the new config.php", req.AllowMissing)
 		}),
 		simple("maintenance off", func(ctx context.Context) (string, error) {
-			_, err := c.maintenanceOff(ctx)
-			return "note: this agent's db section still names the old server; update db.host (and port, name, user) so that its dumps follow the database", err
+			detail, err := site.off(ctx)
+			return strings.TrimPrefix(detail+"; ", "; ") + "note: this agent's db section still names the old server; update db.host (and port, name, user) so that its dumps follow the database", err
 		}),
 	}
 }

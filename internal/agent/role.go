@@ -33,8 +33,9 @@ type role interface {
 	// observe follows the cluster: called by the watch loop on every
 	// change and every second.
 	observe()
-	// applyMaintenance makes this node follow the maintenance state m.
-	applyMaintenance(m cluster.Maintenance) error
+	// applyMaintenance makes this node follow the maintenance state m;
+	// held reports whether this node now holds Moodle for it.
+	applyMaintenance(m cluster.Maintenance) (held bool, err error)
 
 	// serving is the revision this node serves: the applied release on a
 	// web node, the cluster target on the controller.

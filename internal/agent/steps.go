@@ -7,8 +7,9 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+	"unicode/utf8"
 
-	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/cluster"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 )
 
@@ -24,22 +25,88 @@ var (
 	runTimeout         = time.Hour
 )
 
-// maintenanceOn turns maintenance on with message and waits until every
-// live web node applies it.
-func (c *controller) maintenanceOn(ctx context.Context, message string) (string, error) {
-	m, err := c.a.SetMaintenance(api.MaintenanceRequest{Enabled: true, Message: message})
-	if err != nil {
-		return "", err
-	}
-	return c.a.waitWebNodes(ctx, maintenanceBarrier, "apply maintenance", func(n gossip.NodeMeta) bool {
-		return n.Maint == m.Clock
-	})
+// siteMaintenance is the site maintenance of one procedure: on at its
+// first step, off at its last, unless it was on already (then it is left
+// as it was, on).
+type siteMaintenance struct {
+	c       *controller
+	message string // shown on the page
+	reason  string // why, for operators
+	wasOn   string // who had it on already ("" when the procedure turned it on)
 }
 
-// maintenanceOff turns maintenance off.
-func (c *controller) maintenanceOff(context.Context) (string, error) {
-	_, err := c.a.SetMaintenance(api.MaintenanceRequest{Enabled: false})
+// on turns site maintenance on (keeping a Moodle hold as it is) and waits
+// until every live web node applies it.
+func (s *siteMaintenance) on(ctx context.Context) (string, error) {
+	a, now := s.c.a, time.Now()
+	m := a.state.Maintenance()
+	prefix := ""
+	if m.Active(now) {
+		s.wasOn = m.SetBy
+		prefix = fmt.Sprintf("already on (set by %s): left as it is; ", m.SetBy)
+	} else {
+		if !m.MoodleHeld(now) {
+			m = cluster.Maintenance{}
+		}
+		m.Enabled, m.Message, m.Reason, m.Allow, m.Until = true, s.message, truncate(s.reason, cluster.MaxReason), nil, time.Time{}
+		var err error
+		if m, err = a.setMaintenance(m); err != nil {
+			return "", err
+		}
+	}
+	detail, err := a.waitWebNodes(ctx, maintenanceBarrier, "apply maintenance", func(n gossip.NodeMeta) bool {
+		return n.Maint == m.Clock
+	})
+	return prefix + detail, err
+}
+
+// off turns site maintenance off, unless it was on before the procedure.
+func (s *siteMaintenance) off(context.Context) (string, error) {
+	if s.wasOn != "" {
+		return fmt.Sprintf("left on: it was on before (set by %s)", s.wasOn), nil
+	}
+	m := s.c.a.state.Maintenance()
+	m.Enabled = false
+	_, err := s.c.a.setMaintenance(m)
 	return "", err
+}
+
+// holdMoodle holds Moodle (climaintenance.html, through the cluster
+// state, so that it survives a restart of the controller and shows in
+// `maintenance status`) and returns the func that releases it. A hold
+// already in force is left to whoever set it.
+func (c *controller) holdMoodle(reason string) (release func() error, note string, err error) {
+	noop := func() error { return nil }
+	if c.dataroot == nil {
+		return noop, "Moodle not held (no maintenance.moodle_dataroot)", nil
+	}
+	a, now := c.a, time.Now()
+	m := a.state.Maintenance()
+	if m.MoodleHeld(now) {
+		return noop, "Moodle already held (set by " + m.SetBy + ")", nil
+	}
+	if !m.Active(now) {
+		m = cluster.Maintenance{}
+	}
+	prior := m.Reason
+	m.Moodle = true
+	if m.Reason == "" {
+		m.Reason = truncate(reason, cluster.MaxReason)
+	}
+	if _, err := a.setMaintenance(m); err != nil {
+		return nil, "", fmt.Errorf("hold Moodle: %w", err)
+	}
+	if !a.appliedMaintenance().held {
+		return nil, "", fmt.Errorf("hold Moodle: %s was not written", c.dataroot.Page())
+	}
+	return func() error {
+		m := a.state.Maintenance()
+		m.Moodle, m.Reason = false, prior
+		if _, err := a.setMaintenance(m); err != nil {
+			return fmt.Errorf("release Moodle: %w", err)
+		}
+		return nil
+	}, "Moodle held (" + c.dataroot.Page() + ") while it ran", nil
 }
 
 // waitRevision waits until every live web node serves revision id, and
@@ -50,6 +117,27 @@ func (c *controller) waitRevision(ctx context.Context, id, what string, allowMis
 		limit: revisionBarrier, what: what, honest: true, allowMissing: allowMissing,
 		ok: func(n gossip.NodeMeta) bool { return n.Rev == id },
 	})
+}
+
+// runHeld runs command while Moodle is held, as an upgrade wants it: its
+// web and cron stopped. On failure the hold stays: the upgrade did not
+// finish, so Moodle must not serve.
+func (c *controller) runHeld(ctx context.Context, command, reason string) (string, error) {
+	release, note, err := c.holdMoodle(reason)
+	if err != nil {
+		return "", err
+	}
+	out, err := c.runCommand(ctx, command)
+	if err != nil {
+		if c.dataroot != nil {
+			err = fmt.Errorf("%w (Moodle stays held: %s)", err, c.dataroot.Page())
+		}
+		return "", err
+	}
+	if err := release(); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(note + "\n" + out), nil
 }
 
 // runCommand runs command with sh -c in the source tree.
@@ -75,4 +163,15 @@ func lastBytes(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -95,16 +95,17 @@ func (w *web) observe() {
 	}
 	w.trackLag()
 	if w.front != nil {
+		w.front.followAllow(w.a.configAllow())
 		w.front.observeCertificate()
 	}
 }
 
 // applyMaintenance hands the maintenance state to the edge.
-func (w *web) applyMaintenance(m cluster.Maintenance) error {
+func (w *web) applyMaintenance(m cluster.Maintenance) (bool, error) {
 	if w.front != nil {
-		w.front.setMaintenance(m)
+		w.front.setMaintenance(m, w.a.configAllow())
 	}
-	return nil
+	return false, nil
 }
 
 // trackLag records when this web node started to be behind the target.

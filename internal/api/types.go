@@ -99,22 +99,36 @@ func Worst(checks map[string][]Check) string {
 }
 
 // Maintenance is the cluster-wide maintenance state (GET/PUT
-// /v1/maintenance).
+// /v1/maintenance). It has two levels: site maintenance (Enabled), where
+// each web node's edge shows the maintenance page to clients outside the
+// allow list while allowed clients reach a working Moodle; and the Moodle
+// hold (Moodle), where the controller writes Moodle's climaintenance.html,
+// so Moodle answers 503 to everyone and its cron stops.
 type Maintenance struct {
-	Enabled bool       `json:"enabled"`
-	Message string     `json:"message,omitempty"`
-	Allow   []string   `json:"allow,omitempty"`
-	Until   *time.Time `json:"until,omitempty"`
+	Enabled bool   `json:"enabled"`
+	Moodle  bool   `json:"moodle"`
+	Message string `json:"message,omitempty"`
+	// Reason says why it is on (e.g. "deploy <id>: <message>"); never on
+	// the public page.
+	Reason string     `json:"reason,omitempty"`
+	Allow  []string   `json:"allow,omitempty"`
+	Until  *time.Time `json:"until,omitempty"`
 	// Set by the agent when read: the gossip clock and writer of the state,
-	// and whether it is in force now (enabled and before until).
-	Clock  uint64 `json:"clock,omitzero"`
-	SetBy  string `json:"set_by,omitempty"`
-	Active bool   `json:"active"`
+	// whether each level is in force now (set and before until), and the
+	// maintenance.allow lists of the cluster's nodes, which every edge
+	// lets through besides Allow.
+	Clock        uint64   `json:"clock,omitzero"`
+	SetBy        string   `json:"set_by,omitempty"`
+	Active       bool     `json:"active"`
+	MoodleActive bool     `json:"moodle_active"`
+	ConfigAllow  []string `json:"config_allow,omitempty"`
 }
 
-// MaintenanceRequest is the body of PUT /v1/maintenance.
+// MaintenanceRequest is the body of PUT /v1/maintenance: enabled for site
+// maintenance, moodle for the Moodle hold; neither turns both off.
 type MaintenanceRequest struct {
 	Enabled bool       `json:"enabled"`
+	Moodle  bool       `json:"moodle,omitempty"`
 	Message string     `json:"message"`
 	Allow   []string   `json:"allow"`
 	Until   *time.Time `json:"until"`
@@ -135,8 +149,12 @@ type RollbackRequest struct {
 
 // DeployRequest is the body of POST /v1/deploys.
 type DeployRequest struct {
+	// Message is the revision's; it never reaches the maintenance page.
 	Message     string `json:"message"`
 	Maintenance bool   `json:"maintenance"`
+	// MaintenanceMessage is shown on the maintenance pages (site and
+	// Moodle hold); default: a generic upgrade notice.
+	MaintenanceMessage string `json:"maintenance_message,omitempty"`
 	// Run is a shell command run on the controller after every web node
 	// serves the new revision (e.g. Moodle's upgrade script).
 	Run string `json:"run"`

@@ -167,3 +167,35 @@ func TestMaintenanceValidate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestAllowLists: each node announces its maintenance.allow; the union of
+// the nodes asked for is what counts, and a list changed or emptied in a
+// config replaces the old one.
+func TestAllowLists(t *testing.T) {
+	regs := newRegisters()
+	s := cluster.New(regs, nil)
+	if err := s.SetAllow("web-1", nil); err != nil || len(regs.regs) != 0 {
+		t.Fatalf("a node without the key wrote %v (%v)", regs.regs, err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.SetAllow("controller", []string{"10.0.0.0/8", "192.0.2.0/24"}))
+	must(s.SetAllow("web-1", []string{"10.0.0.0/8"}))
+	must(s.SetAllow("gone", []string{"203.0.113.0/24"}))
+	clock := regs.clock
+	must(s.SetAllow("web-1", []string{"10.0.0.0/8"}))
+	if regs.clock != clock {
+		t.Error("an unchanged list was written again")
+	}
+	if got := s.Allow([]string{"controller", "web-1", "web-2"}); !reflect.DeepEqual(got, []string{"10.0.0.0/8", "192.0.2.0/24"}) {
+		t.Errorf("union %v", got)
+	}
+	must(s.SetAllow("controller", nil))
+	if got := s.Allow([]string{"controller", "web-1"}); !reflect.DeepEqual(got, []string{"10.0.0.0/8"}) {
+		t.Errorf("after the controller emptied its list: %v", got)
+	}
+}
