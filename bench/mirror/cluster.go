@@ -71,7 +71,7 @@ func (c *cluster) add(name, role string) (*agentProc, error) {
 	fmt.Fprintf(&b, "gossip:\n  bind: %s\n  key_file: %s\n", p.gossip, c.key)
 	if role == "controller" {
 		c.ctl = p
-		fmt.Fprintf(&b, "mirror:\n  source: %s\n  keep: 3\n", c.src)
+		fmt.Fprintf(&b, "mirror:\n  source: %s\n  keep: 3\ndeploy: {run_as: %s}\n", c.src, benchenv.RunAs())
 	} else {
 		if c.ctl == nil {
 			return nil, errors.New("add the controller first")

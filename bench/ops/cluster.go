@@ -70,7 +70,7 @@ func (c *cluster) start(name, role string) (*node, error) {
 	fmt.Fprintf(&b, "gossip:\n  bind: %s\n  key_file: %s\n", n.gossip, c.key)
 	if role == "controller" {
 		c.ctl = n
-		fmt.Fprintf(&b, "mirror:\n  source: %s\n  keep: 3\n", c.src)
+		fmt.Fprintf(&b, "mirror:\n  source: %s\n  keep: 3\ndeploy: {run_as: %s}\n", c.src, benchenv.RunAs())
 	} else {
 		n.target = filepath.Join(c.dir, name, "www", "moodle")
 		fmt.Fprintf(&b, "  join: [%s]\nmirror:\n  target: %s\n  keep: 3\n", c.ctl.gossip, n.target)

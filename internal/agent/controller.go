@@ -25,6 +25,7 @@ type controller struct {
 	store    *mirror.Store
 	dataroot *moodle.Dataroot // nil without maintenance.moodle_dataroot
 	db       *dbService       // nil without a db section
+	runAs    *moodle.User     // deploy.run_as: commands in the code tree
 
 	gate    procedure.Gate // one procedure at a time: deploy or restore
 	deploys *procedure.Runner[deployData]
@@ -51,6 +52,10 @@ func (c *controller) openLocal(ctx context.Context) error {
 		if err := c.dataroot.Check(); err != nil {
 			return fmt.Errorf("maintenance.moodle_dataroot: %w", err)
 		}
+	}
+	var err error
+	if c.runAs, err = moodle.LookupUser(c.a.cfg.Deploy.RunAs); err != nil {
+		return fmt.Errorf("deploy.run_as: %w", err)
 	}
 	m := c.a.cfg.Mirror
 	c.store = mirror.NewStore(mirror.StoreConfig{

@@ -1,10 +1,8 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -140,29 +138,16 @@ func (c *controller) runHeld(ctx context.Context, command, reason string) (strin
 	return strings.TrimSpace(note + "\n" + out), nil
 }
 
-// runCommand runs command with sh -c in the source tree.
+// runCommand runs command with sh -c in the source tree, as deploy.run_as.
 func (c *controller) runCommand(ctx context.Context, command string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, runTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
-	cmd.Dir = c.a.cfg.Mirror.Source
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	tail := lastBytes(out.String(), 2000)
-	c.a.log.Info("deploy command", "command", command, "err", err, "output", tail)
+	out, err := c.runAs.Run(ctx, c.a.cfg.Mirror.Source, "/bin/sh", "-c", command)
+	c.a.log.Info("deploy command", "command", command, "user", c.runAs.Name, "err", err, "output", out)
 	if err != nil {
-		return "", fmt.Errorf("command %q: %v; output: %s", command, err, tail)
+		return "", fmt.Errorf("command %q as %s: %v; output: %s", command, c.runAs.Name, err, out)
 	}
-	return tail, nil
-}
-
-func lastBytes(s string, n int) string {
-	s = strings.TrimSpace(s)
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
+	return out, nil
 }
 
 // truncate cuts s to at most n bytes, on a rune boundary.
