@@ -14,24 +14,41 @@ import (
 func runRollback(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("rollback")
 	var cf clientFlags
+	var req api.RollbackRequest
+	fs.BoolVar(&req.Force, "force", false, "roll back even when a mirror.pinned file (config.php: the database settings) differs")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: nodeagent rollback [flags] REV\n\nREV is a revision seq or id prefix (see `nodeagent revisions`).")
+		fmt.Fprintln(fs.Output(), `usage: nodeagent rollback [flags] REV
+
+REV is a revision seq or id prefix (see `+"`nodeagent revisions`"+`). A revision whose
+config.php (or another mirror.pinned file) differs from the target's is refused,
+naming the database settings that would change: after a database switch it would
+move the site back to the old database. -force rolls back all the same.`)
 		fs.PrintDefaults()
 	}
-	c, err := cf.parse(fs, args, 1)
+	cf.register(fs)
+	refs, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
-	var res struct {
-		Target api.RevRef `json:"target"`
+	if len(refs) != 1 {
+		return usagef("rollback takes one revision (seq or id prefix), got %d arguments (see -h)", len(refs))
 	}
-	if _, err := c.do(ctx, http.MethodPost, "/v1/rollback", api.RollbackRequest{Revision: fs.Arg(0)}, &res); err != nil {
+	req.Revision = refs[0]
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var res api.RollbackResponse
+	if _, err := c.do(ctx, http.MethodPost, "/v1/rollback", req, &res); err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
 	if cf.json {
 		return printJSON(out, res)
 	}
 	fmt.Fprintf(out, "cluster target is now revision %d (%s)\n", res.Target.Seq, shortID(res.Target.ID))
+	for _, ch := range res.PinnedChanges {
+		fmt.Fprintf(out, "  forced across a pinned file: %s\n", ch)
+	}
 	return nil
 }
 

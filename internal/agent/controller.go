@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
@@ -128,7 +130,24 @@ func (c *controller) targetID() string {
 
 func (c *controller) behindSince() time.Time { return time.Time{} }
 
-func (c *controller) revisions() ([]mirror.Revision, string) { return c.store.Revisions(), "" }
+// revisions lists the kept revisions, each with the pinned files that
+// differ from the one before it.
+func (c *controller) revisions() []api.RevisionItem {
+	revs := c.store.Revisions()
+	items := make([]api.RevisionItem, len(revs))
+	for i, r := range revs {
+		items[i].Revision = r
+		if i == 0 {
+			continue
+		}
+		changed, err := c.pinnedChanges(revs[i-1].ID, r.ID, false)
+		if err != nil {
+			c.a.log.Debug("pinned files of a revision", "seq", r.Seq, "err", err) // garbage-collected meanwhile
+		}
+		items[i].PinnedChanged = changed
+	}
+	return items
+}
 
 func (c *controller) status(st *api.Status) {
 	if p := c.store.Progress(); p.Phase != "" {
@@ -193,29 +212,94 @@ func (c *controller) publish(ctx context.Context, message string) (mirror.Revisi
 }
 
 // rollback makes a kept revision the cluster target (web nodes then switch
-// from their kept releases).
-func (c *controller) rollback(ref string) (api.RevRef, error) {
+// from their kept releases). It refuses a revision whose pinned files
+// (config.php) differ from the target's, naming them, unless forced.
+func (c *controller) rollback(req api.RollbackRequest) (api.RollbackResponse, error) {
+	ref := req.Revision
 	rev, err := c.store.Find(ref)
 	switch {
 	case errors.Is(err, mirror.ErrNotFound):
-		return api.RevRef{}, errs.NotFound("no kept revision %q", ref)
+		return api.RollbackResponse{}, errs.NotFound("no kept revision %q", ref)
 	case errors.Is(err, mirror.ErrAmbiguous):
-		return api.RevRef{}, errs.Invalid("revision %q is ambiguous: give more of the id", ref)
+		return api.RollbackResponse{}, errs.Invalid("revision %q is ambiguous: give more of the id", ref)
 	case err != nil:
-		return api.RevRef{}, err
+		return api.RollbackResponse{}, err
+	}
+	var changes []string
+	if t := c.a.currentTarget(); t != nil && t.ID != rev.ID {
+		if changes, err = c.pinnedChanges(t.ID, rev.ID, true); err != nil {
+			return api.RollbackResponse{}, err
+		}
+		if len(changes) > 0 && !req.Force {
+			return api.RollbackResponse{}, errs.Conflict("rollback to revision %d would change the pinned %s "+
+				"(mirror.pinned: files that tie the code to this site, such as its database): "+
+				"roll forward instead (restore the code in mirror.source and publish), or force it with rollback -force",
+				rev.Seq, strings.Join(changes, "; "))
+		}
 	}
 	// Pin before announcing, then check the revision survived a GC that may
 	// have run between Find and Pin.
 	c.store.Pin(rev.ID)
 	if _, err := c.store.Find(rev.ID); err != nil {
 		c.store.Pin(c.targetID())
-		return api.RevRef{}, errs.NotFound("revision %q was just garbage-collected", ref)
+		return api.RollbackResponse{}, errs.NotFound("revision %q was just garbage-collected", ref)
 	}
 	if err := c.setTarget(rev); err != nil {
-		return api.RevRef{}, err
+		return api.RollbackResponse{}, err
 	}
-	c.a.log.Info("rollback", "seq", rev.Seq, "id", rev.ID)
-	return api.RevRef{Seq: rev.Seq, ID: rev.ID}, nil
+	if len(changes) > 0 {
+		c.a.log.Warn("rollback forced across pinned files", "seq", rev.Seq, "id", rev.ID, "changes", changes)
+	} else {
+		c.a.log.Info("rollback", "seq", rev.Seq, "id", rev.ID)
+	}
+	return api.RollbackResponse{Target: api.RevRef{Seq: rev.Seq, ID: rev.ID}, PinnedChanges: changes}, nil
+}
+
+// maxPinnedSize bounds a pinned file read to tell what changed in it.
+const maxPinnedSize = 1 << 20
+
+// pinnedChanges lists the mirror.pinned files that differ between two
+// kept revisions; with detail, a config.php names the database settings
+// that differ ("config.php: $CFG->dbhost 'a' → 'b'").
+func (c *controller) pinnedChanges(from, to string, detail bool) ([]string, error) {
+	var out []string
+	for _, p := range c.a.cfg.Mirror.Pinned {
+		a, inFrom, err := c.store.Entry(from, p)
+		if err != nil {
+			return nil, err
+		}
+		b, inTo, err := c.store.Entry(to, p)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !inFrom && !inTo:
+		case !inTo:
+			out = append(out, p+" (absent from the revision)")
+		case !inFrom:
+			out = append(out, p+" (absent from the target)")
+		case a.Type != b.Type || a.SHA256 != b.SHA256 || a.Target != b.Target:
+			out = append(out, c.describePinned(p, from, to, a, b, detail))
+		}
+	}
+	return out, nil
+}
+
+// describePinned names a pinned file that changed, with the database
+// settings that differ when it is a config.php.
+func (c *controller) describePinned(p, from, to string, a, b mirror.Entry, detail bool) string {
+	if !detail || path.Base(p) != "config.php" || a.Type != mirror.TypeFile || b.Type != mirror.TypeFile {
+		return p
+	}
+	old, err1 := c.store.ReadFile(from, p, maxPinnedSize)
+	cur, err2 := c.store.ReadFile(to, p, maxPinnedSize)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Sprintf("%s (cannot compare: %v)", p, err)
+	}
+	if diff := moodle.DBChanges(old, cur); len(diff) > 0 {
+		return p + ": " + strings.Join(diff, ", ")
+	}
+	return p + " (no database setting differs)"
 }
 
 // Publish implements api.Node.
@@ -228,10 +312,10 @@ func (a *Agent) Publish(ctx context.Context, message string) (mirror.Revision, b
 }
 
 // Rollback implements api.Node.
-func (a *Agent) Rollback(ref string) (api.RevRef, error) {
+func (a *Agent) Rollback(req api.RollbackRequest) (api.RollbackResponse, error) {
 	c, err := a.controllerFor("rollback")
 	if err != nil {
-		return api.RevRef{}, err
+		return api.RollbackResponse{}, err
 	}
-	return c.rollback(ref)
+	return c.rollback(req)
 }

@@ -236,14 +236,16 @@ func (s *dbService) restoreSteps(req api.RestoreRequest) []procedure.Step[restor
 			}
 			return "set " + strings.Join(keys, " "), nil
 		}),
-		simple("publish", func(ctx context.Context) (string, error) {
-			published, _, err := c.publish(ctx, fmt.Sprintf("database moved to %s", req.Host))
+		{Name: "publish", Do: func(ctx context.Context, r *run) (string, error) {
+			t, _ := s.d.Complete(req.Target)
+			published, _, err := c.publish(ctx, fmt.Sprintf("database switch (restore %s): config.php points at %s on %s:%d",
+				r.ID(), t.Name, t.Host, t.Port))
 			if err != nil {
 				return "", err
 			}
 			revID = published.ID
 			return fmt.Sprintf("revision %d (%s)", published.Seq, published.ID[:12]), nil
-		}),
+		}},
 		simple("wait for web nodes", func(ctx context.Context) (string, error) {
 			return c.waitRevision(ctx, revID, "serve the new config.php", req.AllowMissing)
 		}),

@@ -44,9 +44,8 @@ type role interface {
 	// (zero when in sync, and on the controller).
 	behindSince() time.Time
 	// revisions lists published revisions (controller) or kept releases
-	// (web), oldest first, and the id this node has applied ("" on the
-	// controller).
-	revisions() (revs []mirror.Revision, applied string)
+	// (web), oldest first, with what the role knows of each.
+	revisions() []api.RevisionItem
 	// status, checks and meta add the role's parts to /v1/status, to the
 	// readiness checks and to the gossip metadata.
 	status(*api.Status)

@@ -50,15 +50,9 @@ func (a *Agent) Members() []gossip.Member { return a.gossip.Members() }
 
 // Revisions implements api.Node.
 func (a *Agent) Revisions() api.RevisionList {
-	revs, applied := a.role.revisions()
-	target := a.currentTarget()
-	list := api.RevisionList{Revisions: make([]api.RevisionItem, 0, len(revs)), Target: target}
-	for _, r := range revs {
-		list.Revisions = append(list.Revisions, api.RevisionItem{
-			Revision: r,
-			Target:   target != nil && target.ID == r.ID,
-			Applied:  applied == r.ID,
-		})
+	list := api.RevisionList{Revisions: a.role.revisions(), Target: a.currentTarget()}
+	for i, r := range list.Revisions {
+		list.Revisions[i].Target = list.Target != nil && list.Target.ID == r.ID
 	}
 	return list
 }

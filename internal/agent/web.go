@@ -154,9 +154,14 @@ func (w *web) behindSince() time.Time {
 	return w.behind
 }
 
-func (w *web) revisions() ([]mirror.Revision, string) {
+func (w *web) revisions() []api.RevisionItem {
 	applied, _ := w.rels.Current()
-	return w.rels.List(), applied.ID
+	revs := w.rels.List()
+	items := make([]api.RevisionItem, len(revs))
+	for i, r := range revs {
+		items[i] = api.RevisionItem{Revision: r, Applied: r.ID == applied.ID}
+	}
+	return items
 }
 
 func (w *web) status(st *api.Status) {

@@ -91,6 +91,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"PublishRequest":     reflect.TypeFor[api.PublishRequest](),
 		"PublishResponse":    reflect.TypeFor[api.PublishResponse](),
 		"RollbackRequest":    reflect.TypeFor[api.RollbackRequest](),
+		"RollbackResponse":   reflect.TypeFor[api.RollbackResponse](),
 		"DeployRequest":      reflect.TypeFor[api.DeployRequest](),
 		"DeployStep":         reflect.TypeFor[api.DeployStep](),
 		"Deploy":             reflect.TypeFor[api.Deploy](),

@@ -52,6 +52,10 @@ type RevisionItem struct {
 	mirror.Revision
 	Target  bool `json:"target,omitempty"`
 	Applied bool `json:"applied,omitempty"`
+	// PinnedChanged names the mirror.pinned files (config.php) that differ
+	// from the revision before it (controller): a database switch shows
+	// here.
+	PinnedChanged []string `json:"pinned_changed,omitempty"`
 }
 
 // RevisionList is the body of GET /v1/revisions: published revisions on a
@@ -145,6 +149,18 @@ type MaintenanceStatus struct {
 type RollbackRequest struct {
 	// Revision is a seq ("3") or an id prefix.
 	Revision string `json:"revision"`
+	// Force rolls back even when a mirror.pinned file (config.php) of the
+	// revision differs from the target's: the site may move to another
+	// database.
+	Force bool `json:"force,omitempty"`
+}
+
+// RollbackResponse is the answer of POST /v1/rollback.
+type RollbackResponse struct {
+	Target RevRef `json:"target"`
+	// PinnedChanges are the pinned files a forced rollback changed, with
+	// the database settings that differ.
+	PinnedChanges []string `json:"pinned_changes,omitempty"`
 }
 
 // DeployRequest is the body of POST /v1/deploys.

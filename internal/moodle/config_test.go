@@ -38,3 +38,23 @@ func TestEditConfig(t *testing.T) {
 		t.Error("two dbhost lines: accepted")
 	}
 }
+
+func TestDBChanges(t *testing.T) {
+	from := []byte(strings.ReplaceAll(configPHP, "'old'", "'10.0.0.9'") + "$CFG->dbname = 'moodle';\n$CFG->prefix = 'mdl_';\n")
+	to := []byte(strings.NewReplacer("'old'", "'10.0.0.5'", "'x'", "'secret'", "5432", "6432").Replace(configPHP) +
+		"$CFG->dbname = 'moodle';\n$CFG->prefix = 'mdl_';\n")
+	got := moodle.DBChanges(from, to)
+	want := []string{"$CFG->dbhost '10.0.0.9' → '10.0.0.5'", "$CFG->dbpass differs", "'dbport' in $CFG->dboptions 5432 → 6432"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+	if strings.Contains(strings.Join(got, " "), "secret") {
+		t.Fatal("a password was shown")
+	}
+	if got := moodle.DBChanges(from, from); len(got) != 0 {
+		t.Fatalf("same file: %q", got)
+	}
+	if got := moodle.DBSettings(from); got["dbname"] != "'moodle'" || got["dbport"] != "5432" || got["prefix"] != "'mdl_'" {
+		t.Fatalf("settings %q", got)
+	}
+}
