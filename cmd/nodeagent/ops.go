@@ -16,6 +16,7 @@ func runRollback(ctx context.Context, args []string, out io.Writer) error {
 	var cf clientFlags
 	var req api.RollbackRequest
 	fs.BoolVar(&req.Force, "force", false, "roll back even when a mirror.pinned file (config.php: the database settings) differs")
+	fs.BoolVar(&req.AllowMissing, "allow-missing", false, "with deploy.after_all: run it even when fewer web nodes serve the revision than the cluster had")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `usage: nodeagent rollback [flags] REV
 
@@ -49,7 +50,7 @@ move the site back to the old database. -force rolls back all the same.`)
 	for _, ch := range res.PinnedChanges {
 		fmt.Fprintf(out, "  forced across a pinned file: %s\n", ch)
 	}
-	return nil
+	return followUp(ctx, c, out, res.FollowUp)
 }
 
 // cidrList is a repeatable -allow flag.
@@ -204,9 +205,7 @@ func runDeploy(ctx context.Context, args []string, out io.Writer) error {
 	if _, err := c.do(ctx, http.MethodPost, "/v1/deploys", req, &d); err != nil {
 		return fmt.Errorf("deploy: %w", err)
 	}
-	return follow(ctx, c, out, cf.json, "deploy", "/v1/deploys/"+d.ID, &d, func(d *api.Deploy) runView {
-		return runView{ID: d.ID, Status: d.Status, Error: d.Error, Steps: d.Steps, Seconds: d.Seconds}
-	})
+	return follow(ctx, c, out, cf.json, "deploy", "/v1/deploys/"+d.ID, &d, deployView)
 }
 
 func done(status string) bool { return status == api.DeployOK || status == api.DeployFailed }

@@ -80,7 +80,7 @@ func (a *Agent) wait(ctx context.Context, b barrier) (string, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return "", context.Cause(ctx)
 		case <-deadline.C:
 			if len(r.waiting) == 0 {
 				return "", r.tooFew(b, expected, a.cfg.Deploy.MinWeb)

@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
@@ -29,8 +30,12 @@ type controller struct {
 	db       *dbService       // nil without a db section
 	runAs    *moodle.User     // deploy.run_as: commands in the code tree
 
-	gate    procedure.Gate // one procedure at a time: deploy or restore
-	deploys *procedure.Runner[deployData]
+	gate      procedure.Gate // one procedure at a time: deploy or restore
+	deploys   *procedure.Runner[deployData]
+	followUps *procedure.Runner[deployData] // after_all of a plain publish or rollback
+
+	mu           sync.Mutex
+	followCancel context.CancelCauseFunc // the follow-up in progress
 }
 
 var _ role = (*controller)(nil)
@@ -38,6 +43,7 @@ var _ role = (*controller)(nil)
 func newController(a *Agent) *controller {
 	c := &controller{a: a}
 	c.deploys = procedure.NewRunner[deployData](procedure.Config{Kind: "deploy", Gate: &c.gate, Logger: a.log})
+	c.followUps = procedure.NewRunner[deployData](procedure.Config{Kind: "follow-up", Logger: a.log})
 	if dir := a.cfg.Maintenance.MoodleDataroot; dir != "" {
 		c.dataroot = moodle.NewDataroot(dir, filepath.Join(a.cfg.DataDir, "climaintenance.sha256"), a.log)
 	}
@@ -76,6 +82,7 @@ func (c *controller) openCluster(context.Context) error { return c.initTarget() 
 // stop waits for the procedures, which end with the agent's context.
 func (c *controller) stop() error {
 	c.deploys.Wait()
+	c.followUps.Wait()
 	if c.db != nil {
 		c.db.restores.Wait()
 	}
@@ -252,7 +259,9 @@ func (c *controller) rollback(req api.RollbackRequest) (api.RollbackResponse, er
 	} else {
 		c.a.log.Info("rollback", "seq", rev.Seq, "id", rev.ID)
 	}
-	return api.RollbackResponse{Target: api.RevRef{Seq: rev.Seq, ID: rev.ID}, PinnedChanges: changes}, nil
+	res := api.RollbackResponse{Target: api.RevRef{Seq: rev.Seq, ID: rev.ID}, PinnedChanges: changes}
+	res.FollowUp, err = c.followUp("rollback", res.Target, req.AllowMissing)
+	return res, err
 }
 
 // maxPinnedSize bounds a pinned file read to tell what changed in it.
@@ -300,15 +309,6 @@ func (c *controller) describePinned(p, from, to string, a, b mirror.Entry, detai
 		return p + ": " + strings.Join(diff, ", ")
 	}
 	return p + " (no database setting differs)"
-}
-
-// Publish implements api.Node.
-func (a *Agent) Publish(ctx context.Context, message string) (mirror.Revision, bool, error) {
-	c, err := a.controllerFor("publish")
-	if err != nil {
-		return mirror.Revision{}, false, err
-	}
-	return c.publish(ctx, message)
 }
 
 // Rollback implements api.Node.

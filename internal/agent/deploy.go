@@ -10,8 +10,10 @@ import (
 	"github.com/nodeagent/nodeagent/internal/procedure"
 )
 
-// deployData is what a deploy records besides its steps.
+// deployData is what a deploy (or the follow-up of a publish or a
+// rollback) records besides its steps.
 type deployData struct {
+	Kind     string // deploy, publish, rollback
 	Request  api.DeployRequest
 	Revision *api.RevRef // once published
 }
@@ -57,6 +59,9 @@ func (c *controller) deploySteps(req api.DeployRequest) []procedure.Step[deployD
 			return c.runHeld(ctx, req.Run, deployReason(r.ID(), req.Message))
 		}})
 	}
+	if c.hasAfterAll() {
+		steps = append(steps, procedure.Simple[deployData]("after all", c.afterAll))
+	}
 	if req.Maintenance {
 		steps = append(steps, procedure.Simple[deployData]("maintenance off", site.off))
 	}
@@ -86,7 +91,7 @@ func (a *Agent) StartDeploy(req api.DeployRequest) (api.Deploy, error) {
 	if err != nil {
 		return api.Deploy{}, err
 	}
-	rec, err := c.deploys.Start(a.ctx, deployData{Request: req}, c.deploySteps(req), func(procedure.Record[deployData]) string {
+	rec, err := c.deploys.Start(a.ctx, deployData{Kind: "deploy", Request: req}, c.deploySteps(req), func(procedure.Record[deployData]) string {
 		if req.Maintenance {
 			return " (maintenance stays on)"
 		}
@@ -95,6 +100,7 @@ func (a *Agent) StartDeploy(req api.DeployRequest) (api.Deploy, error) {
 	if err != nil {
 		return api.Deploy{}, err
 	}
+	c.supersedeFollowUp(fmt.Errorf("superseded by deploy %s", rec.ID), nil)
 	return deployRecord(rec), nil
 }
 
@@ -106,14 +112,16 @@ func (a *Agent) Deploy(id string) (api.Deploy, error) {
 	}
 	rec, err := c.deploys.Get(id)
 	if err != nil {
-		return api.Deploy{}, err
+		if rec, err = c.followUps.Get(id); err != nil {
+			return api.Deploy{}, errs.NotFound("no deploy %q", id)
+		}
 	}
 	return deployRecord(rec), nil
 }
 
 func deployRecord(rec procedure.Record[deployData]) api.Deploy {
 	return api.Deploy{
-		ID: rec.ID, Status: rec.Status, Request: rec.Data.Request, Started: rec.Started, Finished: rec.Finished,
+		ID: rec.ID, Kind: rec.Data.Kind, Status: rec.Status, Request: rec.Data.Request, Started: rec.Started, Finished: rec.Finished,
 		Seconds: rec.Seconds, Revision: rec.Data.Revision, Steps: rec.Steps, Error: rec.Error,
 	}
 }

@@ -104,6 +104,9 @@ func (s *dbService) StartRestore(req api.RestoreRequest) (api.Restore, error) {
 	if err != nil {
 		return api.Restore{}, err
 	}
+	if req.Switch {
+		s.c.supersedeFollowUp(fmt.Errorf("superseded by restore %s", rec.ID), nil)
+	}
 	return restoreRecord(rec), nil
 }
 
@@ -208,7 +211,7 @@ func (s *dbService) restoreSteps(req api.RestoreRequest) []procedure.Step[restor
 		site.message = "This site is moving to a new database server and will be back shortly."
 	}
 	var revID string // the revision published with the new config.php
-	return []step{
+	steps := []step{
 		{Name: "maintenance on", Do: func(ctx context.Context, r *run) (string, error) {
 			site.reason = fmt.Sprintf("database move %s to %s", r.ID(), req.Host)
 			return site.on(ctx)
@@ -249,9 +252,14 @@ func (s *dbService) restoreSteps(req api.RestoreRequest) []procedure.Step[restor
 		simple("wait for web nodes", func(ctx context.Context) (string, error) {
 			return c.waitRevision(ctx, revID, "serve the new config.php", req.AllowMissing)
 		}),
+	}
+	if c.hasAfterAll() {
+		steps = append(steps, simple("after all", c.afterAll))
+	}
+	return append(steps,
 		simple("maintenance off", func(ctx context.Context) (string, error) {
 			detail, err := site.off(ctx)
 			return strings.TrimPrefix(detail+"; ", "; ") + "note: this agent's db section still names the old server; update db.host (and port, name, user) so that its dumps follow the database", err
 		}),
-	}
+	)
 }

@@ -26,8 +26,9 @@ type Node interface {
 	Status() Status
 	Members() []gossip.Member
 	Revisions() RevisionList
-	// Publish publishes the source tree (controller only).
-	Publish(ctx context.Context, message string) (mirror.Revision, bool, error)
+	// PublishRevision publishes the source tree (controller only); the
+	// answer's Seconds is the API's to fill.
+	PublishRevision(ctx context.Context, req PublishRequest) (PublishResponse, error)
 	Health() Health
 	Operations
 }
@@ -187,6 +188,9 @@ func (s *Server) revisions(c echo.Context) error {
 // PublishRequest is the body of POST /v1/revisions.
 type PublishRequest struct {
 	Message string `json:"message"`
+	// AllowMissing lets deploy.after_all run when fewer web nodes serve
+	// the new revision than the cluster had.
+	AllowMissing bool `json:"allow_missing,omitempty"`
 }
 
 // PublishResponse is the answer of POST /v1/revisions.
@@ -194,6 +198,9 @@ type PublishResponse struct {
 	mirror.Revision
 	Unchanged bool    `json:"unchanged"`
 	Seconds   float64 `json:"seconds"`
+	// FollowUp is the run (GET it) that waits for every web node to serve
+	// the new revision, then runs deploy.after_all; only when that is set.
+	FollowUp string `json:"follow_up,omitempty"`
 }
 
 func (s *Server) publish(c echo.Context) error {
@@ -202,13 +209,14 @@ func (s *Server) publish(c echo.Context) error {
 		return err
 	}
 	start := time.Now()
-	rev, created, err := s.cfg.Node.Publish(c.Request().Context(), req.Message)
+	res, err := s.cfg.Node.PublishRevision(c.Request().Context(), req)
 	if err != nil {
 		return err
 	}
+	res.Seconds = time.Since(start).Seconds()
 	code := http.StatusOK
-	if created {
+	if !res.Unchanged {
 		code = http.StatusCreated
 	}
-	return c.JSON(code, PublishResponse{Revision: rev, Unchanged: !created, Seconds: time.Since(start).Seconds()})
+	return c.JSON(code, res)
 }

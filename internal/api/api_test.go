@@ -28,8 +28,9 @@ func (f *fakeNode) Status() api.Status          { return api.Status{Node: "n1", 
 func (f *fakeNode) Members() []gossip.Member    { return f.members }
 func (f *fakeNode) Revisions() api.RevisionList { return api.RevisionList{} }
 func (f *fakeNode) Health() api.Health          { return f.health }
-func (f *fakeNode) Publish(ctx context.Context, msg string) (mirror.Revision, bool, error) {
-	return f.publish(ctx, msg)
+func (f *fakeNode) PublishRevision(ctx context.Context, req api.PublishRequest) (api.PublishResponse, error) {
+	rev, created, err := f.publish(ctx, req.Message)
+	return api.PublishResponse{Revision: rev, Unchanged: !created}, err
 }
 
 var _ api.Node = (*fakeNode)(nil)

@@ -153,6 +153,9 @@ type RollbackRequest struct {
 	// revision differs from the target's: the site may move to another
 	// database.
 	Force bool `json:"force,omitempty"`
+	// AllowMissing lets deploy.after_all run when fewer web nodes serve
+	// the revision than the cluster had.
+	AllowMissing bool `json:"allow_missing,omitempty"`
 }
 
 // RollbackResponse is the answer of POST /v1/rollback.
@@ -161,6 +164,9 @@ type RollbackResponse struct {
 	// PinnedChanges are the pinned files a forced rollback changed, with
 	// the database settings that differ.
 	PinnedChanges []string `json:"pinned_changes,omitempty"`
+	// FollowUp is the run that waits for every web node, then runs
+	// deploy.after_all; only when that is set.
+	FollowUp string `json:"follow_up,omitempty"`
 }
 
 // DeployRequest is the body of POST /v1/deploys.
@@ -192,9 +198,11 @@ const (
 // DeployStep is one step of a deploy or a restore.
 type DeployStep = procedure.StepRecord
 
-// Deploy is a deploy run (GET /v1/deploys/{id}).
+// Deploy is a deploy run (GET /v1/deploys/{id}), or the follow-up of a
+// plain publish or rollback with deploy.after_all.
 type Deploy struct {
 	ID       string        `json:"id"`
+	Kind     string        `json:"kind"` // deploy, publish, rollback
 	Status   string        `json:"status"`
 	Request  DeployRequest `json:"request"`
 	Started  time.Time     `json:"started"`
