@@ -122,6 +122,13 @@ func TestDeployMinWeb(t *testing.T) {
 	if d = runDeploy(t, c.ctl, map[string]any{"allow_missing": true}); d.Status != api.DeploySucceeded {
 		t.Fatalf("deploy -allow-missing without any web node: %+v", d)
 	}
+	// Nothing changed since: the publish step says so, with no count of
+	// the revision's own changes (it printed revision 1's before).
+	d = runDeploy(t, c.ctl, map[string]any{"allow_missing": true})
+	if pub := step(d, "publish").Detail; d.Status != api.DeploySucceeded || !strings.Contains(pub, "revision 1") ||
+		!strings.Contains(pub, "unchanged") || strings.Contains(pub, "files changed") {
+		t.Fatalf("deploy of an unchanged tree: %+v", d)
+	}
 
 	c.ctl.Close()
 	cfg := c.config("controller", "controller")

@@ -137,13 +137,41 @@ func (w *web) applied(mirror.Revision) {
 	w.a.announce()
 }
 
-// source finds the controller's mirror endpoint through gossip.
-func (w *web) source(context.Context) (mirror.Source, error) {
-	api, err := w.a.controllerAPI()
+// source finds the controller's mirror endpoint through gossip. A node
+// that knows of no live controller yet (it is still joining) waits for one
+// up to controllerWait before the attempt fails.
+func (w *web) source(ctx context.Context) (mirror.Source, error) {
+	api, err := w.a.awaitController(ctx, controllerWait)
 	if err != nil {
 		return nil, err
 	}
 	return mirror.NewClient("https://"+api+"/cluster/v1/mirror", w.a.peers), nil
+}
+
+// controllerWait bounds how long a sync attempt waits for a live
+// controller to appear in gossip.
+const controllerWait = 10 * time.Second
+
+// awaitController is controllerAPI, waiting up to limit for a live
+// controller.
+func (a *Agent) awaitController(ctx context.Context, limit time.Duration) (string, error) {
+	ch, cancel := a.gossip.Changes()
+	defer cancel()
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	for {
+		api, err := a.controllerAPI()
+		if err == nil {
+			return api, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-timer.C:
+			return "", err
+		case <-ch:
+		}
+	}
 }
 
 func (w *web) serving() (mirror.Revision, bool) { return w.rels.Current() }
