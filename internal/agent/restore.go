@@ -187,14 +187,26 @@ func (s *dbService) configSettings(req api.RestoreRequest) ([]moodle.Setting, er
 	return set, nil
 }
 
-// restoreSteps is a restore; with switch the whole database move:
-// maintenance on, fresh dump, restore, rewrite config.php, publish, wait
-// for the web nodes, maintenance off.
+// rewriteConfig sets the database settings of the switch in config.php.
+func (s *dbService) rewriteConfig(req api.RestoreRequest) (string, error) {
+	set, err := s.configSettings(req)
+	if err != nil {
+		return "", err
+	}
+	if err := moodle.RewriteConfig(s.configPHP(), set); err != nil {
+		return "", err
+	}
+	keys := make([]string, len(set))
+	for i, c := range set {
+		keys[i] = c.Key
+	}
+	return "set " + strings.Join(keys, " "), nil
+}
+
+// restoreSteps is a restore; with switch the whole database move.
 func (s *dbService) restoreSteps(req api.RestoreRequest) []procedure.Step[restoreData] {
 	type step = procedure.Step[restoreData]
 	type run = procedure.Run[restoreData]
-	simple := procedure.Simple[restoreData]
-	c := s.c
 	restore := step{Name: "restore", Do: func(ctx context.Context, r *run) (string, error) {
 		name := r.Data().Dump
 		t, _ := s.d.Complete(req.Target)
@@ -206,6 +218,17 @@ func (s *dbService) restoreSteps(req api.RestoreRequest) []procedure.Step[restor
 	if !req.Switch {
 		return []step{restore}
 	}
+	return s.switchSteps(req, restore)
+}
+
+// switchSteps is the database move around the restore step: maintenance
+// on, fresh dump, restore, rewrite config.php, publish, wait for the web
+// nodes, after_all, maintenance off.
+func (s *dbService) switchSteps(req api.RestoreRequest, restore procedure.Step[restoreData]) []procedure.Step[restoreData] {
+	type step = procedure.Step[restoreData]
+	type run = procedure.Run[restoreData]
+	simple := procedure.Simple[restoreData]
+	c := s.c
 	site := &siteMaintenance{c: c, message: req.Message}
 	if site.message == "" {
 		site.message = "This site is moving to a new database server and will be back shortly."
@@ -225,20 +248,7 @@ func (s *dbService) restoreSteps(req api.RestoreRequest) []procedure.Step[restor
 			return fmt.Sprintf("%s, %d bytes, sha256 %s", rec.Name, rec.Size, rec.SHA256[:12]), nil
 		}},
 		restore,
-		simple("rewrite config.php", func(context.Context) (string, error) {
-			set, err := s.configSettings(req)
-			if err != nil {
-				return "", err
-			}
-			if err := moodle.RewriteConfig(s.configPHP(), set); err != nil {
-				return "", err
-			}
-			keys := make([]string, len(set))
-			for i, c := range set {
-				keys[i] = c.Key
-			}
-			return "set " + strings.Join(keys, " "), nil
-		}),
+		simple("rewrite config.php", func(context.Context) (string, error) { return s.rewriteConfig(req) }),
 		{Name: "publish", Do: func(ctx context.Context, r *run) (string, error) {
 			t, _ := s.d.Complete(req.Target)
 			published, _, err := c.publish(ctx, fmt.Sprintf("database switch (restore %s): config.php points at %s on %s:%d",

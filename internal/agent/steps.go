@@ -37,7 +37,7 @@ type siteMaintenance struct {
 // until every live web node applies it.
 func (s *siteMaintenance) on(ctx context.Context) (string, error) {
 	a, now := s.c.a, time.Now()
-	m := a.state.Maintenance()
+	m := a.state.Maintenance().InForce(now)
 	prefix := ""
 	if m.Active(now) {
 		s.wasOn = m.SetBy
@@ -63,7 +63,7 @@ func (s *siteMaintenance) off(context.Context) (string, error) {
 	if s.wasOn != "" {
 		return fmt.Sprintf("left on: it was on before (set by %s)", s.wasOn), nil
 	}
-	m := s.c.a.state.Maintenance()
+	m := s.c.a.state.Maintenance().InForce(time.Now())
 	m.Enabled = false
 	_, err := s.c.a.setMaintenance(m)
 	return "", err
@@ -79,7 +79,7 @@ func (c *controller) holdMoodle(reason string) (release func() error, note strin
 		return noop, "Moodle not held (no maintenance.moodle_dataroot)", nil
 	}
 	a, now := c.a, time.Now()
-	m := a.state.Maintenance()
+	m := a.state.Maintenance().InForce(now)
 	if m.MoodleHeld(now) {
 		return noop, "Moodle already held (set by " + m.SetBy + ")", nil
 	}
@@ -98,7 +98,7 @@ func (c *controller) holdMoodle(reason string) (release func() error, note strin
 		return nil, "", fmt.Errorf("hold Moodle: %s was not written", c.dataroot.Page())
 	}
 	return func() error {
-		m := a.state.Maintenance()
+		m := a.state.Maintenance().InForce(time.Now())
 		m.Moodle, m.Reason = false, prior
 		if _, err := a.setMaintenance(m); err != nil {
 			return fmt.Errorf("release Moodle: %w", err)

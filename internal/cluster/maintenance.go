@@ -48,6 +48,15 @@ func (m Maintenance) MoodleHeld(now time.Time) bool { return m.Moodle && m.befor
 
 func (m Maintenance) before(now time.Time) bool { return m.Until.IsZero() || now.Before(m.Until) }
 
+// InForce returns m while its until has not passed, and the state with
+// both levels off once it has: what to change when writing a new state.
+func (m Maintenance) InForce(now time.Time) Maintenance {
+	if !m.before(now) {
+		return Maintenance{}
+	}
+	return m
+}
+
 // Validate refuses what an operator may get wrong: an ErrInvalid naming
 // the field.
 func (m Maintenance) Validate(now time.Time) error {
