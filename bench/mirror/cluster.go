@@ -136,19 +136,12 @@ func (c *cluster) stop() {
 // API address.
 func (c *cluster) joined(ctx context.Context, p *agentProc) error {
 	return poll(ctx, 30*time.Second, 10*time.Millisecond, func() error {
-		var body struct {
-			Members []struct {
-				Name, State string
-				Meta        struct {
-					API string `json:"a"`
-				}
-			}
-		}
+		var body api.MemberList
 		if err := c.getJSON(p, "/v1/members", &body); err != nil {
 			return err
 		}
 		for _, m := range body.Members {
-			if m.Name == c.ctl.name && m.State == "alive" && m.Meta.API != "" {
+			if m.Name == c.ctl.name && m.State == "alive" && m.API != "" {
 				return nil
 			}
 		}

@@ -60,7 +60,8 @@ type Agent struct {
 	state  *cluster.State // the cluster-wide state, in gossip registers
 	role   role           // *controller or *web
 
-	metrics *metrics // its own registry, served on the local API
+	metrics *metrics  // its own registry, served on the local API
+	view    viewState // history and member reports (GET /v1/history, /v1/nodes)
 
 	localLn, clusterLn   net.Listener
 	localSrv, clusterSrv *http.Server
@@ -137,6 +138,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if err := a.role.openCluster(ctx); err != nil {
 		return err
 	}
+	a.openView()
 	a.serve(token)
 	a.wg.Add(1)
 	go a.watch()
@@ -207,6 +209,7 @@ func (a *Agent) serve(token string) {
 		Node: a, Token: token, Logger: a.log,
 		Meta:    a.localMeta,
 		Metrics: a.metrics.handler(), ObserveRequest: a.metrics.observeRequest,
+		View: a,
 	}
 	a.role.apiConfig(&cfg)
 	srv := api.New(cfg)

@@ -53,6 +53,7 @@ func (a *Agent) watch() {
 		a.applyMaintenance()
 		a.role.observe()
 		a.publishMeta()
+		a.observeHistory()
 		select {
 		case <-a.ctx.Done():
 			return

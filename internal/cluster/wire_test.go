@@ -61,7 +61,7 @@ func TestDecodesTodaysRegisters(t *testing.T) {
 	regs.put("certificate", "web-1", 43, oldCertificate)
 	s := cluster.New(regs, nil)
 
-	if got, ok := s.Target(); !ok || got != (cluster.Target{Seq: 6, ID: oldTargetID}) {
+	if got, ok := s.Target(); !ok || got != (cluster.Target{Seq: 6, ID: oldTargetID, SetBy: "controller"}) {
 		t.Errorf("target %+v %v", got, ok)
 	}
 	want := cluster.Maintenance{Enabled: true, Message: "Upgrading to 4.5 <soon>", Allow: []string{"10.0.0.0/8", "192.0.2.7/32"},

@@ -157,6 +157,17 @@ func (r *Runner[T]) Get(id string) (Record[T], error) {
 	return rec.copy(), nil
 }
 
+// List returns the kept runs, oldest first.
+func (r *Runner[T]) List() []Record[T] {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Record[T], len(r.order))
+	for i, id := range r.order {
+		out[i] = r.runs[id].copy()
+	}
+	return out
+}
+
 // Wait waits for the runs in progress (they end when their ctx does).
 func (r *Runner[T]) Wait() { r.wg.Wait() }
 

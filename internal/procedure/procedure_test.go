@@ -111,6 +111,9 @@ func TestHistoryBounded(t *testing.T) {
 	if rec, err := r.Get(ids[2]); err != nil || rec.Data != 2 {
 		t.Errorf("newest: %+v %v", rec, err)
 	}
+	if l := r.List(); len(l) != 2 || l[0].ID != ids[1] || l[1].ID != ids[2] {
+		t.Errorf("list: %+v", l)
+	}
 }
 
 // TestCancel: a run ends when its context does, at the step that sees it.
