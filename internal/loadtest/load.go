@@ -201,3 +201,22 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 	i := int(float64(len(s)-1) * p / 100)
 	return s[i]
 }
+
+// Summary is a Result without the latencies, with their percentiles.
+type Summary struct {
+	OK, Failed, Refused  int64
+	SlowOK, SlowFailed   int64
+	ProbeOK, ProbeFailed int64
+	Errors               []string
+	P50, P99, P999, Max  time.Duration
+}
+
+// Summary summarizes r.
+func (r Result) Summary() Summary {
+	return Summary{
+		OK: r.OK, Failed: r.Failed, Refused: r.Refused, SlowOK: r.SlowOK, SlowFailed: r.SlowFailed,
+		ProbeOK: r.ProbeOK, ProbeFailed: r.ProbeFailed, Errors: r.Errors,
+		P50: Percentile(r.Latencies, 50), P99: Percentile(r.Latencies, 99),
+		P999: Percentile(r.Latencies, 99.9), Max: Percentile(r.Latencies, 100),
+	}
+}
