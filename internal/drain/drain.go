@@ -1,17 +1,20 @@
 // Package drain shuts an http.Server down without failing its clients,
-// for the agent's restarts: the server stops accepting (its socket stays
-// open where systemd's fd store or a re-exec keeps it, so new connections
-// wait for the next process) and lets the connections it has finish:
-//   - every response from then on carries "Connection: close" (HTTP/1.x)
-//     or ends the connection with a GOAWAY (HTTP/2), so clients open their
-//     next request on a new connection;
-//   - an idle keep-alive connection is not closed at once, which would race
-//     a request the client is sending on it right then (the client sees a
-//     reset and, for a POST, an error): it gets drainIdleGrace to bring
-//     one more request (IdleGrace), answered with "Connection: close";
-//   - requests in flight get until the caller's deadline; the caller then
-//     cuts what is left (http.Server.Close). Hijacked connections
-//     (WebSockets) are not waited for.
+// for the agent's restarts. The listening socket outlives the process
+// where systemd's fd store or a re-exec keeps it: connections that arrive
+// after the server stops accepting wait in its queue for the next process.
+// So that they wait as little as possible, a drain goes:
+//  1. every response from now on carries "Connection: close" (HTTP/1.x) or
+//     ends its connection with a GOAWAY (HTTP/2), so clients open their
+//     next request on a new connection; the server keeps accepting (and
+//     answering) until the requests in flight when the drain began have
+//     finished — a slow page does not hold new clients in the queue;
+//  2. it stops accepting; an idle keep-alive connection is not closed at
+//     once, which would race a request the client is sending on it right
+//     then (the client sees a reset and, for a POST, an error): it gets
+//     IdleGrace to bring one more request, answered with "Connection:
+//     close"; requests still running get until the caller's deadline, then
+//     the caller cuts what is left (http.Server.Close). Hijacked
+//     connections (WebSockets) are not waited for.
 //
 // It owns no listener and no server: the caller passes them in.
 package drain
@@ -35,6 +38,7 @@ const poll = 20 * time.Millisecond
 // Conns follows a server's connections for a drain.
 type Conns struct {
 	draining atomic.Bool
+	changed  chan struct{} // a connection changed state during a drain
 	mu       sync.Mutex
 	open     map[net.Conn]connState
 }
@@ -48,7 +52,7 @@ type connState struct {
 // drain close their connections. Call it before the server serves; a
 // ConnState hook already set keeps being called.
 func Track(srv *http.Server) *Conns {
-	c := &Conns{open: map[net.Conn]connState{}}
+	c := &Conns{open: map[net.Conn]connState{}, changed: make(chan struct{}, 1)}
 	hook := srv.ConnState
 	srv.ConnState = func(conn net.Conn, state http.ConnState) {
 		c.track(conn, state)
@@ -63,14 +67,19 @@ func Track(srv *http.Server) *Conns {
 // Draining reports whether a drain has started.
 func (c *Conns) Draining() bool { return c.draining.Load() }
 
-// Shutdown drains srv, which serves ln: ln is closed, connections finish
-// (idle ones get IdleGrace), then srv.Shutdown runs h2's graceful hooks.
-// It returns ctx's error when connections are left at the deadline: the
-// caller cuts them with srv.Close.
+// Shutdown drains srv, which serves ln (see the package comment), then
+// srv.Shutdown runs h2's graceful hooks. It returns ctx's error when
+// connections are left at the deadline: the caller cuts them with
+// srv.Close.
 func (c *Conns) Shutdown(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	start := time.Now()
 	c.draining.Store(true)
+	err := c.waitActive(ctx, start)
 	if ln != nil {
 		ln.Close()
+	}
+	if err != nil {
+		return err
 	}
 	if err := c.drain(ctx, IdleGrace); err != nil {
 		return err
@@ -83,13 +92,48 @@ func (c *Conns) Shutdown(ctx context.Context, srv *http.Server, ln net.Listener)
 
 func (c *Conns) track(conn net.Conn, state http.ConnState) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	switch state {
 	case http.StateHijacked, http.StateClosed:
 		delete(c.open, conn)
 	default:
 		c.open[conn] = connState{state: state, since: time.Now()}
 	}
+	c.mu.Unlock()
+	if c.draining.Load() {
+		select {
+		case c.changed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitActive waits until no request that was running at start still runs.
+// It looks again at every change of a connection's state, so that the
+// listener closes before a client whose slow request just ended comes back
+// with the next one.
+func (c *Conns) waitActive(ctx context.Context, start time.Time) error {
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for c.activeSince(start) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.changed:
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func (c *Conns) activeSince(start time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.open {
+		if st.state == http.StateActive && !st.since.After(start) {
+			return true
+		}
+	}
+	return false
 }
 
 // closeIdle closes the connections idle for grace since start (or since

@@ -150,7 +150,8 @@ func TestIdleConnectionGetsOneMoreRequest(t *testing.T) {
 }
 
 // A request in flight when the drain starts completes, with "Connection:
-// close".
+// close"; until it has, the server keeps answering new connections (with
+// "Connection: close") rather than leaving them in the queue.
 func TestInFlightRequestCompletes(t *testing.T) {
 	s := newServer(t)
 	c := dial(t, s.ln.Addr().String())
@@ -163,6 +164,12 @@ func TestInFlightRequestCompletes(t *testing.T) {
 		}
 		return nil
 	})
+	nc := dial(t, s.ln.Addr().String())
+	nc.send(t, "/")
+	if resp, body := nc.response(t); resp.StatusCode != 200 || body != "ok" || !resp.Close {
+		t.Errorf("new connection during the drain: %s %q close=%v, want 200 ok with Connection: close", resp.Status, body, resp.Close)
+	}
+	nc.closed(t)
 	close(s.release)
 	resp, body := c.response(t)
 	if resp.StatusCode != 200 || body != "slow" || !resp.Close {
