@@ -185,13 +185,13 @@ func (s *fdStore) names() []string {
 // execs it).
 func (s *fdStore) start(pc *procCluster, node string) *exec.Cmd {
 	s.t.Helper()
-	s.mu.Lock()
+	s.mu.Lock() // until the process started: the files stay open
+	defer s.mu.Unlock()
 	var files []*os.File
 	var names []string
 	for _, f := range s.stored {
 		files, names = append(files, f.file), append(names, f.name)
 	}
-	s.mu.Unlock()
 	logf, err := os.OpenFile(filepath.Join(pc.dir, node+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		s.t.Fatal(err)

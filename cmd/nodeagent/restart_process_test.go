@@ -237,3 +237,34 @@ func TestProcessReexecWithoutSystemd(t *testing.T) {
 	}
 	checkLoad(t, load.Stop())
 }
+
+// TestProcessRestartPortChange: a restart after edge.https moved to
+// another port and edge.http was turned off: the new port is bound, the
+// kept sockets of the old port and of edge.http are closed (refused) and
+// forgotten by the fd store, never both ports held.
+func TestProcessRestartPortChange(t *testing.T) {
+	store := newFDStore(t)
+	rc := newRestartCluster(t, store)
+	store.waitState("READY=1")
+	old := rc.edge
+	moved := edgeNode{https: fmt.Sprintf("127.0.0.1:%d", freePort(t)), http: "", api: old.api}
+	rc.writeEdgeConfigAt("web-1", moved, "http://"+configValue(t, filepath.Join(rc.dir, "web-1.yaml"), "  backend: http://", "\n"))
+	store.forget()
+	rc.exited(t, "web-1", syscall.SIGINT)
+	store.start(rc.procCluster, "web-1")
+	store.waitState("READY=1")
+	c := insecureClient()
+	if err := get200(c, "https://"+moved.https+"/"); err != nil {
+		t.Errorf("the new edge.https: %v", err)
+	}
+	for _, addr := range []string{old.https, old.http} {
+		if err := get200(c, "http://"+addr+"/"); err == nil || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("%s (no longer in the config): %v, want connection refused", addr, err)
+		}
+	}
+	names := store.names()
+	slices.Sort(names)
+	if want := []string{"api.listen", "cluster.listen", "edge.https"}; !slices.Equal(names, want) {
+		t.Errorf("fd store holds %v, want %v", names, want)
+	}
+}
