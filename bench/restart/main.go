@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	section := report(ctx, o, phases, "go run ./bench/restart "+strings.Join(args, " "))
+	section := report(ctx, o, phases, strings.TrimSpace("go run ./bench/restart "+strings.Join(args, " ")))
 	fmt.Fprint(stdout, section)
 	if o.out != "" {
 		f, err := os.OpenFile(o.out, os.O_APPEND|os.O_WRONLY, 0o644)
@@ -263,7 +263,7 @@ func report(ctx context.Context, o options, phases []phase, command string) stri
 	fmt.Fprintf(&b, "- Debian 12 under systemd 252 in systemd-nspawn; the web agent from the package (its unit), a controller beside it; "+
 		"inside the machine %d keep-alive HTTPS clients (GET / and POST 4 KiB, alternating, as fast as answered, HTTP/1.1), one %s request always in flight, "+
 		"a /readyz probe on the cluster API every 50 ms; a fresh client per phase.\n\n", o.workers, o.slow)
-	b.WriteString("| phase | restarts | answered | failed | refused | p50 | p99 | max | slow ok / failed | /readyz ok / failed | restart wall time median (max) |\n")
+	b.WriteString("| phase | restarts | answered | failed | refused (any client) | p50 | p99 | max | slow ok / failed | /readyz ok / failed | restart wall time median (max) |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range phases {
 		s := p.sum
