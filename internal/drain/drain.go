@@ -2,19 +2,23 @@
 // for the agent's restarts. The listening socket outlives the process
 // where systemd's fd store or a re-exec keeps it: connections that arrive
 // after the server stops accepting wait in its queue for the next process.
-// So that they wait as little as possible, a drain goes:
-//  1. every response from now on carries "Connection: close" (HTTP/1.x) or
+// Under systemd the next process starts only once this one has exited, so
+// every moment between closing the listener and exiting is a moment those
+// connections wait. A drain therefore goes:
+//  1. Every response from now on carries "Connection: close" (HTTP/1.x) or
 //     ends its connection with a GOAWAY (HTTP/2), so clients open their
-//     next request on a new connection; the server keeps accepting (and
-//     answering) until the requests in flight when the drain began have
-//     finished — a slow page does not hold new clients in the queue;
-//  2. it stops accepting; an idle keep-alive connection is not closed at
-//     once, which would race a request the client is sending on it right
-//     then (the client sees a reset and, for a POST, an error): it gets
-//     IdleGrace to bring one more request, answered with "Connection:
-//     close"; requests still running get until the caller's deadline, then
-//     the caller cuts what is left (http.Server.Close). Hijacked
-//     connections (WebSockets) are not waited for.
+//     next request on a new connection. The server keeps accepting and
+//     answering while the connections it had when the drain began settle:
+//     requests in flight finish (a slow page does not hold new clients in
+//     the queue), and an idle keep-alive connection is not closed at once,
+//     which would race a request its client is sending right then (the
+//     client sees a reset and, for a POST, an error): it gets IdleGrace to
+//     bring one more request, answered with "Connection: close", and is
+//     closed after that. This lasts at most half of the caller's time.
+//  2. It stops accepting, right when the last of those settled, and waits
+//     for the requests accepted meanwhile; requests still running at the
+//     caller's deadline are left to the caller to cut (http.Server.Close).
+//     Hijacked connections (WebSockets) are not waited for.
 //
 // It owns no listener and no server: the caller passes them in.
 package drain
@@ -32,6 +36,11 @@ import (
 // IdleGrace is how long an idle keep-alive connection is kept during a
 // drain for one more request.
 const IdleGrace = time.Second
+
+// newGrace is how long a new connection may take to bring its first
+// request (a TLS handshake on a busy machine) before a drain closes it, as
+// http.Server.Shutdown allows.
+const newGrace = 5 * time.Second
 
 const poll = 20 * time.Millisecond
 
@@ -74,20 +83,29 @@ func (c *Conns) Draining() bool { return c.draining.Load() }
 func (c *Conns) Shutdown(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	start := time.Now()
 	c.draining.Store(true)
-	err := c.waitActive(ctx, start)
+	accepting, cancel := firstHalf(ctx)
+	c.wait(accepting, func() bool { c.closeIdle(start); return !c.pending(start) })
+	cancel()
 	if ln != nil {
 		ln.Close()
 	}
-	if err != nil {
-		return err
-	}
-	if err := c.drain(ctx, IdleGrace); err != nil {
+	if err := c.wait(ctx, func() bool { return c.closeIdle(start) == 0 }); err != nil {
 		return err
 	}
 	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) { // ln, closed above
 		return err
 	}
 	return nil
+}
+
+// firstHalf is ctx until half of its time is left: the listener keeps
+// accepting for at most that long, so the requests it accepts meanwhile
+// have the other half to finish.
+func firstHalf(ctx context.Context) (context.Context, context.CancelFunc) {
+	if deadline, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(ctx, deadline.Add(-time.Until(deadline)/2))
+	}
+	return context.WithCancel(ctx)
 }
 
 func (c *Conns) track(conn net.Conn, state http.ConnState) {
@@ -107,14 +125,14 @@ func (c *Conns) track(conn net.Conn, state http.ConnState) {
 	}
 }
 
-// waitActive waits until no request that was running at start still runs.
-// It looks again at every change of a connection's state, so that the
-// listener closes before a client whose slow request just ended comes back
-// with the next one.
-func (c *Conns) waitActive(ctx context.Context, start time.Time) error {
+// wait waits until done reports true or ctx ends. It looks again at every
+// change of a connection's state (and every poll), so that the listener
+// closes right when the last request from before the drain ends — before
+// its client comes back with the next one.
+func (c *Conns) wait(ctx context.Context, done func() bool) error {
 	t := time.NewTicker(poll)
 	defer t.Stop()
-	for c.activeSince(start) {
+	for !done() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -125,25 +143,30 @@ func (c *Conns) waitActive(ctx context.Context, start time.Time) error {
 	return nil
 }
 
-func (c *Conns) activeSince(start time.Time) bool {
+// pending reports whether a connection from before start is still open and
+// has not moved since: a request running since then, or an idle or new
+// connection that has not brought its next request yet.
+func (c *Conns) pending(start time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, st := range c.open {
-		if st.state == http.StateActive && !st.since.After(start) {
+		if !st.since.After(start) {
 			return true
 		}
 	}
 	return false
 }
 
-// closeIdle closes the connections idle for grace since start (or since
-// they last answered, if later) and reports how many connections remain.
-func (c *Conns) closeIdle(start time.Time, grace time.Duration) int {
+// closeIdle closes the connections that have waited for a request
+// IdleGrace (newGrace for a new one) since start, or since they were opened
+// or last answered if later, and reports how many connections remain.
+func (c *Conns) closeIdle(start time.Time) int {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for conn, st := range c.open {
-		if st.state == http.StateIdle && now.Sub(later(st.since, start)) >= grace {
+		grace := map[http.ConnState]time.Duration{http.StateIdle: IdleGrace, http.StateNew: newGrace}[st.state]
+		if grace > 0 && now.Sub(later(st.since, start)) >= grace {
 			conn.Close() // a TLS connection sends close_notify first
 			delete(c.open, conn)
 		}
@@ -156,22 +179,6 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// drain waits until every connection is closed or ctx ends, closing idle
-// ones after the grace.
-func (c *Conns) drain(ctx context.Context, grace time.Duration) error {
-	start := time.Now()
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for c.closeIdle(start, grace) > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-	return nil
 }
 
 // closeWhenDraining makes every response written during a drain end its
