@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -83,19 +84,9 @@ func (s *Sockets) Open() error {
 	defer s.mu.Unlock()
 	s.spare = files
 	if n := len(files); n > 0 {
-		s.log.Info("sockets kept from the previous run", "names", slices.Sorted(mapKeys(files)))
+		s.log.Info("sockets kept from the previous run", "names", slices.Sorted(maps.Keys(files)))
 	}
 	return nil
-}
-
-func mapKeys(m map[string][]*os.File) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // Listen returns a TCP listener for the config key name and its address:
