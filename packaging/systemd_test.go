@@ -2,6 +2,7 @@ package packaging_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,14 +12,16 @@ import (
 	"github.com/nodeagent/nodeagent/internal/loadtest"
 	"github.com/nodeagent/nodeagent/internal/nspawn"
 	"github.com/nodeagent/nodeagent/internal/systemdtest"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // TestSystemdRestartAndUpgrade boots Debian 12 under real systemd (252)
 // in systemd-nspawn, installs the package as a web node behind which a
 // backend answers, and while clients keep sending GETs, POSTs and a slow
 // request through the edge and a load balancer probes /readyz:
-// `systemctl restart nodeagent` three times, then a package upgrade to a
-// higher version (dpkg -i, whose postinst restarts the unit). No request
+// `systemctl restart nodeagent` three times, a re-exec in place (SIGUSR2),
+// then a package upgrade to a higher version (dpkg -i, whose postinst
+// restarts the unit). No request
 // fails, none is refused, /readyz stays 200; the unit's fd store holds the
 // four sockets. Then kill -9: a client that connects while the agent is
 // dead is answered by the process systemd restarts. `systemctl stop`
@@ -64,6 +67,27 @@ func TestSystemdRestartAndUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("restart %d: %+v", i+1, sum)
+	}
+	// SIGUSR2: a re-exec in place; systemd sees RELOADING=1, then READY=1
+	// from the same PID.
+	if _, err := site.M.Output(ctx, "systemctl", "kill", "-s", "USR2", "--kill-who=main", "nodeagent"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 2*time.Minute, func() error {
+		out, _ := site.M.Output(ctx, "journalctl", "-u", "nodeagent", "-o", "cat", "--no-pager")
+		if n := strings.Count(string(out), "listening on the socket kept across the restart"); n < 4*4 {
+			return fmt.Errorf("%d sockets taken over, want 16 (3 restarts and the re-exec)", n)
+		}
+		if state, _ := site.Show(ctx, "ActiveState"); state != "active" {
+			return fmt.Errorf("unit %s", state)
+		}
+		return nil
+	})
+	if now, _ := site.MainPID(ctx); now != pid {
+		t.Errorf("re-exec: MainPID %d, want %d (the same process)", now, pid)
+	}
+	if sum, err = load.WaitProgress(sum); err != nil {
+		t.Fatal(err)
 	}
 	if err := site.Install(ctx, debs[1]); err != nil {
 		t.Fatal(err)
