@@ -39,6 +39,10 @@ type Options struct {
 	ACME                       ACMETuning // tests: short-lived certificates
 	Version                    string
 	Logger                     *slog.Logger
+	// Listen binds the TCP listener of a config key (api.listen,
+	// cluster.listen, edge.https, edge.http); nil = net.Listen. `run`
+	// passes one that reuses the sockets kept across a restart.
+	Listen func(key, addr string) (net.Listener, error)
 }
 
 // Agent is one running nodeagent.
@@ -62,6 +66,7 @@ type Agent struct {
 
 	localLn, clusterLn   net.Listener
 	localSrv, clusterSrv *http.Server
+	apiDrains            map[*http.Server]apiDrain
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -173,13 +178,11 @@ func (a *Agent) secrets() ([]byte, string, error) {
 
 func (a *Agent) listen() error {
 	var err error
-	if a.localLn, err = net.Listen("tcp", a.cfg.API.Listen); err != nil {
-		return fmt.Errorf("api.listen: %w", err)
+	if a.localLn, err = a.listenTCP("api.listen", a.cfg.API.Listen); err != nil {
+		return err
 	}
-	if a.clusterLn, err = net.Listen("tcp", a.cfg.Cluster.Listen); err != nil {
-		return fmt.Errorf("cluster.listen: %w", err)
-	}
-	return nil
+	a.clusterLn, err = a.listenTCP("cluster.listen", a.cfg.Cluster.Listen)
+	return err
 }
 
 func (a *Agent) mirrorDir() string { return filepath.Join(a.cfg.DataDir, "mirror") }
@@ -254,6 +257,7 @@ func (a *Agent) serve(token string) {
 	a.localSrv = newHTTPServer(srv.LocalHandler())
 	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
 	a.clusterSrv.TLSConfig = a.id.ServerConfig()
+	a.drainAPI()
 	a.goServe(a.localSrv, a.localLn, false)
 	a.goServe(a.clusterSrv, a.clusterLn, true)
 }
@@ -284,7 +288,7 @@ func (a *Agent) goServe(srv *http.Server, ln net.Listener, tls bool) {
 		} else {
 			err = srv.Serve(ln)
 		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) { // closed by a drain
 			a.log.Error("api server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
@@ -309,7 +313,7 @@ func (a *Agent) Close() error {
 		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, srv := range []*http.Server{a.clusterSrv, a.localSrv} {
-			if srv != nil && srv.Shutdown(shut) != nil {
+			if srv != nil && a.shutdownAPI(shut, srv) != nil {
 				// Requests still running (a long content fetch) are cut:
 				// what they use is closed next.
 				a.log.Warn("API shutdown: closing open requests")
@@ -325,7 +329,6 @@ func (a *Agent) Close() error {
 			a.keep(a.syncer.Close())
 		}
 		a.wg.Wait()
-		a.closeEdge() // after the loops that reload its certificate
 		a.keep(a.closeDB())
 		if a.gossip != nil {
 			a.keep(a.gossip.Close())
@@ -333,6 +336,9 @@ func (a *Agent) Close() error {
 		if a.store != nil {
 			a.keep(a.store.Close())
 		}
+		// Last, after the loops that reload its certificate: the edge
+		// serves clients while the rest stops, then drains.
+		a.closeEdge()
 	})
 	return a.closeErr
 }
