@@ -45,6 +45,10 @@ type Options struct {
 	ACME                       ACMETuning // tests: short-lived certificates
 	Version                    string
 	Logger                     *slog.Logger
+	// Listen binds the TCP listener of a config key (api.listen,
+	// cluster.listen, edge.https, edge.http); nil = net.Listen. `run`
+	// passes one that reuses the sockets kept across a restart.
+	Listen func(key, addr string) (net.Listener, error)
 }
 
 // Agent is one running nodeagent.
@@ -65,6 +69,7 @@ type Agent struct {
 
 	localLn, clusterLn   net.Listener
 	localSrv, clusterSrv *http.Server
+	apiDrains            map[*http.Server]apiDrain
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -169,13 +174,11 @@ func (a *Agent) secrets() ([]byte, string, error) {
 
 func (a *Agent) listen() error {
 	var err error
-	if a.localLn, err = net.Listen("tcp", a.cfg.API.Listen); err != nil {
-		return fmt.Errorf("api.listen: %w", err)
+	if a.localLn, err = a.listenTCP("api.listen", a.cfg.API.Listen); err != nil {
+		return err
 	}
-	if a.clusterLn, err = net.Listen("tcp", a.cfg.Cluster.Listen); err != nil {
-		return fmt.Errorf("cluster.listen: %w", err)
-	}
-	return nil
+	a.clusterLn, err = a.listenTCP("cluster.listen", a.cfg.Cluster.Listen)
+	return err
 }
 
 func (a *Agent) mirrorDir() string { return filepath.Join(a.cfg.DataDir, "mirror") }
@@ -216,6 +219,7 @@ func (a *Agent) serve(token string) {
 	a.localSrv = newHTTPServer(srv.LocalHandler())
 	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
 	a.clusterSrv.TLSConfig = a.id.ServerConfig()
+	a.drainAPI()
 	a.goServe(a.localSrv, a.localLn, false)
 	a.goServe(a.clusterSrv, a.clusterLn, true)
 }
@@ -239,7 +243,7 @@ func (a *Agent) goServe(srv *http.Server, ln net.Listener, tls bool) {
 		} else {
 			err = srv.Serve(ln)
 		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) { // closed by a drain
 			a.log.Error("api server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
@@ -264,7 +268,7 @@ func (a *Agent) Close() error {
 		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, srv := range []*http.Server{a.clusterSrv, a.localSrv} {
-			if srv != nil && srv.Shutdown(shut) != nil {
+			if srv != nil && a.shutdownAPI(shut, srv) != nil {
 				// Requests still running (a long content fetch) are cut:
 				// what they use is closed next.
 				a.log.Warn("API shutdown: closing open requests")
@@ -286,6 +290,9 @@ func (a *Agent) Close() error {
 		if a.gossip != nil {
 			a.keep(a.gossip.Close())
 		}
+		// Last (a web node's edge among them, after the loops that reload
+		// its certificate: it serves clients while the rest stops, then
+		// drains).
 		if a.role != nil {
 			a.keep(a.role.closeLocal())
 		}

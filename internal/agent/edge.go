@@ -79,7 +79,7 @@ func (w *web) openEdge(ctx context.Context) error {
 		HTTPS: ec.HTTPS, HTTP: ec.HTTP, Backend: backend,
 		TLS: f.certs.TLSConfig(), ACME: f.certs.HTTPChallengeHandler,
 		Maintenance: f.maintenance, MaintenancePage: ec.MaintenancePage,
-		TrustedProxies: trusted, Logger: a.log,
+		TrustedProxies: trusted, Listen: a.opts.Listen, Logger: a.log,
 	})
 	if err != nil {
 		return err
@@ -96,6 +96,7 @@ func (w *web) openEdge(ctx context.Context) error {
 	}
 	f.setMaintenance(a.state.Maintenance(), a.configAllow())
 	f.edge.Serve()
+	f.checkBackendOnce(ctx)
 	a.goRun(f.checkBackend)
 	a.log.Info("edge started", "https", f.edge.HTTPSAddr(), "http", f.edge.HTTPAddr(), "backend", ec.Backend,
 		"certificate", f.certs.Source())

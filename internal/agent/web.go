@@ -66,14 +66,16 @@ func (w *web) stop() error {
 	return w.syncer.Close()
 }
 
-func (w *web) closeCluster() error {
+func (w *web) closeCluster() error { return nil }
+
+// closeLocal closes the edge, last of all: it serves clients while the
+// rest of the agent stops, then drains.
+func (w *web) closeLocal() error {
 	if w.front == nil {
 		return nil
 	}
 	return w.front.close()
 }
-
-func (w *web) closeLocal() error { return nil }
 
 func (w *web) apiConfig(cfg *api.Config) {
 	if w.front != nil {
