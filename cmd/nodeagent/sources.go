@@ -19,7 +19,7 @@ import (
 // own status, the others as they answer GET /v1/nodes), where its content
 // comes from; and what this node sent to its peers. Nothing is asked of
 // the other nodes while none of them is behind.
-func printSyncing(ctx context.Context, c *apiClient, out io.Writer, st api.Status, members []gossip.Member) {
+func printSyncing(ctx context.Context, c *apiClient, out io.Writer, st api.Status, members []api.Member) {
 	reports := []api.NodeReport{{Name: st.Node, Status: &st}}
 	if othersBehind(st.Node, members) {
 		var nodes api.NodeReports
@@ -46,9 +46,9 @@ func printSyncing(ctx context.Context, c *apiClient, out io.Writer, st api.Statu
 
 // othersBehind reports whether a web member other than self is behind the
 // target.
-func othersBehind(self string, members []gossip.Member) bool {
+func othersBehind(self string, members []api.Member) bool {
 	for _, m := range members {
-		if m.Name != self && m.Meta.Role == "web" && m.Meta.Behind > 0 && m.State == gossip.StateAlive {
+		if m.Name != self && m.Role == config.RoleWeb && m.BehindSince != nil && m.State == gossip.StateAlive {
 			return true
 		}
 	}

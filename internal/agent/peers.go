@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
@@ -21,28 +22,25 @@ type peering struct {
 	swarm  *mirror.Swarm
 }
 
-// openPeers prepares peering for a web node's releases (no I/O).
-func (a *Agent) openPeers() {
-	pu := a.cfg.Mirror.PeerUpload
-	a.peering.server = mirror.NewPeerServer(a.rels,
+// openPeers prepares peering for the web node's releases (no I/O).
+func (w *web) openPeers() {
+	pu, a := w.a.cfg.Mirror.PeerUpload, w.a
+	w.peering.server = mirror.NewPeerServer(w.rels,
 		mirror.PeerUpload{Rate: int64(pu.Rate), Concurrency: pu.Concurrency}, a.log)
-	a.peering.swarm = mirror.NewSwarm(a.log)
+	w.peering.swarm = mirror.NewSwarm(a.log)
 }
-
-// peerHandler serves this web node's content to the other agents, where a
-// controller serves its mirror.
-func (a *Agent) peerHandler() *mirror.PeerServer { return a.peering.server }
 
 // contentSource is the syncer's Source: the controller and the peers
 // together. It works without a live controller while peers hold the
 // revision. A node that knows of neither yet (it is still joining) waits
 // for one up to sourceWait.
-func (a *Agent) contentSource(ctx context.Context) (mirror.Source, error) {
+func (w *web) contentSource(ctx context.Context) (mirror.Source, error) {
+	a := w.a
 	name, api, err := a.awaitSource(ctx, sourceWait)
 	if err != nil {
 		return nil, err
 	}
-	cfg := mirror.SourcesConfig{Self: a.cfg.Node, Peers: a.contentPeers, Swarm: a.peering.swarm, Logger: a.log}
+	cfg := mirror.SourcesConfig{Self: a.cfg.Node, Peers: a.contentPeers, Swarm: w.peering.swarm, Logger: a.log}
 	if api != "" {
 		cfg.Controller = mirror.NewClient("https://"+api+"/cluster/v1/mirror", a.peers)
 		cfg.ControllerName = name
@@ -62,7 +60,7 @@ func (a *Agent) awaitSource(ctx context.Context, limit time.Duration) (name, api
 	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	for {
-		if name, api = a.liveController(); api != "" || len(a.contentPeers(a.currentTargetID())) > 0 {
+		if name, api = a.liveController(); api != "" || a.targetHeldByPeer() {
 			return name, api, nil
 		}
 		select {
@@ -79,11 +77,18 @@ func (a *Agent) awaitSource(ctx context.Context, limit time.Duration) (name, api
 // gossip knows one.
 func (a *Agent) liveController() (name, api string) {
 	for _, m := range a.gossip.Members() {
-		if m.Meta.Role == roleController && m.State == gossip.StateAlive && m.Meta.API != "" {
+		if m.Meta.Role == config.RoleController && m.State == gossip.StateAlive && m.Meta.API != "" {
 			return m.Name, m.Meta.API
 		}
 	}
 	return "", ""
+}
+
+// targetHeldByPeer reports whether a peer holds content of the cluster
+// target.
+func (a *Agent) targetHeldByPeer() bool {
+	t := a.currentTarget()
+	return t != nil && len(a.contentPeers(t.ID)) > 0
 }
 
 // contentPeers lists the live web nodes that hold content of revision id:
@@ -92,7 +97,7 @@ func (a *Agent) liveController() (name, api string) {
 func (a *Agent) contentPeers(id string) []mirror.Peer {
 	var out []mirror.Peer
 	for _, m := range a.gossip.Members() {
-		if m.Name == a.cfg.Node || m.State != gossip.StateAlive || m.Meta.Role != roleWeb || m.Meta.API == "" {
+		if m.Name == a.cfg.Node || m.State != gossip.StateAlive || m.Meta.Role != config.RoleWeb || m.Meta.API == "" {
 			continue
 		}
 		complete := m.Meta.Rev == id
@@ -105,24 +110,14 @@ func (a *Agent) contentPeers(id string) []mirror.Peer {
 	return out
 }
 
-// syncSources is where the content of the current (or last) sync came
-// from, when progress is about that sync.
-func (a *Agent) syncSources(p *mirror.SyncProgress) {
-	if a.peering.swarm == nil {
-		return
+// peerStatus adds to /v1/status where the content of the current (or
+// last) sync came from, and what this node sent to its peers.
+func (w *web) peerStatus(st *api.Status) {
+	if rep := w.peering.swarm.Report(); st.Sync != nil && rep.Revision != "" && rep.Revision == st.Sync.Revision.ID {
+		st.Sync.Sources = rep.Sources
 	}
-	if rep := a.peering.swarm.Report(); rep.Revision != "" && rep.Revision == p.Revision.ID {
-		p.Sources = rep.Sources
-	}
-}
-
-// peerUpload is what this web node sent to its peers, with its limits.
-func (a *Agent) peerUpload() *api.PeerUpload {
-	if a.peering.server == nil {
-		return nil
-	}
-	pu := a.cfg.Mirror.PeerUpload
-	return &api.PeerUpload{PeerUploadStats: a.peering.server.Stats(), Rate: int64(pu.Rate), Concurrency: pu.Concurrency}
+	pu := w.a.cfg.Mirror.PeerUpload
+	st.PeerUpload = &api.PeerUpload{PeerUploadStats: w.peering.server.Stats(), Rate: int64(pu.Rate), Concurrency: pu.Concurrency}
 }
 
 // peerCollector exposes peer-assisted distribution to Prometheus.
@@ -153,10 +148,11 @@ func (peerCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector; a controller has no series.
 func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
-	p := c.a.peering
-	if p.server == nil {
+	w, ok := c.a.role.(*web)
+	if !ok || w.peering.server == nil {
 		return
 	}
+	p := w.peering
 	st := p.server.Stats()
 	counter := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)

@@ -10,7 +10,6 @@ import (
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/dump"
-	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
 
@@ -87,13 +86,14 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"PeerUpload":         reflect.TypeFor[api.PeerUpload](),
 		"PublishProgress":    reflect.TypeFor[mirror.PublishProgress](),
 		"Status":             reflect.TypeFor[api.Status](),
-		"NodeMeta":           reflect.TypeFor[gossip.NodeMeta](),
-		"Member":             reflect.TypeFor[gossip.Member](),
+		"Member":             reflect.TypeFor[api.Member](),
+		"MemberList":         reflect.TypeFor[api.MemberList](),
 		"RevisionItem":       reflect.TypeFor[api.RevisionItem](),
 		"RevisionList":       reflect.TypeFor[api.RevisionList](),
 		"PublishRequest":     reflect.TypeFor[api.PublishRequest](),
 		"PublishResponse":    reflect.TypeFor[api.PublishResponse](),
 		"RollbackRequest":    reflect.TypeFor[api.RollbackRequest](),
+		"RollbackResponse":   reflect.TypeFor[api.RollbackResponse](),
 		"DeployRequest":      reflect.TypeFor[api.DeployRequest](),
 		"DeployStep":         reflect.TypeFor[api.DeployStep](),
 		"Deploy":             reflect.TypeFor[api.Deploy](),

@@ -70,9 +70,11 @@ func TestLoadDesignExample(t *testing.T) {
 			Target: "/var/www/html/moodle",
 			Keep:   5,
 			MaxLag: config.Duration(time.Minute),
+			Pinned: []string{"config.php"},
 			PeerUpload: config.PeerUploadConfig{Rate: config.DefaultPeerUploadRate,
 				Concurrency: config.DefaultPeerUploadConcurrency},
 		},
+		Deploy: config.DeployConfig{RunAs: "www-data", MinWeb: 1},
 		Edge: &config.EdgeConfig{
 			HTTPS:   ":443",
 			HTTP:    ":80",
