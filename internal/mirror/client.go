@@ -41,9 +41,10 @@ type Source interface {
 
 var _ Source = (*Client)(nil)
 
-// ErrRemoteNotFound is returned by Client when the controller does not serve
-// what was asked (HTTP 404): an unknown revision, or an unknown delta base.
-var ErrRemoteNotFound = errors.New("not found on the controller")
+// ErrRemoteNotFound is returned by Client when the controller (or a peer)
+// does not serve what was asked (HTTP 404): an unknown revision, an unknown
+// delta base, objects it does not hold.
+var ErrRemoteNotFound = errors.New("not found there")
 
 // ErrBusy is returned by Client when the server is too busy to answer now
 // (HTTP 503): a peer serving as many requests as it allows.

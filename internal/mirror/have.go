@@ -30,6 +30,10 @@ type haveWire struct {
 }
 
 func (p *PeerServer) serveHave(w http.ResponseWriter, r *http.Request) {
+	if p.cfg.Concurrency <= 0 {
+		serveProblem(w, http.StatusNotFound, "this node serves no content to peers", nil)
+		return
+	}
 	id := r.PathValue("id")
 	q := r.URL.Query()
 	epoch, _ := strconv.ParseUint(q.Get("epoch"), 10, 64)

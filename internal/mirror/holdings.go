@@ -76,6 +76,15 @@ func (h *holdings) stored(hash Hash, entry int) {
 	b.grew = make(chan struct{})
 }
 
+// moved follows the build of id to root, where its files now are.
+func (h *holdings) moved(id, root string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.build != nil && h.build.id == id {
+		h.build.root = root
+	}
+}
+
 // end stops serving the build of id.
 func (h *holdings) end(id string) {
 	h.mu.Lock()

@@ -317,6 +317,9 @@ func TestNewNodesSyncingTogetherFeedEachOther(t *testing.T) {
 			if c.Kind == mirror.KindPeer {
 				fromPeers += c.Objects
 			}
+			if c.State == mirror.SourceBanned {
+				t.Errorf("%s banned %s, an honest peer: %s", n.name, c.Name, c.Reason)
+			}
 		}
 	}
 	if fromPeers < int64(len(nodes)*objects-served) {

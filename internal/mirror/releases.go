@@ -325,6 +325,7 @@ func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
 		r.log.Info("switching to a kept release", "id", rev.ID, "seq", rev.Seq)
 	} else {
 		start := time.Now()
+		defer r.holdings.end(rev.ID) // served as the current release once switched
 		built, err := r.build(ctx, rev, src)
 		if err != nil {
 			return fmt.Errorf("apply %d (%s): %w", rev.Seq, rev.ID, err)
@@ -383,8 +384,7 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	}
 
 	meta.Files, meta.Bytes = m.Files()
-	r.holdings.begin(meta, m, tmp) // peers may fetch what is stored
-	defer r.holdings.end(rev.ID)
+	r.holdings.begin(meta, m, tmp) // peers may fetch what is stored; Apply ends it
 	r.startProgress(meta, meta.Files, meta.Bytes)
 	r.setPhase(PhaseLink)
 	if err := removeTree(tmp); err != nil {
@@ -398,7 +398,6 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	if err != nil {
 		return rev, err
 	}
-	r.holdings.end(rev.ID) // its files are about to move
 	if err := r.commit(tmp, meta); err != nil {
 		return rev, err
 	}
@@ -435,6 +434,7 @@ func (r *Releases) commit(tmp string, rev Revision) error {
 	if err := os.Rename(tmp, filepath.Join(r.relDir, rev.ID)); err != nil {
 		return err
 	}
+	r.holdings.moved(rev.ID, filepath.Join(r.relDir, rev.ID))
 	if err := syncDir(r.relDir); err != nil {
 		return err
 	}

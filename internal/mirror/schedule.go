@@ -359,7 +359,7 @@ func (r *fetchRun) takeFromPeer(name string, now time.Time) []*runObj {
 			return true
 		}
 		if len(batch) < peerRequestObjects && slices.Contains(o.holders, name) {
-			batch = append(batch, o)
+			batch = take(batch, o)
 			return true
 		}
 		return false
@@ -367,11 +367,18 @@ func (r *fetchRun) takeFromPeer(name string, now time.Time) []*runObj {
 	c := r.cursors[name]
 	for c != nil && c.next < len(c.queue) && len(batch) < peerRequestObjects {
 		if o := c.queue[c.next]; o.state == objPending {
-			batch = append(batch, o)
+			batch = take(batch, o)
 		}
 		c.next++
 	}
 	return batch
+}
+
+// take adds o to batch and marks it in flight, so that it is not taken
+// twice (it may stand in several lists).
+func take(batch []*runObj, o *runObj) []*runObj {
+	o.state = objInFlight
+	return append(batch, o)
 }
 
 // takeUpstream picks what no healthy peer holds: what came back from
@@ -383,7 +390,7 @@ func (r *fetchRun) takeUpstream(now time.Time) (batch []*runObj, help bool) {
 			return true
 		}
 		if len(batch) < upstreamRequestObjects && !r.heldElsewhere(o, now) {
-			batch = append(batch, o)
+			batch = take(batch, o)
 			return true
 		}
 		return false
@@ -391,7 +398,7 @@ func (r *fetchRun) takeUpstream(now time.Time) (batch []*runObj, help bool) {
 	for r.ownNext < len(r.own) && len(batch) < upstreamRequestObjects {
 		// What a peer holds is left to that peer.
 		if o := r.own[r.ownNext]; o.state == objPending && !r.heldElsewhere(o, now) {
-			batch = append(batch, o)
+			batch = take(batch, o)
 		}
 		r.ownNext++
 	}
@@ -410,7 +417,7 @@ func (r *fetchRun) takeHelp(now time.Time) []*runObj {
 			return true
 		}
 		if len(batch) < helpRequestObjects && o.state == objPending && r.stuck(o.owner, now) && !r.heldElsewhere(o, now) {
-			batch = append(batch, o)
+			batch = take(batch, o)
 		}
 		return false
 	})
@@ -424,11 +431,8 @@ func (r *fetchRun) stuck(name string, now time.Time) bool {
 	return c == nil || !c.ok || now.Sub(c.lastOwn) > helpStall
 }
 
-// launch sends one request for batch to src.
+// launch sends one request for batch (taken: in flight) to src.
 func (r *fetchRun) launch(ctx context.Context, src source, batch []*runObj, help bool) {
-	for _, o := range batch {
-		o.state = objInFlight
-	}
 	r.inflight++
 	if help {
 		r.helping++

@@ -87,6 +87,10 @@ const (
 	haveWait     = 5 * time.Second
 	havePollGap  = 200 * time.Millisecond
 	haveRetry    = time.Second
+	// peerIdleTimeout: a peer request that makes no progress for this
+	// long fails (the controller's clients wait longer): other sources
+	// take over sooner.
+	peerIdleTimeout = 15 * time.Second
 )
 
 // NewSources returns the sources of one sync attempt.
@@ -247,6 +251,7 @@ func (s *Sources) refreshPeers(force bool) {
 		listed[p.Name] = true
 		ps := s.peers[p.Name]
 		if ps == nil {
+			p.Client.idle = peerIdleTimeout
 			ps = &peerState{Peer: p}
 			s.peers[p.Name] = ps
 			s.notifyLocked()
