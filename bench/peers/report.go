@@ -86,6 +86,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "| machine CPU busy (all its load) | %.0f%% | %.0f%% | |\n\n",
 		100*median(r.anchor, func(x result) float64 { return x.busy }),
 		100*median(r.swarm, func(x result) float64 { return x.busy }))
+	b.WriteString(r.cpuNote())
 	b.WriteString("Runs (seconds from start to serving, each node, sorted; controller egress in trees):\n\n")
 	for _, res := range append(slices.Clone(r.anchor), r.swarm...) {
 		var ts []string
@@ -97,4 +98,20 @@ func (r *report) markdown() string {
 			float64(res.bytes[mirror.KindPeer])/1e6, float64(res.bytes[mirror.KindController])/1e6)
 	}
 	return b.String()
+}
+
+// cpuNote says whether the CPU rather than the links may have bounded the
+// runs of many nodes: building a tree of small files costs the kernel
+// about as much as it takes to download on a fast link.
+func (r *report) cpuNote() string {
+	share := median(r.swarm, func(x result) float64 {
+		return x.agentCPU.Seconds() / (x.wall.Seconds() * float64(runtime.NumCPU()))
+	})
+	busy := median(r.swarm, func(x result) float64 { return x.busy })
+	note := fmt.Sprintf("CPU: in the %d-node runs the agents used %.0f%% of the machine's %d CPUs, and the machine "+
+		"(its other load included) was %.0f%% busy: ", r.opts.web, 100*share, runtime.NumCPU(), 100*busy)
+	if busy >= 0.9 {
+		return note + "the CPU, not the links, may have bounded them; rerun on a quiet machine, or with a lower -rate.\n\n"
+	}
+	return note + "the links, not the CPU, bounded them.\n\n"
 }
