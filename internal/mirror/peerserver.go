@@ -38,7 +38,7 @@ const (
 	// haveMaxWait bounds how long a have request waits for news, and
 	// haveCoalesce lets a burst of stored objects go out in one answer.
 	haveMaxWait  = 10 * time.Second
-	haveCoalesce = 50 * time.Millisecond
+	haveCoalesce = 100 * time.Millisecond
 )
 
 // PeerServer serves a web node's content to the other agents on the

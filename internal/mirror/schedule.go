@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -18,15 +19,20 @@ import (
 //   - The syncing nodes (this one and the peers syncing the same revision)
 //     split the objects into shares by rendezvous hashing of the object's
 //     hash with each node's name: every node computes the same owner for an
-//     object without talking to the others.
+//     object without talking to the others. Within a run the set only grows
+//     (a node that joins takes its share; one that finishes or goes away
+//     keeps it, and the others help with what it did not get), so that a
+//     node flapping in gossip does not move shares back and forth.
 //   - Upstream is the peers serving the revision (they hold everything) or,
 //     when no healthy one is known, the controller. A node asks upstream
 //     for its own share, in order. Together the nodes ask upstream for each
 //     object about once.
-//   - A node that has asked for all of its share helps the owners that make
-//     no progress (no object of their share stored for helpStall, or
-//     failing): one small request at a time, from the far end of their
-//     shares, where they are least likely to have got yet.
+//   - A node that has asked for all of its share helps the owners that are
+//     gone, failing, or make no progress (no object of their share stored
+//     for helpStall): one small request at a time, from the far end of
+//     their shares, where they are least likely to have got yet. Helping
+//     an owner that is merely slow costs the controller twice, so the
+//     patience is long; a lost owner is helped at once.
 //   - Everything a syncing peer says it holds (its have log) is asked of
 //     that peer, spread over the peers that hold it.
 //   - A request that fails puts its objects back; a peer that fails is
@@ -35,7 +41,7 @@ const (
 	peerRequestObjects     = 128
 	upstreamRequestObjects = 256
 	helpRequestObjects     = 32
-	helpStall              = 3 * time.Second
+	helpStall              = 15 * time.Second
 	peerInFlight           = 2
 	upstreamInFlight       = 2
 	runTick                = 250 * time.Millisecond
@@ -64,7 +70,7 @@ type peerCursor struct {
 	read  int
 	queue []*runObj
 	next  int
-	ok    bool // healthy at the last look
+	ok    bool // listed and healthy at the last look
 	// lastOwn is when the peer last stored an object of its share (or
 	// when the run met it).
 	lastOwn time.Time
@@ -88,10 +94,17 @@ type fetchRun struct {
 
 	results   chan reqResult
 	inflight  int
-	helping   int // help requests in flight
+	sourceCtx map[string]sourceCtx // ends the requests to a source
+	helping   int                  // help requests in flight
 	fatal     error
 	lastGood  atomic.Int64 // unix nanoseconds of the last delivery
 	lastError error
+}
+
+// sourceCtx is the context of the requests to one source.
+type sourceCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 type reqResult struct {
@@ -104,7 +117,8 @@ type reqResult struct {
 
 func newFetchRun(s *Sources, hashes []Hash, fn func(Hash, int64, io.Reader) error) *fetchRun {
 	r := &fetchRun{s: s, fn: fn, objs: make([]*runObj, len(hashes)), byPrefix: make(map[uint64][]*runObj, len(hashes)),
-		left: len(hashes), cursors: map[string]*peerCursor{}, results: make(chan reqResult)}
+		left: len(hashes), cursors: map[string]*peerCursor{}, results: make(chan reqResult),
+		sourceCtx: map[string]sourceCtx{}}
 	for i, h := range hashes {
 		o := &runObj{hash: h}
 		r.objs[i] = o
@@ -179,15 +193,21 @@ func (r *fetchRun) plan() {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	syncing := []string{s.cfg.Self}
-	for name, p := range s.peers {
-		if !p.Complete {
-			syncing = append(syncing, name)
+	r.growShares()
+	for name, c := range r.cursors {
+		if _, listed := s.peers[name]; listed {
+			continue
 		}
-	}
-	sort.Strings(syncing)
-	if !slices.Equal(syncing, r.shareOf) {
-		r.share(syncing)
+		// Gone from gossip: its requests would wait for a dead
+		// connection to time out.
+		if c.ok {
+			c.ok = false
+			r.orphan(c)
+		}
+		if sc, ok := r.sourceCtx[name]; ok {
+			sc.cancel()
+			delete(r.sourceCtx, name)
+		}
 	}
 	for name, p := range s.peers {
 		c := r.cursors[name]
@@ -212,9 +232,27 @@ func (r *fetchRun) plan() {
 		c.read = len(p.log)
 		ok := s.swarm.healthy(name, now)
 		if c.ok && !ok {
-			r.orphan(c, now)
+			c.ok = false
+			r.orphan(c)
 		}
 		c.ok = ok
+	}
+}
+
+// growShares adds this node and the syncing peers to the set the shares
+// are made for, and makes them anew when it grew. Called with s.mu held.
+func (r *fetchRun) growShares() {
+	s := r.s
+	syncing := slices.Clone(r.shareOf)
+	for _, name := range append([]string{s.cfg.Self}, slices.Collect(maps.Keys(s.peers))...) {
+		if p := s.peers[name]; (p == nil || !p.Complete) && !slices.Contains(syncing, name) {
+			syncing = append(syncing, name)
+		}
+	}
+	if len(syncing) != len(r.shareOf) {
+		sort.Strings(syncing)
+		r.share(syncing)
+		s.log.Debug("content shares", "nodes", len(syncing), "own", len(r.own), "objects", len(r.objs))
 	}
 }
 
@@ -265,20 +303,21 @@ func mix64(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-// orphan sends back upstream what a failing peer was to send and no other
-// healthy peer holds.
-func (r *fetchRun) orphan(c *peerCursor, now time.Time) {
+// orphan sends back upstream what a peer that fails or went away was to
+// send and no other listed, healthy peer holds.
+func (r *fetchRun) orphan(c *peerCursor) {
 	for _, o := range c.queue[c.next:] {
-		if o.state == objPending && !r.heldElsewhere(o, now) {
+		if o.state == objPending && !r.heldElsewhere(o) {
 			r.retry = append(r.retry, o)
 		}
 	}
 }
 
-// heldElsewhere reports whether a healthy syncing peer holds o.
-func (r *fetchRun) heldElsewhere(o *runObj, now time.Time) bool {
+// heldElsewhere reports whether a syncing peer that is listed and healthy
+// (at the last plan) holds o.
+func (r *fetchRun) heldElsewhere(o *runObj) bool {
 	for _, name := range o.holders {
-		if r.s.swarm.healthy(name, now) {
+		if c := r.cursors[name]; c != nil && c.ok {
 			return true
 		}
 	}
@@ -300,7 +339,7 @@ func (r *fetchRun) dispatch(ctx context.Context) {
 	partial, upstream := r.sources(now)
 	for _, p := range partial {
 		for range p.free {
-			batch := r.takeFromPeer(p.name, now)
+			batch := r.takeFromPeer(p.name)
 			if len(batch) == 0 {
 				break
 			}
@@ -352,7 +391,7 @@ func (r *fetchRun) sources(now time.Time) (partial, upstream []source) {
 }
 
 // takeFromPeer picks what the syncing peer name said it holds.
-func (r *fetchRun) takeFromPeer(name string, now time.Time) []*runObj {
+func (r *fetchRun) takeFromPeer(name string) []*runObj {
 	var batch []*runObj
 	r.retry = slices.DeleteFunc(r.retry, func(o *runObj) bool {
 		if o.state != objPending {
@@ -389,7 +428,7 @@ func (r *fetchRun) takeUpstream(now time.Time) (batch []*runObj, help bool) {
 		if o.state != objPending {
 			return true
 		}
-		if len(batch) < upstreamRequestObjects && !r.heldElsewhere(o, now) {
+		if len(batch) < upstreamRequestObjects && !r.heldElsewhere(o) {
 			batch = take(batch, o)
 			return true
 		}
@@ -397,7 +436,7 @@ func (r *fetchRun) takeUpstream(now time.Time) (batch []*runObj, help bool) {
 	})
 	for r.ownNext < len(r.own) && len(batch) < upstreamRequestObjects {
 		// What a peer holds is left to that peer.
-		if o := r.own[r.ownNext]; o.state == objPending && !r.heldElsewhere(o, now) {
+		if o := r.own[r.ownNext]; o.state == objPending && !r.heldElsewhere(o) {
 			batch = take(batch, o)
 		}
 		r.ownNext++
@@ -405,7 +444,11 @@ func (r *fetchRun) takeUpstream(now time.Time) (batch []*runObj, help bool) {
 	if len(batch) > 0 || r.helping > 0 || r.ownNext < len(r.own) {
 		return batch, false
 	}
-	return r.takeHelp(now), true
+	batch = r.takeHelp(now)
+	if len(batch) > 0 {
+		r.s.log.Debug("helping with a share", "owner", batch[0].owner, "objects", len(batch))
+	}
+	return batch, true
 }
 
 // takeHelp picks, from the far end of the other shares, pending objects no
@@ -416,7 +459,7 @@ func (r *fetchRun) takeHelp(now time.Time) []*runObj {
 		if o.state == objDone {
 			return true
 		}
-		if len(batch) < helpRequestObjects && o.state == objPending && r.stuck(o.owner, now) && !r.heldElsewhere(o, now) {
+		if len(batch) < helpRequestObjects && o.state == objPending && r.stuck(o.owner, now) && !r.heldElsewhere(o) {
 			batch = take(batch, o)
 		}
 		return false
@@ -442,6 +485,12 @@ func (r *fetchRun) launch(ctx context.Context, src source, batch []*runObj, help
 	r.s.mu.Unlock()
 	r.s.swarm.requested(src.name, src.kind)
 	r.s.log.Debug("content request", "source", src.name, "objects", len(batch), "help", help)
+	sc, ok := r.sourceCtx[src.name]
+	if !ok {
+		sc.ctx, sc.cancel = context.WithCancel(ctx)
+		r.sourceCtx[src.name] = sc
+	}
+	ctx = sc.ctx
 	go func() {
 		res := r.request(ctx, src, batch)
 		res.help = help

@@ -85,12 +85,8 @@ type peerState struct {
 const (
 	peersRefresh = time.Second
 	haveWait     = 5 * time.Second
-	havePollGap  = 200 * time.Millisecond
+	havePollGap  = time.Second // each poll costs both ends a TLS request
 	haveRetry    = time.Second
-	// peerIdleTimeout: a peer request that makes no progress for this
-	// long fails (the controller's clients wait longer): other sources
-	// take over sooner.
-	peerIdleTimeout = 15 * time.Second
 )
 
 // NewSources returns the sources of one sync attempt.
@@ -251,7 +247,6 @@ func (s *Sources) refreshPeers(force bool) {
 		listed[p.Name] = true
 		ps := s.peers[p.Name]
 		if ps == nil {
-			p.Client.idle = peerIdleTimeout
 			ps = &peerState{Peer: p}
 			s.peers[p.Name] = ps
 			s.notifyLocked()
@@ -330,8 +325,9 @@ func (s *Sources) startPollLocked(ps *peerState) {
 }
 
 // poll follows a syncing peer's have log until it is complete or ctx ends.
-// A peer that cannot be reached is marked failed: what it said it holds
-// then counts for nothing.
+// A failed poll only delays what the run learns: on a busy link the answer
+// may wait behind content already queued on the same connection. Content
+// requests and gossip decide whether the peer is there.
 func (s *Sources) poll(ctx context.Context, ps *peerState) {
 	for {
 		s.mu.Lock()
@@ -343,10 +339,8 @@ func (s *Sources) poll(ctx context.Context, ps *peerState) {
 		}
 		gap := havePollGap
 		switch {
-		case errors.Is(err, ErrRemoteNotFound):
-			gap = haveRetry // not building it (yet, or any more)
 		case err != nil:
-			s.swarm.failed(ps.Name, KindPeer, err)
+			s.log.Debug("have poll", "peer", ps.Name, "err", err)
 			gap = haveRetry
 		default:
 			s.recordHave(ps, ans)
