@@ -266,6 +266,27 @@ func TestSyncFromPeersOnly(t *testing.T) {
 	}
 }
 
+// A peer still listed as syncing (gossip has not noticed yet that it is
+// gone) but refusing connections counts as failing from its first have
+// poll: its share goes to the others at once, and status says why.
+func TestSyncWithAListedPeerThatIsGone(t *testing.T) {
+	s := newPeerSetup(t, 200, 7)
+	ctl, tree, rev, web2 := s.ctl, s.tree, s.rev, s.web2
+	gone := newPeerNode(t, "web-3", generous)
+	gone.srv.Close()
+
+	mustApply(t, web2.node, rev, sources(web2, ctl.client(), web2, gone))
+
+	checkTree(t, web2.node.target, tree)
+	got := counted(web2, "web-3")
+	if got.Failures == 0 || got.State != mirror.SourceAvoided || !strings.Contains(got.Reason, "refused") {
+		t.Errorf("web-3, refusing connections, is reported as %+v; want it avoided, with the refusal as reason", got)
+	}
+	if got := counted(web2, "ctl"); got.Objects != 201 {
+		t.Errorf("the controller gave %+v; want every object", got)
+	}
+}
+
 func TestSyncWithoutAnySourceFailsAndChangesNothing(t *testing.T) {
 	ctl := newFakeController(t)
 	tree := peerTree(20, 5)

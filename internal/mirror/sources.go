@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 
@@ -325,9 +326,10 @@ func (s *Sources) startPollLocked(ps *peerState) {
 }
 
 // poll follows a syncing peer's have log until it is complete or ctx ends.
-// A failed poll only delays what the run learns: on a busy link the answer
-// may wait behind content already queued on the same connection. Content
-// requests and gossip decide whether the peer is there.
+// A failed poll only delays what the run learns (on a busy link the answer
+// may wait behind content already queued on the same connection), unless
+// the peer cannot even be connected to: then it is not there (gossip may
+// take seconds to say so), and its share is helped with at once.
 func (s *Sources) poll(ctx context.Context, ps *peerState) {
 	for {
 		s.mu.Lock()
@@ -339,6 +341,9 @@ func (s *Sources) poll(ctx context.Context, ps *peerState) {
 		}
 		gap := havePollGap
 		switch {
+		case unreachable(err):
+			s.swarm.failed(ps.Name, KindPeer, err)
+			gap = haveRetry
 		case err != nil:
 			s.log.Debug("have poll", "peer", ps.Name, "err", err)
 			gap = haveRetry
@@ -372,4 +377,11 @@ func (s *Sources) recordHave(ps *peerState, ans haveAnswer) {
 		ps.log = append(ps.log, ans.Objects...)
 	}
 	s.notifyLocked()
+}
+
+// unreachable reports whether err is a failure to connect (refused, no
+// route, dial timeout), not one of a request under way.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
