@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -39,7 +40,17 @@ func (b *bench) join(ctx context.Context, n int) (result, error) {
 			return res, err
 		}
 	}
-	defer b.stopAll(nodes)
+	defer func() {
+		b.stopAll(nodes)
+		if !b.opts.keep {
+			benchenv.RemoveTree(filepath.Dir(b.dir(nodes[0]))) // the run's data: memory on the tmpfs
+		}
+	}()
+	// The nodes of the last run must be gone from gossip: the new ones
+	// would otherwise take them for peers at first.
+	if err := b.awaitGone(ctx); err != nil {
+		return res, err
+	}
 	tx0, err := b.txBytes(ctx, controller)
 	if err != nil {
 		return res, err

@@ -206,6 +206,28 @@ func (b *bench) status(ctx context.Context, node string) (api.Status, error) {
 	return st.Node, nil
 }
 
+// awaitGone waits until the controller sees no web node alive.
+func (b *bench) awaitGone(ctx context.Context) error {
+	return benchenv.Poll(ctx, time.Minute, 250*time.Millisecond, func() error {
+		out, err := b.cli(ctx, controller, "status", "-json")
+		if err != nil {
+			return err
+		}
+		var st struct {
+			Members []api.Member `json:"members"`
+		}
+		if err := json.Unmarshal(out, &st); err != nil {
+			return fmt.Errorf("status of %s: %w", controller, err)
+		}
+		for _, m := range st.Members {
+			if m.Name != controller && m.State == "alive" {
+				return fmt.Errorf("%s still alive in gossip after its run", m.Name)
+			}
+		}
+		return nil
+	})
+}
+
 // txBytes is what node has sent on its link so far.
 func (b *bench) txBytes(ctx context.Context, node string) (int64, error) {
 	out, err := exec.CommandContext(ctx, "ip", "-n", b.lab.Node(node).NS, "-s", "-j", "link", "show", "eth0").Output()

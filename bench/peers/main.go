@@ -56,6 +56,7 @@ type options struct {
 	out     string
 	timeout time.Duration
 	keep    bool
+	disk    bool
 	debug   bool
 	command string
 }
@@ -73,7 +74,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.bin, "bin", "", "nodeagent binary (default: go build ./cmd/nodeagent)")
 	fs.StringVar(&o.out, "out", "", "append the markdown section to this file")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "longest wait for the nodes of one run")
-	fs.BoolVar(&o.keep, "keep", false, "leave the work directory (agents' logs and data) behind")
+	fs.BoolVar(&o.keep, "keep", false, "leave the work directory (agents' logs and data) behind, its tmpfs mounted")
+	fs.BoolVar(&o.disk, "disk", false, "keep the tree and the agents' data on the work directory's filesystem, not on a tmpfs")
 	fs.BoolVar(&o.debug, "debug", false, "agents log at debug level (each content request)")
 	fs.StringVar(&o.command, "command", "", "the command shown in the report (default: go run ./bench/peers ARGS)")
 	if err := fs.Parse(args); err != nil {
@@ -112,6 +114,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer remove()
 	}
 	o.bin = bin
+	if !o.disk {
+		var unmount func() error
+		if root, unmount, err = mountData(root); err != nil {
+			return err
+		}
+		defer func() {
+			if o.keep {
+				log.Info("tmpfs left mounted: umount it when done", "dir", root)
+			} else if err := unmount(); err != nil {
+				log.Warn("tmpfs", "err", err)
+			}
+		}()
+	}
 	rep := report{opts: o, loadStart: benchenv.LoadAverage(), agent: benchenv.FirstLine(benchenv.CommandOutput(ctx, o.bin, "version"))}
 	src := filepath.Join(root, "src")
 	log.Info("generating the tree", "scale", o.scale)

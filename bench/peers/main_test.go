@@ -66,7 +66,7 @@ func TestBenchReportsTheTargets(t *testing.T) {
 	md := string(out)
 	rows := map[string]*regexp.Regexp{
 		"title":   regexp.MustCompile(`## Peer-assisted distribution: 2 new web nodes at once \(bench/peers\)`),
-		"links":   regexp.MustCompile(`limited to 100mbit each way .* Tree: 200 files, 0\.[0-9] MB`),
+		"links":   regexp.MustCompile(`limited to 100mbit each way .* Tree: 200 files, 2\.1 MB`),
 		"last":    regexp.MustCompile(`\| start → serving, last node \| [0-9.]+ s \| [0-9.]+ s \([0-9.]+x the anchor\) \| ≤ 2x: (met|\*\*missed\*\*) \|`),
 		"egress":  regexp.MustCompile(`\| controller egress \| [0-9.]+x the tree \| [0-9.]+x the tree \| ≤ 2x: (met|\*\*missed\*\*) \|`),
 		"peers":   regexp.MustCompile(`\| content from peers \| 0% \| [0-9]+% \| \|`),
@@ -83,6 +83,12 @@ func TestBenchReportsTheTargets(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(work); len(left) > 0 {
 		t.Errorf("left behind in the work directory: %v", left)
+	}
+	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err != nil || bytes.Contains(mounts, []byte(work)) {
+		t.Errorf("a mount left behind under %s (or mountinfo unreadable: %v)", work, err)
+	}
+	if !strings.Contains(md, "on a tmpfs") {
+		t.Errorf("the report does not say the data was on a tmpfs:\n%s", md)
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {

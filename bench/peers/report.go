@@ -67,8 +67,8 @@ func (r *report) markdown() string {
 		"every node's link, the controller's included, limited to %s each way (tc tbf on both ends of its veth). "+
 		"Tree: %d files, %.1f MB (the Moodle 3.5 shape of `%s` x%d, random content). "+
 		"Each run starts fresh web nodes (empty data directories) at once and times each from its start to serving "+
-		"the target; the anchor is one node alone on the same links. %d runs of each, alternated; medians.\n\n",
-		o.rate, r.files, float64(r.treeBytes)/1e6, filepath.Base(o.tsv), o.scale, o.runs)
+		"the target; the anchor is one node alone on the same links. %d runs of each, alternated; medians. %s\n\n",
+		o.rate, r.files, float64(r.treeBytes)/1e6, filepath.Base(o.tsv), o.scale, o.runs, r.storage())
 	a := median(r.anchor, lastSeconds)
 	s := median(r.swarm, lastSeconds)
 	eA := median(r.anchor, r.egress)
@@ -114,4 +114,12 @@ func (r *report) cpuNote() string {
 		return note + "the CPU, not the links, may have bounded them; rerun on a quiet machine, or with a lower -rate.\n\n"
 	}
 	return note + "the links, not the CPU, bounded them.\n\n"
+}
+
+// storage says where the tree and the agents' data lived.
+func (r *report) storage() string {
+	if r.opts.disk {
+		return "The tree and the agents' data on the work directory's filesystem (one disk for every node)."
+	}
+	return "The tree and the agents' data on a tmpfs (each VM of a cluster has its own disk; -disk puts them on one)."
 }
