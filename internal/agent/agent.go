@@ -142,6 +142,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		return err
 	}
 	a.serve(token)
+	a.startCleanup()
 	a.wg.Add(1)
 	go a.watch()
 	a.log.Info("agent started", "role", a.cfg.Role, "gossip", a.gossip.Addr(),

@@ -353,7 +353,7 @@ func (r *Releases) placeLocal(ctx context.Context, dir string, m *Manifest, link
 			return nil
 		}
 		if err == nil {
-			r.fileDone(e.Size)
+			r.fileDone(l.entry, e.Size)
 		}
 		return err
 	})

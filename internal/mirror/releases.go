@@ -51,6 +51,10 @@ type Releases struct {
 		id string
 		m  *Manifest
 	}
+	// The partial build to resume (see partial.go), owned by applyMu.
+	partialID string
+	ckpt      *checkpoints // of the build in progress
+	janitor   janitor      // trees set aside for RunCleanup
 
 	mu         sync.Mutex
 	kept       map[string]Revision
@@ -125,11 +129,20 @@ func (r *Releases) Open(ctx context.Context) error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("open releases: %w", err)
 		}
+		if d == r.relDir {
+			continue // trees: removed in the background (cleanup.go)
+		}
 		if err := removeTemps(d); err != nil {
 			return fmt.Errorf("open releases: remove leftovers: %w", err)
 		}
 	}
+	if err := r.trashLeftovers(); err != nil {
+		return fmt.Errorf("open releases: set leftovers aside: %w", err)
+	}
 	if err := r.openTarget(); err != nil {
+		return fmt.Errorf("open releases: %w", err)
+	}
+	if err := r.openPartial(); err != nil {
 		return fmt.Errorf("open releases: %w", err)
 	}
 	if err := r.loadKept(); err != nil {
@@ -160,6 +173,9 @@ func (r *Releases) loadKept() error {
 	kept := map[string]Revision{}
 	for _, e := range ents {
 		id := e.Name()
+		if id == partialName || strings.HasPrefix(id, tmpPrefix) {
+			continue
+		}
 		if _, err := ParseHash(id); err != nil || !e.IsDir() {
 			r.log.Warn("ignoring a foreign entry in the releases directory", "name", id)
 			continue
@@ -175,9 +191,9 @@ func (r *Releases) loadKept() error {
 			r.log.Warn("current release has no metadata", "id", id, "err", err)
 			kept[id] = Revision{ID: id}
 		default:
-			r.log.Warn("removing an incomplete release", "id", id, "err", err)
-			if err := removeTree(filepath.Join(r.relDir, id)); err != nil {
-				return fmt.Errorf("remove incomplete release %s: %w", id, err)
+			r.log.Warn("removing an incomplete release in the background", "id", id, "err", err)
+			if err := r.trash(filepath.Join(r.relDir, id), "incomplete release "+id); err != nil {
+				return fmt.Errorf("set incomplete release %s aside: %w", id, err)
 			}
 		}
 	}
@@ -216,7 +232,7 @@ func (r *Releases) removeOrphans(kept map[string]Revision) error {
 		}
 		for _, e := range ents {
 			id, ok := strings.CutSuffix(e.Name(), ".json")
-			if _, isKept := kept[id]; !ok || isKept {
+			if _, isKept := kept[id]; !ok || isKept || id == r.partialID {
 				continue
 			}
 			if err := os.Remove(filepath.Join(r.metaDir(kind), e.Name())); err != nil {
@@ -288,9 +304,14 @@ func (r *Releases) startProgress(rev Revision, files int, bytes int64) {
 	r.mu.Unlock()
 }
 
-func (r *Releases) fileDone(size int64) {
+// fileDone counts the file at entry i of the manifest being built as
+// placed, for the progress and the checkpoints.
+func (r *Releases) fileDone(i int, size int64) {
 	r.filesDone.Add(1)
 	r.bytesDone.Add(size)
+	if r.ckpt != nil {
+		r.ckpt.mark(i)
+	}
 }
 
 // Apply makes rev the current release: it builds releases/<id> from src
@@ -348,7 +369,8 @@ func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
 }
 
 // build makes releases/<id> from src and records its manifest and revision.
-// On failure it leaves nothing behind.
+// On failure it leaves the partial tree and its manifest for the next
+// attempt to resume, and nothing else.
 func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revision, err error) {
 	r.startProgress(rev, 0, 0)
 	r.setPhase(PhaseManifest)
@@ -366,10 +388,9 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	if err != nil {
 		return rev, err
 	}
-	tmp := filepath.Join(r.relDir, tmpPrefix+rev.ID)
 	defer func() {
-		if err != nil {
-			r.discard(rev.ID, tmp)
+		if err != nil && r.partialID != rev.ID {
+			r.discard(rev.ID)
 		}
 	}()
 	// Written now so the bytes need not stay in memory during the build;
@@ -381,19 +402,14 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	meta.Files, meta.Bytes = m.Files()
 	r.startProgress(meta, meta.Files, meta.Bytes)
 	r.setPhase(PhaseLink)
-	if err := removeTree(tmp); err != nil {
+	if err := r.buildPartial(ctx, meta, m, src); err != nil {
 		return rev, err
 	}
-	if old := r.recycle(meta, tmp); old != nil {
-		err = r.updateTree(ctx, tmp, old, m, src)
-	} else {
-		err = r.buildTree(ctx, tmp, m, src)
-	}
-	if err != nil {
+	if err := r.commit(r.partialDir(), meta); err != nil {
 		return rev, err
 	}
-	if err := r.commit(tmp, meta); err != nil {
-		return rev, err
+	if err := r.finishPartial(); err != nil {
+		r.log.Warn("remove partial release state", "err", err)
 	}
 	// The new manifest is not kept for the next delta: at 50k files it is
 	// ~8 MB an idle agent would hold for hours. The next sync reads it back
@@ -402,11 +418,9 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	return meta, nil
 }
 
-// discard removes what a failed build left.
-func (r *Releases) discard(id, tmp string) {
-	if err := removeTree(tmp); err != nil {
-		r.log.Warn("remove failed build", "dir", tmp, "err", err)
-	}
+// discard removes the metadata files a build failed before it had a
+// partial tree.
+func (r *Releases) discard(id string) {
 	for _, kind := range []string{manifestsDir, revisionsDir} {
 		if err := os.Remove(r.metaFile(kind, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			r.log.Warn("remove metadata of failed build", "id", id, "err", err)

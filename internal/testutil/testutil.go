@@ -4,7 +4,9 @@
 package testutil
 
 import (
+	"bytes"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -42,4 +44,23 @@ func FreeAddr(tb testing.TB) string {
 	}
 	pc.Close()
 	return addr
+}
+
+// LogBuffer collects log output from concurrent writers (a slog handler's
+// sink) for a test to read.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
