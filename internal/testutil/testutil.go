@@ -5,7 +5,11 @@ package testutil
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -63,4 +67,21 @@ func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// BuildAgent builds the nodeagent command into a new temporary directory
+// and returns the binary's path and a function removing it: for tests that
+// run agents as processes (call it from TestMain).
+func BuildAgent() (string, func(), error) {
+	dir, err := os.MkdirTemp("", "nodeagent-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin := filepath.Join(dir, "nodeagent")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/nodeagent/nodeagent/cmd/nodeagent").CombinedOutput()
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("build nodeagent: %w\n%s", err, out)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
 }
