@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"syscall"
 	"time"
@@ -79,10 +80,14 @@ func (h *harness) timeRestart(ctx context.Context, c *faults.Cluster, r *restart
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, r.err = c.WaitServing(ctx, time.Minute); r.err == nil {
+	if _, r.err = c.WaitServing(ctx, 30*time.Second); r.err == nil {
 		r.total = time.Since(start)
 	}
 }
+
+// failedRestart stands for a restart after which the cluster did not serve
+// again within the bound: it sorts after every measured one.
+const failedRestart = time.Duration(math.MaxInt64)
 
 func printRestarts(out io.Writer, all []restart) {
 	fmt.Fprintf(out, "\n| restarts | n | failed | median | p90 | worst | process floor (median) | median / floor |\n")
@@ -97,31 +102,48 @@ func printRestarts(out io.Writer, all []restart) {
 		{"controller", func(r restart) bool { return r.node == faults.Controller }},
 		{"web nodes", func(r restart) bool { return r.node != faults.Controller }},
 	}
-	for _, g := range groups {
+	met := false
+	for i, g := range groups {
 		var totals, floors []time.Duration
-		failed, n := 0, 0
+		failed := 0
 		for _, r := range all {
-			if !g.keep(r) {
-				continue
-			}
-			n++
-			if r.err != nil {
+			switch {
+			case !g.keep(r):
+			case r.err != nil:
 				failed++
-				continue
+				totals = append(totals, failedRestart)
+			default:
+				totals = append(totals, r.total)
+				floors = append(floors, r.floor)
 			}
-			totals = append(totals, r.total)
-			floors = append(floors, r.floor)
 		}
 		if len(totals) == 0 {
-			fmt.Fprintf(out, "| %s | %d | %d | – | – | – | – | – |\n", g.name, n, failed)
 			continue
 		}
-		med, fl := quantile(totals, 0.5), quantile(floors, 0.5)
-		fmt.Fprintf(out, "| %s | %d | %d | %.2f s | %.2f s | %.2f s | %.2f s | %.1fx |\n", g.name, n, failed,
-			med.Seconds(), quantile(totals, 0.9).Seconds(), slices.Max(totals).Seconds(), fl.Seconds(),
-			med.Seconds()/max(fl.Seconds(), 0.001))
+		med, worst := quantile(totals, 0.5), slices.Max(totals)
+		if i == 0 {
+			met = med <= 5*time.Second && worst <= 10*time.Second
+		}
+		fl, ratio := "–", "–"
+		if len(floors) > 0 {
+			f := quantile(floors, 0.5)
+			fl = fmt.Sprintf("%.2f s", f.Seconds())
+			if med != failedRestart {
+				ratio = fmt.Sprintf("%.1fx", med.Seconds()/max(f.Seconds(), 0.001))
+			}
+		}
+		fmt.Fprintf(out, "| %s | %d | %d | %s | %s | %s | %s | %s |\n", g.name, len(totals), failed,
+			seconds(med), seconds(quantile(totals, 0.9)), seconds(worst), fl, ratio)
 	}
-	fmt.Fprintln(out, "\nTarget: 5 s median, 10 s worst (a failed restart did not serve again within 60 s).")
+	fmt.Fprintf(out, "\nTarget: 5 s median, 10 s worst: met: %v (a failed restart did not serve again within 30 s,\n"+
+		"and counts as longer than any other).\n", met)
+}
+
+func seconds(d time.Duration) string {
+	if d == failedRestart {
+		return "> 30 s"
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
 }
 
 // quantile returns the q-quantile of ds (nearest rank).

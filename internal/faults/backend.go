@@ -2,7 +2,6 @@ package faults
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"time"
 
@@ -14,8 +13,8 @@ import (
 // namespace, resolving the symlink at each request as nginx does with
 // $realpath_root.
 type backend struct {
-	srv *http.Server
-	ln  net.Listener
+	srv  *http.Server
+	done chan struct{} // closed when Serve has returned
 }
 
 func startBackend(lab *netlab.Lab, node, target string) (*backend, error) {
@@ -23,11 +22,14 @@ func startBackend(lab *netlab.Lab, node, target string) (*backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &backend{ln: ln, srv: &http.Server{
+	b := &backend{done: make(chan struct{}), srv: &http.Server{
 		Handler:           http.FileServer(http.Dir(target)),
 		ReadHeaderTimeout: 10 * time.Second,
 	}}
-	go b.srv.Serve(ln) // ends with close
+	go func() {
+		defer close(b.done)
+		b.srv.Serve(ln)
+	}()
 	return b, nil
 }
 
@@ -37,4 +39,5 @@ func (b *backend) close() {
 	if b.srv.Shutdown(ctx) != nil {
 		b.srv.Close()
 	}
+	<-b.done
 }

@@ -68,8 +68,9 @@ type Cluster struct {
 	manifests map[string]*mirror.Manifest // published, by id (immutable)
 }
 
-// Start builds the lab, writes the configs and the source tree, and starts
-// every agent and backend. On error everything started is stopped.
+// Start builds the lab, writes the configs and the source tree, starts
+// every agent and backend, and returns once every agent's API answers. On
+// error everything started is stopped.
 func Start(opts Options) (_ *Cluster, err error) {
 	if opts.Webs == 0 {
 		opts.Webs = 4
@@ -117,7 +118,27 @@ func Start(opts Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	return c, nil
+	return c, c.waitAPIs(time.Minute)
+}
+
+// waitAPIs waits until every agent's local API answers.
+func (c *Cluster) waitAPIs(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, n := range c.Nodes() {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := c.Status(ctx, n)
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s does not answer: %w\n%s", n, err, c.LogTail(n, 2000))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // Nodes returns the agents' names: the controller, then the web nodes.

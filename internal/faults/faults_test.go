@@ -46,7 +46,7 @@ func startCluster(t *testing.T, opts faults.Options) (*faults.Cluster, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	err = poll(ctx, func() error { _, err := c.Publish(ctx); return err })
+	_, err = c.Publish(ctx)
 	if err == nil {
 		_, err = c.WaitServing(ctx, 60*time.Second)
 	}
@@ -76,17 +76,6 @@ func closeCluster(t *testing.T, c **faults.Cluster) {
 func logTails(t *testing.T, c *faults.Cluster) {
 	for _, n := range c.Nodes() {
 		t.Logf("log of %s (tail):\n%s", n, strings.TrimSpace(c.LogTail(n, 3000)))
-	}
-}
-
-// poll calls f every 200ms until it succeeds or ctx is done.
-func poll(ctx context.Context, f func() error) error {
-	for {
-		err := f()
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 

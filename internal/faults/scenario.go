@@ -115,8 +115,10 @@ func RandomScenario(seed uint64, webs []string, smallDisk string) Scenario {
 	return s
 }
 
-// FixedScenarios is the short set CI runs: each fault once, with webs[0]
-// and webs[1] as the web nodes hit, and smallDisk for the full disk.
+// FixedScenarios is the short set CI runs: each fault once (partitions of
+// the controller for 5 s, about the suspicion timeout, and 30 s, of a web
+// node for 45 s, beyond its maximum), with webs[0] and webs[1] as the web
+// nodes hit, and smallDisk for the full disk.
 func FixedScenarios(webs []string, smallDisk string) []Scenario {
 	all := append([]string{Controller}, webs...)
 	return []Scenario{
@@ -125,11 +127,12 @@ func FixedScenarios(webs []string, smallDisk string) []Scenario {
 		{Kind: Restart, Signal: syscall.SIGKILL, Mode: Together, Nodes: all, Seed: 3},
 		{Kind: Restart, Signal: syscall.SIGINT, Mode: Rolling, Nodes: all, Seed: 4},
 		{Kind: Partition, Nodes: []string{Controller}, For: 5 * time.Second, Seed: 5},
-		{Kind: Partition, Nodes: []string{webs[1]}, For: 30 * time.Second, Seed: 6},
+		{Kind: Partition, Nodes: []string{Controller}, For: 30 * time.Second, Seed: 12},
+		{Kind: Partition, Nodes: []string{webs[1]}, For: 45 * time.Second, Seed: 6},
 		{Kind: OneWay, Nodes: []string{webs[0], Controller}, For: 10 * time.Second, Seed: 7},
 		{Kind: LossDelay, Nodes: all, For: 20 * time.Second, Seed: 8},
 		{Kind: PublishKill, Nodes: []string{Controller}, Seed: 9},
 		{Kind: DiskFull, Nodes: []string{smallDisk}, For: 5 * time.Second, Seed: 10},
-		{Kind: DeployPartition, Nodes: []string{webs[1]}, For: 30 * time.Second, Seed: 11},
+		{Kind: DeployPartition, Nodes: []string{webs[1]}, For: 15 * time.Second, Seed: 11},
 	}
 }

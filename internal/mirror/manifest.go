@@ -271,16 +271,11 @@ func ValidPath(p string) error {
 
 // lookup returns the entry at p (binary search).
 func (m *Manifest) lookup(p string) (*Entry, bool) {
-	if i, ok := m.index(p); ok {
+	i := sort.Search(len(m.Entries), func(i int) bool { return m.Entries[i].Path >= p })
+	if i < len(m.Entries) && m.Entries[i].Path == p {
 		return &m.Entries[i], true
 	}
 	return nil, false
-}
-
-// index returns the index of the entry at p (binary search).
-func (m *Manifest) index(p string) (int, bool) {
-	i := sort.Search(len(m.Entries), func(i int) bool { return m.Entries[i].Path >= p })
-	return i, i < len(m.Entries) && m.Entries[i].Path == p
 }
 
 // Lookup returns the entry at path p.

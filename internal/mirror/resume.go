@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,7 +164,8 @@ func verifyTree(ctx context.Context, dir string, mp *Manifest, durable bitmap) (
 		if err != nil {
 			return err
 		}
-		i, ok := mp.index(filepath.ToSlash(rel))
+		i := entryIndex(mp, filepath.ToSlash(rel))
+		ok := i >= 0
 		switch {
 		case ok && d.IsDir() && mp.Entries[i].Type == TypeDir:
 			keep[i] = true
@@ -258,4 +260,14 @@ func hasContent(p string, h Hash) (bool, error) {
 		return false, err
 	}
 	return Hash(hs.Sum(nil)) == h, nil
+}
+
+// entryIndex returns the index of the entry at p in m, or -1 (binary
+// search).
+func entryIndex(m *Manifest, p string) int {
+	i := sort.Search(len(m.Entries), func(i int) bool { return m.Entries[i].Path >= p })
+	if i < len(m.Entries) && m.Entries[i].Path == p {
+		return i
+	}
+	return -1
 }
