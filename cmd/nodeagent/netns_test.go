@@ -29,17 +29,7 @@ type netLab struct {
 // (and fails it with CI=true).
 func newNetLab(t *testing.T, nodes ...string) *netLab {
 	t.Helper()
-	netlab.Require(t)
-	lab, err := netlab.New(nodes...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return &netLab{t: t, Lab: lab}
+	return &netLab{t: t, Lab: netlab.NewForTest(t, nodes)}
 }
 
 // cut takes node's bridge port down: its cable is pulled.

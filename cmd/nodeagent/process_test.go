@@ -24,17 +24,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testutil.BuildAgent()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.MainWithAgent(m, &binary) }
 
 // handedOut holds the ports freePort returned: the kernel may offer a port
 // again once its probe listener is closed, and two keys of one config (or

@@ -16,17 +16,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testutil.BuildAgent()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.MainWithAgent(m, &binary) }
 
 // requireLab skips the test where the lab cannot run (fails it with
 // CI=true, where it must).

@@ -85,3 +85,18 @@ func BuildAgent() (string, func(), error) {
 	}
 	return bin, func() { os.RemoveAll(dir) }, nil
 }
+
+// MainWithAgent is a TestMain for packages that run agents as processes:
+// it builds nodeagent (BuildAgent), sets *bin to the binary, runs the
+// tests, removes the binary and exits with the tests' status.
+func MainWithAgent(m *testing.M, bin *string) {
+	path, cleanup, err := BuildAgent()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*bin = path
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}

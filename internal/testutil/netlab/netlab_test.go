@@ -8,21 +8,8 @@ import (
 	"github.com/nodeagent/nodeagent/internal/testutil/netlab"
 )
 
-// newLab builds a lab of nodes, or skips (fails with CI=true) where it
-// cannot run.
 func newLab(t *testing.T, nodes ...string) *netlab.Lab {
-	t.Helper()
-	netlab.Require(t, "iptables", "tc")
-	lab, err := netlab.New(nodes...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return lab
+	return netlab.NewForTest(t, nodes, "iptables", "tc")
 }
 
 // udpEcho serves UDP echo on node's lab address and returns its address.

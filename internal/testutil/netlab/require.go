@@ -20,3 +20,20 @@ func Require(tb testing.TB, tools ...string) {
 		tb.Skip(err)
 	}
 }
+
+// NewForTest builds a lab of nodes for tb (after Require with tools) and
+// removes it when tb ends; errors fail tb.
+func NewForTest(tb testing.TB, nodes []string, tools ...string) *Lab {
+	tb.Helper()
+	Require(tb, tools...)
+	lab, err := New(nodes...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return lab
+}
