@@ -15,3 +15,11 @@ func (a *Agent) FreezeMeta() { a.metaFrozen.Store(true) }
 func (a *Agent) WaitWebNodes(ctx context.Context, limit time.Duration, what string, ok func(gossip.NodeMeta) bool) (string, error) {
 	return a.waitWebNodes(ctx, limit, what, ok)
 }
+
+// SetMissingWait shortens how long an honest barrier waits for missing web
+// nodes to come back; the returned func restores it.
+func SetMissingWait(d time.Duration) func() {
+	old := missingWait
+	missingWait = d
+	return func() { missingWait = old }
+}

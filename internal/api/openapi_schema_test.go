@@ -10,7 +10,6 @@ import (
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/dump"
-	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
 
@@ -85,13 +84,14 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"SyncProgress":       reflect.TypeFor[mirror.SyncProgress](),
 		"PublishProgress":    reflect.TypeFor[mirror.PublishProgress](),
 		"Status":             reflect.TypeFor[api.Status](),
-		"NodeMeta":           reflect.TypeFor[gossip.NodeMeta](),
-		"Member":             reflect.TypeFor[gossip.Member](),
+		"Member":             reflect.TypeFor[api.Member](),
+		"MemberList":         reflect.TypeFor[api.MemberList](),
 		"RevisionItem":       reflect.TypeFor[api.RevisionItem](),
 		"RevisionList":       reflect.TypeFor[api.RevisionList](),
 		"PublishRequest":     reflect.TypeFor[api.PublishRequest](),
 		"PublishResponse":    reflect.TypeFor[api.PublishResponse](),
 		"RollbackRequest":    reflect.TypeFor[api.RollbackRequest](),
+		"RollbackResponse":   reflect.TypeFor[api.RollbackResponse](),
 		"DeployRequest":      reflect.TypeFor[api.DeployRequest](),
 		"DeployStep":         reflect.TypeFor[api.DeployStep](),
 		"Deploy":             reflect.TypeFor[api.Deploy](),
@@ -101,6 +101,14 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"RestoreRequest":     reflect.TypeFor[api.RestoreRequest](),
 		"Restore":            reflect.TypeFor[api.Restore](),
 		"DBStatus":           reflect.TypeFor[api.DBStatus](),
+		"UISession":          reflect.TypeFor[api.UISession](),
+		"NodeReport":         reflect.TypeFor[api.NodeReport](),
+		"NodeReports":        reflect.TypeFor[api.NodeReports](),
+		"DeployList":         reflect.TypeFor[api.DeployList](),
+		"History":            reflect.TypeFor[api.History](),
+		"LagSample":          reflect.TypeFor[api.LagSample](),
+		"SyncRecord":         reflect.TypeFor[api.SyncRecord](),
+		"TargetChange":       reflect.TypeFor[api.TargetChange](),
 	} {
 		if _, ok := doc.Components.Schemas[name]; !ok {
 			t.Errorf("openapi.json has no schema %s", name)

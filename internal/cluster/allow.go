@@ -1,0 +1,37 @@
+package cluster
+
+import (
+	"slices"
+)
+
+// allowWire is a node's allow register: its maintenance.allow.
+type allowWire struct {
+	Allow []string `json:"allow"`
+}
+
+// SetAllow announces node's maintenance.allow list when it differs from
+// what the cluster has (an empty list is written only over a non-empty
+// one, so a node that never set the key writes nothing).
+func (s *State) SetAllow(node string, cidrs []string) error {
+	var cur allowWire
+	_, ok := s.get(keyAllowPrefix+node, &cur)
+	if slices.Equal(cur.Allow, cidrs) || !ok && len(cidrs) == 0 {
+		return nil
+	}
+	_, err := s.set(keyAllowPrefix+node, allowWire{Allow: cidrs})
+	return err
+}
+
+// Allow is the union of the maintenance.allow lists the given nodes
+// announced, sorted, each range once.
+func (s *State) Allow(nodes []string) []string {
+	var all []string
+	for _, n := range nodes {
+		var w allowWire
+		if _, ok := s.get(keyAllowPrefix+n, &w); ok {
+			all = append(all, w.Allow...)
+		}
+	}
+	slices.Sort(all)
+	return slices.Compact(all)
+}
