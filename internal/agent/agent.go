@@ -20,6 +20,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/clustertls"
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
+	"github.com/nodeagent/nodeagent/internal/guard"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
 
@@ -248,11 +249,12 @@ func (a *Agent) serve(token string) {
 		CertStore: a.certStoreHandler(),
 		Dumps:     a.dumpService(),
 	})
-	a.localSrv = newHTTPServer(srv.LocalHandler())
-	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
+	local, cluster := guard.Local(), guard.Cluster()
+	a.localSrv = local.Server(srv.LocalHandler())
+	a.clusterSrv = cluster.Server(srv.ClusterHandler())
 	a.clusterSrv.TLSConfig = a.id.ServerConfig()
-	a.goServe(a.localSrv, a.localLn, false)
-	a.goServe(a.clusterSrv, a.clusterLn, true)
+	a.goServe(a.localSrv, local.Listen(a.localLn, "api.listen", a.log), false)
+	a.goServe(a.clusterSrv, cluster.Listen(a.clusterLn, "cluster.listen", a.log), true)
 }
 
 func (a *Agent) mirrorHandler() http.Handler {
@@ -260,15 +262,6 @@ func (a *Agent) mirrorHandler() http.Handler {
 		return nil
 	}
 	return a.store.Handler()
-}
-
-func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
 }
 
 func (a *Agent) goServe(srv *http.Server, ln net.Listener, tls bool) {

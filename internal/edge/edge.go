@@ -66,15 +66,19 @@ type Config struct {
 	// headers are believed; from anyone else they are dropped.
 	TrustedProxies []netip.Prefix
 
+	// MaxConnsPerClient bounds the connections one client address holds
+	// (0: no bound, the default: browsers behind a NAT share one address).
+	// Trusted proxies are never bounded.
+	MaxConnsPerClient int
+
 	Logger *slog.Logger
 }
 
-// Timeouts of the listeners and of the connection to the backend. There is
-// deliberately no overall read or write timeout: a large upload or download
-// may take as long as it takes while bytes keep moving.
+// Timeouts of the connection to the backend (the listeners' are
+// internal/guard's). There is deliberately no overall read or write
+// timeout: a large upload or download may take as long as it takes while
+// bytes keep moving.
 const (
-	readHeaderTimeout     = 10 * time.Second
-	idleTimeout           = 2 * time.Minute
 	backendDialTimeout    = 5 * time.Second
 	backendHeaderTimeout  = 5 * time.Minute // a slow Moodle admin page still answers
 	backendIdleTimeout    = 90 * time.Second

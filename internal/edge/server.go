@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/nodeagent/nodeagent/internal/guard"
 )
 
 // server is one listener of the edge: its http.Server, the bound listener
@@ -22,21 +24,22 @@ type server struct {
 	srv  *http.Server
 	tls  *tls.Config // nil: plain HTTP
 	ln   net.Listener
+	lim  guard.Limits
 	wg   sync.WaitGroup
 	base context.CancelFunc // cancels every request context, WebSockets included
 }
 
 func (e *Edge) newServer(key, bind string, h http.Handler, tlsCfg *tls.Config) *server {
 	base, cancel := context.WithCancel(context.Background())
-	s := &server{key: key, bind: bind, log: e.log.With("listener", key), tls: tlsCfg, base: cancel}
-	s.srv = &http.Server{
-		Handler:           h,
-		TLSConfig:         tlsCfg,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		ErrorLog:          log.New(serverLog{s.log}, "", 0),
-		BaseContext:       func(net.Listener) context.Context { return base },
-	}
+	s := &server{key: key, bind: bind, log: e.log.With("listener", key), tls: tlsCfg, base: cancel,
+		lim: guard.Edge(e.cfg.MaxConnsPerClient, e.trusted)}
+	// Header and body limits, deadlines that trail the progress of bodies
+	// and responses: no overall limit, so large transfers take as long as
+	// they take while bytes keep moving.
+	s.srv = s.lim.Server(h)
+	s.srv.TLSConfig = tlsCfg
+	s.srv.ErrorLog = log.New(serverLog{s.log}, "", 0)
+	s.srv.BaseContext = func(net.Listener) context.Context { return base }
 	return s
 }
 
@@ -53,12 +56,13 @@ func (s *server) serve() {
 	if s.ln == nil {
 		return
 	}
+	ln := s.lim.Listen(s.ln, s.key, s.log)
 	s.wg.Go(func() {
 		var err error
 		if s.tls != nil {
-			err = s.srv.ServeTLS(s.ln, "", "")
+			err = s.srv.ServeTLS(ln, "", "")
 		} else {
-			err = s.srv.Serve(s.ln)
+			err = s.srv.Serve(ln)
 		}
 		if !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("edge listener stopped", "err", err)
