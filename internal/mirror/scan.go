@@ -191,19 +191,9 @@ func (w *walker) walk(fd int, rel string, buf []byte) error {
 
 // readDir lists and stats the entries of the directory open as fd.
 func (w *walker) readDir(fd int, rel string, buf []byte) (ents []scanEntry, subdirs []string, err error) {
-	var des []dirent
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("scan %s/%s: %w", w.root, rel, err)
-		}
-		if n <= 0 {
-			break
-		}
-		des = appendDirents(des, buf[:n], rel)
+	des, err := readDirents(fd, rel, buf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("scan %s/%s: %w", w.root, rel, err)
 	}
 	ents = make([]scanEntry, 0, len(des))
 	for _, de := range des {
@@ -270,6 +260,25 @@ func (w *walker) stat(fd int, name, p string) (e scanEntry, ok bool, err error) 
 		return e, false, nil
 	}
 	return e, true, nil
+}
+
+// readDirents lists the directory open as fd (at rel, relative to the
+// tree root), "." and ".." left out.
+func readDirents(fd int, rel string, buf []byte) ([]dirent, error) {
+	var des []dirent
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return des, nil
+		}
+		des = appendDirents(des, buf[:n], rel)
+	}
 }
 
 // dirent is a directory entry as getdents returns it, with its path.

@@ -1,0 +1,245 @@
+package mirror_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nodeagent/nodeagent/internal/mirror"
+)
+
+// looseTree has what Moodle and a careless chmod leave: directories 0777
+// and 02777, files 0666 and 0777.
+func looseTree(version string) []tnode {
+	return []tnode{
+		tdir("cache", 0o2777),
+		tfile("cache/x.php", 0o666, "x "+version),
+		tdir("lib", 0o777),
+		tfile("lib/a.php", 0o666, "<?php // a\n"),
+		tfile("lib/run.sh", 0o777, "#!/bin/sh\n"),
+		tdir("lib/sub", 0o775),
+		tfile("lib/sub/b.php", 0o644, "<?php // b "+version+"\n"),
+		tlink("lib/link", "a.php"),
+		tfile("version.php", 0o644, version),
+	}
+}
+
+// writableEntries lists the entries under root (root included) that group
+// or others may write, symlinks aside.
+func writableEntries(t *testing.T, root string) []string {
+	t.Helper()
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	err = filepath.WalkDir(real, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 && fi.Mode().Perm()&0o022 != 0 {
+			bad = append(bad, p+" "+fi.Mode().String())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bad
+}
+
+func TestNoReleaseEntryIsWritableByGroupOrOthers(t *testing.T) {
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+	// v3 is made by recycling v1: its directories get their modes again.
+	for _, v := range []string{"1", "2", "3"} {
+		nodes := looseTree(v)
+		mustApply(t, n, ctl.publish(nodes), ctl.client())
+		checkTree(t, n.target, nodes)
+		if bad := writableEntries(t, n.target); len(bad) > 0 {
+			t.Fatalf("v%s: writable by group or others: %v", v, bad)
+		}
+	}
+}
+
+// tamper plants, replaces and alters entries of the release tree at dir as
+// an attacker who could write there would: a new file, a file replaced by
+// another inode of the same size, a directory opened to everyone with a
+// file planted in it, a symlink retargeted.
+func tamper(t *testing.T, dir string) {
+	t.Helper()
+	mustWrite(t, filepath.Join(dir, "shell.php"), "<?php system($_GET['c']);")
+	p := filepath.Join(dir, "lib/a.php")
+	orig, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := []byte(strings.Repeat("!", len(orig)))
+	mustDo(t, os.Remove(p))
+	mustDo(t, os.WriteFile(p, evil, 0o444))
+	mustDo(t, os.Chmod(filepath.Join(dir, "lib/sub"), 0o777))
+	mustWrite(t, filepath.Join(dir, "lib/sub/planted.php"), "planted")
+	mustDo(t, os.Remove(filepath.Join(dir, "lib/link")))
+	mustDo(t, os.Symlink("/etc/passwd", filepath.Join(dir, "lib/link")))
+}
+
+// TestPlantedFileNeverReachesALaterRelease: what is planted in or altered
+// of a kept release is found whichever way the release is reused: recycled
+// into a new release, linked from into one, or served again by a rollback.
+func TestPlantedFileNeverReachesALaterRelease(t *testing.T) {
+	t.Run("recycled", func(t *testing.T) {
+		ctl := newFakeController(t)
+		n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+		v1 := ctl.publish(looseTree("1"))
+		mustApply(t, n, v1, ctl.client())
+		mustApply(t, n, ctl.publish(looseTree("2")), ctl.client())
+		tamper(t, n.release(v1.ID))
+		recycled := mustStat(t, n.release(v1.ID))
+		v3 := ctl.publish(looseTree("3"))
+		mustApply(t, n, v3, ctl.client())
+		if !os.SameFile(recycled, mustStat(t, n.release(v3.ID))) {
+			t.Fatal("v1 was not recycled into v3: the test proves nothing")
+		}
+		checkTree(t, n.target, looseTree("3"))
+		checkQuarantined(t, n, "shell.php", "lib/sub/planted.php")
+	})
+	t.Run("linked", func(t *testing.T) {
+		ctl := newFakeController(t)
+		n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 5})
+		v1 := ctl.publish(looseTree("1"))
+		mustApply(t, n, v1, ctl.client())
+		tamper(t, n.release(v1.ID)) // the current release: v2 links from it
+		ctl.counts()
+		mustApply(t, n, ctl.publish(looseTree("2")), ctl.client())
+		checkTree(t, n.target, looseTree("2"))
+		if c := ctl.counts(); c.objectsServed < 2 {
+			t.Errorf("%d objects fetched; want the replaced lib/a.php fetched again", c.objectsServed)
+		}
+	})
+	t.Run("rollback", func(t *testing.T) {
+		ctl := newFakeController(t)
+		n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 5})
+		v1 := ctl.publish(looseTree("1"))
+		mustApply(t, n, v1, ctl.client())
+		mustApply(t, n, ctl.publish(looseTree("2")), ctl.client())
+		tamper(t, n.release(v1.ID))
+		mustApply(t, n, v1, ctl.client())
+		checkTree(t, n.target, looseTree("1"))
+		checkQuarantined(t, n, "shell.php", "lib/a.php")
+	})
+}
+
+// checkQuarantined fails unless each path is in some quarantine directory.
+func checkQuarantined(t *testing.T, n *testNode, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		m, _ := filepath.Glob(filepath.Join(n.dir, "quarantine", "*", p))
+		if len(m) == 0 {
+			t.Errorf("%s is not in the quarantine", p)
+		}
+	}
+}
+
+func kinds(diffs []mirror.Difference) []string {
+	var out []string
+	for _, d := range diffs {
+		out = append(out, d.Kind+" "+d.Path)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestVerifyNamesEveryDifferenceAndRepairs: a tampered, a missing and an
+// extra file, directories opened to everyone (the release's own too), a
+// retargeted symlink and a file written in place are named; repair puts the release back without a
+// switch, never leaves a path missing, and never writes through the hard
+// links the release shares with kept releases.
+func TestVerifyNamesEveryDifferenceAndRepairs(t *testing.T) {
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 5})
+	v1 := ctl.publish(looseTree("1"))
+	mustApply(t, n, v1, ctl.client())
+	v2 := ctl.publish(looseTree("2"))
+	mustApply(t, n, v2, ctl.client())
+	cur := n.release(v2.ID)
+	sharedBefore := mustStat(t, filepath.Join(n.release(v1.ID), "lib/a.php"))
+	if !os.SameFile(sharedBefore, mustStat(t, filepath.Join(cur, "lib/a.php"))) {
+		t.Fatal("lib/a.php is not shared between v1 and v2: the test proves nothing")
+	}
+
+	rep, err := n.rels.Verify(context.Background(), false, ctl.client())
+	if err != nil || len(rep.Differences) != 0 || rep.Release.ID != v2.ID || !rep.Content {
+		t.Fatalf("intact release: %+v %v", rep, err)
+	}
+
+	tamper(t, cur)
+	mustDo(t, os.Chmod(cur, 0o777))
+	mustDo(t, os.Remove(filepath.Join(cur, "version.php")))
+	f, err := os.OpenFile(filepath.Join(cur, "cache/x.php"), os.O_WRONLY, 0) // in place: root may
+	mustDo(t, err)
+	_, err = f.WriteAt([]byte("y"), 0)
+	mustDo(t, err)
+	mustDo(t, f.Close())
+
+	rep, err = n.rels.Verify(context.Background(), false, ctl.client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"extra lib/sub/planted.php", "extra shell.php", "missing version.php", "mode .", "mode lib/sub",
+		"tampered cache/x.php", "tampered lib/a.php", "tampered lib/link"}
+	if got := kinds(rep.Differences); !slices.Equal(got, want) {
+		t.Fatalf("differences:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// Repair, while a reader keeps opening lib/a.php.
+	var missing atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := os.Lstat(filepath.Join(n.target, "lib/a.php")); errors.Is(err, fs.ErrNotExist) {
+				missing.Add(1)
+			}
+		}
+	}()
+	rep, err = n.rels.Verify(context.Background(), true, ctl.client())
+	close(stop)
+	<-done
+	if err != nil || len(rep.Differences) != 0 {
+		t.Fatalf("after repair: %v %v", rep.Differences, err)
+	}
+	if got := kinds(rep.Repaired); !slices.Equal(got, want) {
+		t.Fatalf("repaired:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if missing.Load() > 0 {
+		t.Errorf("a reader found lib/a.php missing %d times during the repair", missing.Load())
+	}
+	checkTree(t, n.target, looseTree("2"))
+	if cur, _ := n.rels.Current(); cur.ID != v2.ID {
+		t.Fatalf("current is %s after repair; want %s (no switch)", cur.ID, v2.ID)
+	}
+	// v1 keeps its own inode of lib/a.php, untouched.
+	if !os.SameFile(sharedBefore, mustStat(t, filepath.Join(n.release(v1.ID), "lib/a.php"))) {
+		t.Error("the repair changed v1's lib/a.php")
+	}
+	checkQuarantined(t, n, "shell.php", "lib/a.php", "lib/sub/planted.php")
+	if rep, err := n.rels.Verify(context.Background(), false, ctl.client()); err != nil || len(rep.Differences) != 0 {
+		t.Fatalf("verify after repair: %v %v", rep.Differences, err)
+	}
+}
