@@ -3,6 +3,7 @@ package mirror_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,8 +11,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nodeagent/nodeagent/internal/mirror"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // looseTree has what Moodle and a careless chmod leave: directories 0777
@@ -241,5 +244,75 @@ func TestVerifyNamesEveryDifferenceAndRepairs(t *testing.T) {
 	checkQuarantined(t, n, "shell.php", "lib/a.php", "lib/sub/planted.php")
 	if rep, err := n.rels.Verify(context.Background(), false, ctl.client()); err != nil || len(rep.Differences) != 0 {
 		t.Fatalf("verify after repair: %v %v", rep.Differences, err)
+	}
+}
+
+func openAuditor(t *testing.T, cfg mirror.AuditConfig) *mirror.Auditor {
+	t.Helper()
+	a := mirror.NewAuditor(cfg)
+	if err := a.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// waitAudit polls the auditor until ok accepts its status.
+func waitAudit(t *testing.T, a *mirror.Auditor, what string, ok func(mirror.AuditStatus) bool) mirror.AuditStatus {
+	t.Helper()
+	var st mirror.AuditStatus
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if st = a.Status(); !ok(st) {
+			return fmt.Errorf("%s: status %+v", what, st)
+		}
+		return nil
+	})
+	return st
+}
+
+// TestAuditFindsTampering: the inspection finds a replaced file at its next
+// check; the content pass finds a file written in place whose time was set
+// back (its identity unchanged); with Repair the audit puts both back.
+func TestAuditFindsTampering(t *testing.T) {
+	for _, repair := range []bool{false, true} {
+		t.Run(fmt.Sprintf("repair=%v", repair), func(t *testing.T) {
+			ctl := newFakeController(t)
+			n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+			v1 := ctl.publish(looseTree("1"))
+			mustApply(t, n, v1, ctl.client())
+			a := openAuditor(t, mirror.AuditConfig{Releases: n.rels, CheckInterval: 50 * time.Millisecond,
+				HashPeriod: 300 * time.Millisecond, Repair: repair,
+				Source: func(context.Context) (mirror.Source, error) { return ctl.client(), nil }})
+			waitAudit(t, a, "first pass", func(st mirror.AuditStatus) bool {
+				return st.Release == v1.ID && !st.HashedAt.IsZero() && st.Count == 0
+			})
+
+			cur := n.release(v1.ID)
+			mustWrite(t, filepath.Join(cur, "shell.php"), "<?php")
+			// In place, with the time set back: only the content tells.
+			p := filepath.Join(cur, "lib/sub/b.php")
+			fi := mustStat(t, p)
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			mustDo(t, err)
+			_, err = f.WriteAt([]byte("#"), 0)
+			mustDo(t, err)
+			mustDo(t, f.Close())
+			mustDo(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
+
+			if !repair {
+				st := waitAudit(t, a, "both found", func(st mirror.AuditStatus) bool {
+					return st.Count == 2 && st.Kinds[mirror.KindExtra] == 1 && st.Kinds[mirror.KindTampered] == 1
+				})
+				if got := kinds(st.Differences); !slices.Equal(got, []string{"extra shell.php", "tampered lib/sub/b.php"}) {
+					t.Fatalf("differences %v", got)
+				}
+				return
+			}
+			st := waitAudit(t, a, "both repaired", func(st mirror.AuditStatus) bool {
+				return st.Repaired >= 2 && st.Count == 0
+			})
+			checkTree(t, n.target, looseTree("1"))
+			t.Logf("status %+v", st)
+		})
 	}
 }

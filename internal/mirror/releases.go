@@ -54,6 +54,10 @@ type Releases struct {
 	// building holds the identities of the release being built, by
 	// entry, as far as known (see identity.go).
 	building identities
+	// reuseByContent: files linked from kept releases are checked by
+	// their content, not their identity (repairs: the content of an inode
+	// written in place by root, its time set back, passes for intact).
+	reuseByContent bool
 
 	mu         sync.Mutex
 	kept       map[string]Revision

@@ -103,8 +103,8 @@ func (r *Releases) replaceEntries(ctx context.Context, dir string, m *Manifest, 
 	}()
 	sub, origin := stagingManifest(m, tops)
 	saved := r.building
-	r.building = make(identities, len(sub.Entries))
-	defer func() { r.building = saved }()
+	r.building, r.reuseByContent = make(identities, len(sub.Entries)), true
+	defer func() { r.building, r.reuseByContent = saved, false }()
 	err := r.buildTree(ctx, staging, sub, src)
 	if err == nil {
 		err = recordIdentities(staging, sub, r.building)

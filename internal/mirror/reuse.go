@@ -20,8 +20,9 @@ import (
 
 // reused checks the file just linked or copied to dst for entry i (e) of
 // the release being built: the inode recorded as want, unchanged (owner,
-// mode, size, time); or, for a copy, another inode or a release without
-// identities, the agent's owner and mode and the right content. A file
+// mode, size, time); or, for a copy, another inode, a release without
+// identities or a repair, the agent's owner and mode and the right
+// content. A file
 // that fails is removed and reused reports false. The identity of a good
 // one is recorded for the new release.
 func (r *Releases) reused(dst string, i int, e *Entry, want *fileIdentity) (bool, error) {
@@ -30,7 +31,7 @@ func (r *Releases) reused(dst string, i int, e *Entry, want *fileIdentity) (bool
 		return false, err
 	}
 	ok := false
-	if want != nil && st.Ino == want.Ino {
+	if want != nil && st.Ino == want.Ino && !r.reuseByContent {
 		kind, _ := fileProblem(&st, e, want)
 		ok = kind == ""
 	} else if kind, _ := fileProblem(&st, e, nil); kind == "" {

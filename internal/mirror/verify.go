@@ -33,7 +33,7 @@ var ErrNoRelease = errors.New("no release is served yet")
 // verifyRelease checks release id (manifest m, identities ids or nil)
 // against m: an inspection, and with content the SHA-256 of every file.
 func (r *Releases) verifyRelease(ctx context.Context, id string, m *Manifest, ids identities, content bool) ([]finding, error) {
-	dir := filepath.Join(r.relDir, id)
+	dir := r.releaseDir(id)
 	found, err := inspectTree(ctx, dir, m, ids)
 	if err != nil || !content {
 		return found, err
@@ -49,6 +49,8 @@ func (r *Releases) verifyRelease(ctx context.Context, id string, m *Manifest, id
 	}
 	return mergeFindings(found, tampered), nil
 }
+
+func (r *Releases) releaseDir(id string) string { return filepath.Join(r.relDir, id) }
 
 // mergeFindings adds to found the findings of more about entries it has
 // none for, sorted by path.
@@ -96,31 +98,37 @@ func (r *Releases) currentRelease() (Revision, *Manifest, identities, error) {
 // or src, and the release is checked again; Differences is then what
 // could not be repaired.
 func (r *Releases) Verify(ctx context.Context, repair bool, src Source) (VerifyReport, error) {
+	rep, _, err := r.verify(ctx, repair, src)
+	return rep, err
+}
+
+// verify is Verify, with the findings left.
+func (r *Releases) verify(ctx context.Context, repair bool, src Source) (VerifyReport, []finding, error) {
 	start := time.Now()
 	cur, m, ids, err := r.currentRelease()
 	if err != nil {
-		return VerifyReport{}, err
+		return VerifyReport{}, nil, err
 	}
 	rep := VerifyReport{Release: cur, Entries: len(m.Entries), Content: true}
 	rep.Files, rep.Bytes = m.Files()
 	found, err := r.verifyRelease(ctx, cur.ID, m, ids, true)
 	if err != nil {
-		return rep, err
+		return rep, nil, err
 	}
 	if repair && len(found) > 0 {
 		if rep.Repaired, err = r.repairCurrent(ctx, cur.ID, found, src); err != nil {
 			r.log.Error("repair", "id", cur.ID, "err", err)
 		}
 		if cur, m, ids, err = r.currentRelease(); err != nil { // identities changed
-			return rep, err
+			return rep, nil, err
 		}
 		if found, err = r.verifyRelease(ctx, cur.ID, m, ids, true); err != nil {
-			return rep, err
+			return rep, nil, err
 		}
 	}
 	rep.Differences = differences(found)
 	rep.Seconds = time.Since(start).Seconds()
-	return rep, nil
+	return rep, found, nil
 }
 
 // repairCurrent puts back what found says differs in release id, which must
