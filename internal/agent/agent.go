@@ -55,6 +55,7 @@ type Agent struct {
 	store  *mirror.Store    // controller
 	rels   *mirror.Releases // web
 	syncer *mirror.Syncer   // web
+	audit  *mirror.Auditor  // web: integrity of the served release
 	front  front            // web with an edge section
 
 	metrics *metrics   // its own registry, served on the local API
@@ -131,6 +132,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		return err
 	}
 	if err := a.openMirror(ctx); err != nil {
+		return err
+	}
+	if err := a.openAudit(ctx); err != nil {
 		return err
 	}
 	if err := a.openDB(ctx); err != nil {
@@ -248,6 +252,7 @@ func (a *Agent) serve(token string) {
 		Certs:     a.certService(),
 		CertStore: a.certStoreHandler(),
 		Dumps:     a.dumpService(),
+		Integrity: a.integrityService(),
 	})
 	local, cluster := guard.Local(), guard.Cluster()
 	a.localSrv = local.Server(srv.LocalHandler())
@@ -311,6 +316,7 @@ func (a *Agent) Close() error {
 				ln.Close() // already closed when the server ran
 			}
 		}
+		a.closeAudit()
 		if a.syncer != nil {
 			a.keep(a.syncer.Close())
 		}

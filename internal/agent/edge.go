@@ -83,7 +83,7 @@ func (a *Agent) openEdge(ctx context.Context) error {
 		HTTPS: ec.HTTPS, HTTP: ec.HTTP, Backend: backend,
 		TLS: f.certs.TLSConfig(), ACME: f.certs.HTTPChallengeHandler,
 		Maintenance: f.maintenance, MaintenancePage: ec.MaintenancePage,
-		TrustedProxies: trusted, Logger: a.log,
+		TrustedProxies: trusted, MaxConnsPerClient: ec.MaxConnsPerClient, Logger: a.log,
 	})
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ func (a *Agent) Status() api.Status {
 		}
 	}
 	st.Certificate = a.certificateState()
+	st.Integrity = a.integrityStatus()
 	if a.rels != nil {
 		p := a.rels.Progress()
 		if p.Phase != "" {
@@ -88,6 +89,7 @@ func (a *Agent) Health() api.Health {
 		"node:drain":      {a.checkDrain()},
 	}
 	a.edgeChecks(checks)
+	a.integrityChecks(checks)
 	return api.Health{Status: api.Worst(checks), Checks: checks}
 }
 

@@ -58,6 +58,8 @@ type Config struct {
 	Certs CertService
 	// CertStore serves the cluster certificate storage (controller only).
 	CertStore http.Handler
+	// Integrity checks the served release (web nodes; nil otherwise).
+	Integrity IntegrityService
 }
 
 // Server builds the two HTTP handlers of an agent.
@@ -138,6 +140,7 @@ func (s *Server) routes(e *echo.Echo) {
 	s.opsRoutes(v1)
 	s.certRoutes(v1)
 	s.dbRoutes(v1)
+	s.integrityRoutes(v1)
 }
 
 // requireToken checks the bearer token in constant time.

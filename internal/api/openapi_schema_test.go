@@ -101,6 +101,10 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"RestoreRequest":     reflect.TypeFor[api.RestoreRequest](),
 		"Restore":            reflect.TypeFor[api.Restore](),
 		"DBStatus":           reflect.TypeFor[api.DBStatus](),
+		"Difference":         reflect.TypeFor[mirror.Difference](),
+		"AuditStatus":        reflect.TypeFor[mirror.AuditStatus](),
+		"VerifyRequest":      reflect.TypeFor[api.VerifyRequest](),
+		"VerifyReport":       reflect.TypeFor[mirror.VerifyReport](),
 	} {
 		if _, ok := doc.Components.Schemas[name]; !ok {
 			t.Errorf("openapi.json has no schema %s", name)

@@ -100,6 +100,23 @@ type MirrorConfig struct {
 	Exclude     []string `yaml:"exclude"`      // path.Match globs relative to source
 	AfterSwitch []string `yaml:"after_switch"` // argv run after each switch
 	MaxLag      Duration `yaml:"max_lag"`      // readiness tolerance when behind
+	// Audit configures the background integrity audit of the served
+	// release (web).
+	Audit AuditConfig `yaml:"audit"`
+}
+
+// AuditConfig configures the integrity audit of a web node's served
+// release against its manifest.
+type AuditConfig struct {
+	// CheckInterval: how often every entry is compared with what the
+	// agent placed (type, owner, mode, inode, mtime, size; extras), without
+	// reading content; 0 = never.
+	CheckInterval Duration `yaml:"check_interval"`
+	// HashPeriod: every file's SHA-256 is checked once per period, the
+	// work spread evenly over it; 0 = never.
+	HashPeriod Duration `yaml:"hash_period"`
+	// Repair: put back by itself what an audit finds.
+	Repair bool `yaml:"repair"`
 }
 
 // EdgeConfig configures the TLS-terminating reverse proxy on web nodes.
@@ -115,6 +132,10 @@ type EdgeConfig struct {
 	// TrustedProxies are CIDRs of peers (e.g. the load balancer) whose
 	// X-Forwarded-* headers the edge believes.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// MaxConnsPerClient bounds the connections one client address holds
+	// open; 0 = no bound (clients behind one NAT share an address).
+	// Trusted proxies are never bounded.
+	MaxConnsPerClient int `yaml:"max_conns_per_client"`
 }
 
 // ACMEConfig configures certificate issuance through ACME.
@@ -155,7 +176,8 @@ func Default() *Config {
 		Gossip:  GossipConfig{Bind: DefaultGossipBind, KeyFile: DefaultKeyFile},
 		Cluster: ClusterConfig{Listen: DefaultClusterAddr},
 		API:     APIConfig{Listen: DefaultAPIAddr, TokenFile: DefaultTokenFile},
-		Mirror:  MirrorConfig{Keep: 5, MaxLag: Duration(60 * time.Second)},
+		Mirror: MirrorConfig{Keep: 5, MaxLag: Duration(60 * time.Second),
+			Audit: AuditConfig{CheckInterval: Duration(time.Minute), HashPeriod: Duration(24 * time.Hour)}},
 	}
 }
 
