@@ -31,7 +31,7 @@ func fast() guard.Limits {
 
 // server serves h with limits l on 127.0.0.1 (TLS with HTTP/2 when tls is
 // set) and returns its address.
-func server(t *testing.T, l guard.Limits, h http.Handler, useTLS bool) string {
+func server(t testing.TB, l guard.Limits, h http.Handler, useTLS bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

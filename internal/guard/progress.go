@@ -30,8 +30,8 @@ func (l Limits) Handler(h http.Handler) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := &progress{rc: http.NewResponseController(w), l: &l}
-		if r.ProtoMajor == 1 && l.WriteWindow > 0 {
+		p := &progress{rc: http.NewResponseController(w), l: &l, http1: r.ProtoMajor == 1}
+		if p.http1 && l.WriteWindow > 0 {
 			// A deadline left by the last request on this connection
 			// must not cut the server's own writes (100 Continue).
 			_ = p.rc.SetWriteDeadline(time.Time{})
@@ -51,8 +51,9 @@ func (l Limits) Handler(h http.Handler) http.Handler {
 
 // progress is the deadline state of one request.
 type progress struct {
-	rc *http.ResponseController
-	l  *Limits
+	rc    *http.ResponseController
+	l     *Limits
+	http1 bool
 
 	mu        sync.Mutex
 	body      bool      // the request has a body
@@ -110,12 +111,12 @@ func (p *progress) beforeWrite() {
 }
 
 // finish runs when the handler returns: the rest of an unread body must
-// arrive within a window, and the server's last flush gets a fresh write
-// deadline.
+// arrive within a window (HTTP/1 reads it to reuse the connection; HTTP/2
+// drops it), and the server's last flush gets a fresh write deadline.
 func (p *progress) finish() {
 	p.mu.Lock()
 	hijacked := p.hijacked
-	if !hijacked && p.body && !p.bodyDone {
+	if !hijacked && p.http1 && p.body && !p.bodyDone {
 		p.bodyDone = true
 		_ = p.rc.SetReadDeadline(time.Now().Add(p.l.BodyWindow))
 	}

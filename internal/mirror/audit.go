@@ -68,13 +68,14 @@ type Auditor struct {
 	cfg AuditConfig
 	log *slog.Logger
 
-	mu       sync.Mutex // one pass at a time; owns the pass state
-	release  string
-	cursor   int             // next entry of the content pass
-	hashed   map[int]finding // content differences found, by entry
-	logged   string          // the differences last logged
-	status   AuditStatus
-	statusMu sync.Mutex
+	mu        sync.Mutex // one pass at a time; owns the pass state
+	release   string
+	cursor    int             // next entry of the content pass
+	lastSlice time.Time       // when the last slice of it was hashed
+	hashed    map[int]finding // content differences found, by entry
+	logged    string          // the differences last logged
+	status    AuditStatus
+	statusMu  sync.Mutex
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -222,9 +223,17 @@ func (a *Auditor) hashSlice(ctx context.Context, id string, m *Manifest) (time.T
 	if a.cfg.HashPeriod <= 0 {
 		return time.Time{}, nil
 	}
+	// The share of the pass due since the last slice (a tick's when there
+	// was none, at most a few ticks' after a long pause).
+	now := time.Now()
+	since := a.tick()
+	if !a.lastSlice.IsZero() {
+		since = min(now.Sub(a.lastSlice), 4*a.tick())
+	}
+	a.lastSlice = now
 	files, bytes := m.Files()
 	total := bytes + int64(files)*hashFileCost
-	budget := max(1, int64(float64(total)*a.tick().Seconds()/a.cfg.HashPeriod.Seconds()))
+	budget := max(1, int64(float64(total)*since.Seconds()/a.cfg.HashPeriod.Seconds()))
 	hc, err := newHashChecker(a.cfg.Releases.releaseDir(id))
 	if err != nil {
 		return time.Time{}, err
@@ -269,12 +278,13 @@ func (a *Auditor) adopt(ctx context.Context, cur Revision, m *Manifest) error {
 			a.log.Error("integrity repair", "release", cur.ID, "err", err)
 		}
 	}
-	if len(found) == 0 {
-		if err := rels.adoptIdentities(cur.ID, m); err != nil {
-			return err
-		}
-		a.log.Info("release checked by content and its identities recorded", "release", cur.ID, "seq", cur.Seq)
+	// Recorded whatever was found: a file that differs gets no identity,
+	// so the identity checks keep reporting it until it is repaired.
+	if err := rels.adoptIdentities(cur.ID, m, found); err != nil {
+		return err
 	}
+	a.log.Info("release checked by content and its identities recorded", "release", cur.ID, "seq", cur.Seq,
+		"differences", len(found))
 	a.record(cur, found, now, now, repaired, err)
 	return nil
 }

@@ -316,3 +316,37 @@ func TestAuditFindsTampering(t *testing.T) {
 		})
 	}
 }
+
+// TestReleaseOfAnOlderVersionIsHardenedAndAdopted: a release made before
+// identities were recorded (its directories left writable, as older
+// versions did) has its directories fixed at Open, is checked by content by
+// the first audit, which records its identities, and is watched by
+// identity from then on.
+func TestReleaseOfAnOlderVersionIsHardenedAndAdopted(t *testing.T) {
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+	v1 := ctl.publish(looseTree("1"))
+	mustApply(t, n, v1, ctl.client())
+	ids := filepath.Join(n.dir, "identities", v1.ID)
+	mustDo(t, os.Remove(ids))
+	mustDo(t, os.Chmod(filepath.Join(n.release(v1.ID), "lib"), 0o777))
+
+	reopened := mirror.NewReleases(mirror.ReleasesConfig{Dir: n.dir, Target: n.target, Keep: 2})
+	mustDo(t, reopened.Open(context.Background()))
+	if bad := writableEntries(t, n.target); len(bad) > 0 {
+		t.Fatalf("after Open: writable by group or others: %v", bad)
+	}
+	a := openAuditor(t, mirror.AuditConfig{Releases: reopened, CheckInterval: 50 * time.Millisecond})
+	waitAudit(t, a, "adopted", func(st mirror.AuditStatus) bool { return !st.CheckedAt.IsZero() && st.Count == 0 })
+	if _, err := os.Stat(ids); err != nil {
+		t.Fatalf("identities not recorded: %v", err)
+	}
+	p := filepath.Join(n.release(v1.ID), "version.php")
+	mustWrite(t, p+".new", "2") // same size, another inode
+	mustDo(t, os.Chmod(p+".new", 0o444))
+	mustDo(t, os.Rename(p+".new", p))
+	st := waitAudit(t, a, "replaced file found", func(st mirror.AuditStatus) bool { return st.Count == 1 })
+	if got := kinds(st.Differences); !slices.Equal(got, []string{"tampered version.php"}) {
+		t.Fatalf("differences %v", got)
+	}
+}

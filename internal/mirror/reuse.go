@@ -100,16 +100,33 @@ func (r *Releases) checkKept(ctx context.Context, rev Revision, src Source) erro
 		}
 	}
 	if ids == nil {
-		return r.adoptIdentities(rev.ID, m)
+		return r.adoptIdentities(rev.ID, m, nil)
 	}
 	return nil
 }
 
-// adoptIdentities records the identities of a release found whole that had
-// none (made by an older version).
-func (r *Releases) adoptIdentities(id string, m *Manifest) error {
+// adoptIdentities records the identities of a release checked by content
+// that had none (made by an older version), but for the entries with a
+// finding: a file that is not the one published gets none.
+func (r *Releases) adoptIdentities(id string, m *Manifest, found []finding) error {
 	ids := make(identities, len(m.Entries))
-	if err := recordIdentities(filepath.Join(r.relDir, id), m, ids); err != nil {
+	bad := make(map[int]bool, len(found))
+	for _, f := range found {
+		bad[f.entry] = true
+	}
+	err := parallel(bgCtx, len(m.Entries), func(i int) error {
+		e := &m.Entries[i]
+		if e.Type != TypeFile || bad[i] {
+			return nil
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(entryPath(r.releaseDir(id), e), &st); err != nil {
+			return nil // missing meanwhile: no identity
+		}
+		ids[i] = identityOf(&st)
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	return r.writeIdentities(id, ids)

@@ -131,6 +131,28 @@ func (r *Releases) verify(ctx context.Context, repair bool, src Source) (VerifyR
 	return rep, found, nil
 }
 
+// Inspect checks the current release against its manifest without
+// reading content: every path, type, owner, mode and symlink target, and
+// each file's size and recorded identity (what the background audit does
+// every check_interval). A release without identities is checked by
+// content instead.
+func (r *Releases) Inspect(ctx context.Context) (VerifyReport, error) {
+	start := time.Now()
+	cur, m, ids, err := r.currentRelease()
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	rep := VerifyReport{Release: cur, Entries: len(m.Entries), Content: ids == nil}
+	rep.Files, rep.Bytes = m.Files()
+	found, err := r.verifyRelease(ctx, cur.ID, m, ids, ids == nil)
+	if err != nil {
+		return rep, err
+	}
+	rep.Differences = differences(found)
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
 // repairCurrent puts back what found says differs in release id, which must
 // still be the current one; it waits for a sync in progress.
 func (r *Releases) repairCurrent(ctx context.Context, id string, found []finding, src Source) ([]Difference, error) {
@@ -149,7 +171,7 @@ func (r *Releases) repairCurrent(ctx context.Context, id string, found []finding
 	}
 	if err == nil && ids == nil {
 		if rest, verr := r.verifyRelease(ctx, id, m, nil, true); verr == nil && len(rest) == 0 {
-			err = r.adoptIdentities(id, m)
+			err = r.adoptIdentities(id, m, nil)
 		}
 	}
 	return done, err
