@@ -60,6 +60,7 @@ type Agent struct {
 
 	metrics *metrics   // its own registry, served on the local API
 	db      *dbService // controller with a db section
+	view    viewState  // history and member reports (GET /v1/history, /v1/nodes)
 
 	localLn, clusterLn   net.Listener
 	localSrv, clusterSrv *http.Server
@@ -146,6 +147,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if err := a.openEdge(ctx); err != nil {
 		return err
 	}
+	a.openView()
 	a.serve(token)
 	a.wg.Add(1)
 	go a.watch()
@@ -253,6 +255,7 @@ func (a *Agent) serve(token string) {
 		CertStore: a.certStoreHandler(),
 		Dumps:     a.dumpService(),
 		Integrity: a.integrityService(),
+		View:      a,
 	})
 	local, cluster := guard.Local(), guard.Cluster()
 	a.localSrv = local.Server(srv.LocalHandler())

@@ -60,12 +60,15 @@ type Config struct {
 	CertStore http.Handler
 	// Integrity checks the served release (web nodes; nil otherwise).
 	Integrity IntegrityService
+	// View serves the cluster-wide reads of the status page (nil: none).
+	View ClusterView
 }
 
 // Server builds the two HTTP handlers of an agent.
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg       Config
+	log       *slog.Logger
+	readToken string // see ui.go
 }
 
 // New returns a Server. It does no I/O.
@@ -74,7 +77,7 @@ func New(cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log}
+	return &Server{cfg: cfg, log: log, readToken: newReadToken()}
 }
 
 // Body size limits: admin calls carry small JSON; an objects request carries
@@ -87,6 +90,7 @@ const (
 // LocalHandler is the handler of the local API.
 func (s *Server) LocalHandler() http.Handler {
 	e := s.newEcho("local")
+	e.Use(markLocal)
 	s.routes(e)
 	s.metricsRoute(e)
 	return e
@@ -106,6 +110,7 @@ func (s *Server) ClusterHandler() http.Handler {
 		c.GET("/meta", func(c echo.Context) error { return c.JSON(http.StatusOK, s.cfg.Meta()) })
 	}
 	s.certStoreRoutes(c)
+	s.reportRoute(c)
 	return e
 }
 
@@ -131,6 +136,7 @@ func (s *Server) newEcho(name string) *echo.Echo {
 func (s *Server) routes(e *echo.Echo) {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	s.uiRoutes(e)
 	v1 := e.Group("/v1", middleware.BodyLimit(adminBodyLimit), s.requireToken)
 	v1.GET("/status", s.status)
 	v1.GET("/members", s.members)
@@ -141,12 +147,16 @@ func (s *Server) routes(e *echo.Echo) {
 	s.certRoutes(v1)
 	s.dbRoutes(v1)
 	s.integrityRoutes(v1)
+	s.viewRoutes(v1)
 }
 
 // requireToken checks the bearer token in constant time.
 func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		if ok && s.readAllowed(c, strings.TrimSpace(got)) {
+			return next(c)
+		}
 		if !ok || s.cfg.Token == "" || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.cfg.Token)) != 1 {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="nodeagent"`)
 			return problem(http.StatusUnauthorized, "missing or wrong bearer token")
@@ -179,12 +189,7 @@ func (s *Server) readyz(c echo.Context) error {
 }
 
 func (s *Server) status(c echo.Context) error {
-	st := s.cfg.Node.Status()
-	if s.cfg.Dumps != nil {
-		db := s.cfg.Dumps.DBStatus()
-		st.DB = &db
-	}
-	return c.JSON(http.StatusOK, st)
+	return c.JSON(http.StatusOK, s.nodeStatus())
 }
 
 func (s *Server) members(c echo.Context) error {

@@ -105,6 +105,14 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"AuditStatus":        reflect.TypeFor[mirror.AuditStatus](),
 		"VerifyRequest":      reflect.TypeFor[api.VerifyRequest](),
 		"VerifyReport":       reflect.TypeFor[mirror.VerifyReport](),
+		"UISession":          reflect.TypeFor[api.UISession](),
+		"NodeReport":         reflect.TypeFor[api.NodeReport](),
+		"NodeReports":        reflect.TypeFor[api.NodeReports](),
+		"DeployList":         reflect.TypeFor[api.DeployList](),
+		"History":            reflect.TypeFor[api.History](),
+		"LagSample":          reflect.TypeFor[api.LagSample](),
+		"SyncRecord":         reflect.TypeFor[api.SyncRecord](),
+		"TargetChange":       reflect.TypeFor[api.TargetChange](),
 	} {
 		if _, ok := doc.Components.Schemas[name]; !ok {
 			t.Errorf("openapi.json has no schema %s", name)
