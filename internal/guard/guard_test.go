@@ -19,12 +19,13 @@ import (
 )
 
 // fast are the default limits with the windows shrunk so that tests run in
-// seconds; the logic is the one the defaults use.
+// seconds (yet long enough for a loaded machine's scheduling stalls); the
+// logic is the one the defaults use.
 func fast() guard.Limits {
 	l := guard.Cluster()
-	l.BodyWindow = 600 * time.Millisecond
+	l.BodyWindow = 1500 * time.Millisecond
 	l.BodyMinBytes = 1024
-	l.WriteWindow = 600 * time.Millisecond
+	l.WriteWindow = 1500 * time.Millisecond
 	l.ReadHeaderTimeout = 2 * time.Second
 	return l
 }
@@ -118,10 +119,10 @@ func TestTricklingBodyIsCutWhileASteadyOneCompletes(t *testing.T) {
 			// A byte every window/3: always some progress, never enough.
 			slow := dial(t, addr, useTLS)
 			go trickle(slow, "/", 200000, 1, l.BodyWindow/3, done)
-			// 512 bytes every 100 ms, for five windows: it must complete.
+			// 512 bytes every 100 ms, for four windows: it must complete.
 			steady := dial(t, addr, useTLS)
 			steadyErr := make(chan error, 1)
-			go func() { steadyErr <- trickle(steady, "/", 16384, 512, 100*time.Millisecond, done) }()
+			go func() { steadyErr <- trickle(steady, "/", 32768, 512, 100*time.Millisecond, done) }()
 
 			start := time.Now()
 			closedWithin(t, slow, 4*l.BodyWindow)
@@ -136,7 +137,7 @@ func TestTricklingBodyIsCutWhileASteadyOneCompletes(t *testing.T) {
 				t.Fatalf("steady upload: %v", err)
 			}
 			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != 200 || string(body) != "16384" {
+			if resp.StatusCode != 200 || string(body) != "32768" {
 				t.Fatalf("steady upload: %d %q", resp.StatusCode, body)
 			}
 			if took := time.Since(start); took < 2*l.BodyWindow {
@@ -199,13 +200,13 @@ func TestTricklingBodyIsCutOverHTTP2(t *testing.T) {
 	if took := time.Since(start); took > 4*l.BodyWindow {
 		t.Fatalf("trickling stream ended after %s", took)
 	}
-	resp, err = post(512, 100*time.Millisecond, 16384)
+	resp, err = post(512, 100*time.Millisecond, 32768)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || string(body) != "16384" {
+	if resp.StatusCode != 200 || string(body) != "32768" {
 		t.Fatalf("steady upload: %d %q", resp.StatusCode, body)
 	}
 }
