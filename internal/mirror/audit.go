@@ -194,7 +194,7 @@ func (a *Auditor) pass(ctx context.Context) error {
 	now := time.Now()
 	var found []finding
 	if a.cfg.CheckInterval > 0 {
-		if found, err = inspectTree(ctx, rels.releaseDir(cur.ID), m, ids); err != nil {
+		if found, err = inspectTree(ctx, rels.releaseDir(cur.ID), m, ids, 1); err != nil {
 			return err
 		}
 	}
@@ -268,7 +268,7 @@ func (a *Auditor) hashSlice(ctx context.Context, id string, m *Manifest) (time.T
 func (a *Auditor) adopt(ctx context.Context, cur Revision, m *Manifest) error {
 	rels := a.cfg.Releases
 	now := time.Now()
-	found, err := rels.verifyRelease(ctx, cur.ID, m, nil, true)
+	found, err := rels.verifyRelease(ctx, cur.ID, m, nil, true, 1)
 	if err != nil {
 		return err
 	}
@@ -299,7 +299,7 @@ func (a *Auditor) repair(ctx context.Context, cur Revision, m *Manifest, found [
 	}
 	// What was repaired is no longer a content difference.
 	clear(a.hashed)
-	again, ierr := a.cfg.Releases.verifyRelease(ctx, cur.ID, m2, ids, ids == nil)
+	again, ierr := a.cfg.Releases.verifyRelease(ctx, cur.ID, m2, ids, ids == nil, 1)
 	if ierr != nil {
 		return found, len(done), errors.Join(err, ierr)
 	}

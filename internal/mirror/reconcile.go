@@ -23,7 +23,7 @@ type recycledPlan struct {
 // inspectRecycled inspects the recycled tree at dir (the release of old,
 // with identities oldIDs).
 func (r *Releases) inspectRecycled(ctx context.Context, dir string, old *Manifest, oldIDs identities) (*recycledPlan, error) {
-	findings, err := inspectTree(ctx, dir, old, oldIDs)
+	findings, err := inspectTree(ctx, dir, old, oldIDs, fsWorkers)
 	if err != nil {
 		return nil, err
 	}

@@ -82,7 +82,7 @@ func (r *Releases) checkKept(ctx context.Context, rev Revision, src Source) erro
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		r.log.Warn("identities of a kept release unreadable; checking it by content", "id", rev.ID, "err", err)
 	}
-	rep, err := r.verifyRelease(ctx, rev.ID, m, ids, ids == nil)
+	rep, err := r.verifyRelease(ctx, rev.ID, m, ids, ids == nil, fsWorkers)
 	if err != nil {
 		return fmt.Errorf("check kept release: %w", err)
 	}
@@ -92,7 +92,7 @@ func (r *Releases) checkKept(ctx context.Context, rev Revision, src Source) erro
 		if _, err := r.repairRelease(ctx, rev.ID, m, ids, rep, src); err != nil {
 			return fmt.Errorf("repair kept release: %w", err)
 		}
-		if rep, err = r.verifyRelease(ctx, rev.ID, m, ids, ids == nil); err != nil {
+		if rep, err = r.verifyRelease(ctx, rev.ID, m, ids, ids == nil, fsWorkers); err != nil {
 			return err
 		}
 		if len(rep) > 0 {

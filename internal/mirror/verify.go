@@ -31,10 +31,11 @@ type VerifyReport struct {
 var ErrNoRelease = errors.New("no release is served yet")
 
 // verifyRelease checks release id (manifest m, identities ids or nil)
-// against m: an inspection, and with content the SHA-256 of every file.
-func (r *Releases) verifyRelease(ctx context.Context, id string, m *Manifest, ids identities, content bool) ([]finding, error) {
+// against m: an inspection, and with content the SHA-256 of every file
+// (in one goroutine). The inspection runs in workers goroutines.
+func (r *Releases) verifyRelease(ctx context.Context, id string, m *Manifest, ids identities, content bool, workers int) ([]finding, error) {
 	dir := r.releaseDir(id)
-	found, err := inspectTree(ctx, dir, m, ids)
+	found, err := inspectTree(ctx, dir, m, ids, workers)
 	if err != nil || !content {
 		return found, err
 	}
@@ -111,7 +112,7 @@ func (r *Releases) verify(ctx context.Context, repair bool, src Source) (VerifyR
 	}
 	rep := VerifyReport{Release: cur, Entries: len(m.Entries), Content: true}
 	rep.Files, rep.Bytes = m.Files()
-	found, err := r.verifyRelease(ctx, cur.ID, m, ids, true)
+	found, err := r.verifyRelease(ctx, cur.ID, m, ids, true, 1)
 	if err != nil {
 		return rep, nil, err
 	}
@@ -122,7 +123,7 @@ func (r *Releases) verify(ctx context.Context, repair bool, src Source) (VerifyR
 		if cur, m, ids, err = r.currentRelease(); err != nil { // identities changed
 			return rep, nil, err
 		}
-		if found, err = r.verifyRelease(ctx, cur.ID, m, ids, true); err != nil {
+		if found, err = r.verifyRelease(ctx, cur.ID, m, ids, true, 1); err != nil {
 			return rep, nil, err
 		}
 	}
@@ -144,7 +145,7 @@ func (r *Releases) Inspect(ctx context.Context) (VerifyReport, error) {
 	}
 	rep := VerifyReport{Release: cur, Entries: len(m.Entries), Content: ids == nil}
 	rep.Files, rep.Bytes = m.Files()
-	found, err := r.verifyRelease(ctx, cur.ID, m, ids, ids == nil)
+	found, err := r.verifyRelease(ctx, cur.ID, m, ids, ids == nil, 1)
 	if err != nil {
 		return rep, err
 	}
@@ -170,7 +171,7 @@ func (r *Releases) repairCurrent(ctx context.Context, id string, found []finding
 		r.log.Warn("release repaired", "id", id, "seq", cur.Seq, "repaired", len(done), "first", done[0].String())
 	}
 	if err == nil && ids == nil {
-		if rest, verr := r.verifyRelease(ctx, id, m, nil, true); verr == nil && len(rest) == 0 {
+		if rest, verr := r.verifyRelease(ctx, id, m, nil, true, 1); verr == nil && len(rest) == 0 {
 			err = r.adoptIdentities(id, m, nil)
 		}
 	}
