@@ -630,3 +630,41 @@ func grepLines(text, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestProcessOneAddressCannotFillTheClusterAPI: an address that opens
+// connection after connection to the cluster API (each held with a body
+// that never comes) gets 32 at most; a load balancer's probe from another
+// address is answered meanwhile.
+func TestProcessOneAddressCannotFillTheClusterAPI(t *testing.T) {
+	t.Parallel()
+	pc := newProcCluster(t)
+	writeFile(t, filepath.Join(pc.source, "index.php"), "<?php", 0o644)
+	cluster, local := addrsOf(t, pc.writeConfig("controller", "controller"))
+	pc.start("controller")
+	testutil.Eventually(t, 20*time.Second, func() error {
+		_, err := http.Get("http://" + local + "/healthz")
+		return err
+	})
+	attacker := &net.TCPAddr{IP: net.IPv4(127, 0, 2, 1)}
+	held, refused := 0, 0
+	for range 60 {
+		d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: attacker}
+		c, err := tls.DialWithDialer(d, "tcp", cluster, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			refused++ // closed during the handshake
+			continue
+		}
+		defer c.Close()
+		// A body that never comes: held for the 30 s a body gets.
+		fmt.Fprintf(c, "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+		held++
+	}
+	if refused < 60-32 {
+		t.Fatalf("%d connections from one address taken, %d refused; want at most 32 taken", held, refused)
+	}
+	probe := &net.TCPAddr{IP: net.IPv4(127, 0, 2, 2)}
+	if status, err := rawRequest(cluster, &tls.Config{InsecureSkipVerify: true}, probe, "GET"); err != nil || !strings.Contains(status, " 200 ") {
+		t.Fatalf("a probe from another address: %q %v", status, err)
+	}
+	t.Logf("one address: %d connections held, %d refused; another address answered", held, refused)
+}

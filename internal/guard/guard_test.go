@@ -310,8 +310,13 @@ func TestPerClientCap(t *testing.T) {
 		}
 		held = append(held, c)
 	}
+	// The fourth is closed at once: no answer, no waiting for headers.
 	extra := dial(t, addr, false)
-	closedWithin(t, extra, 5*time.Second)
+	fmt.Fprintf(extra, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	extra.SetReadDeadline(time.Now().Add(l.ReadHeaderTimeout / 2))
+	if resp, err := http.ReadResponse(bufio.NewReader(extra), nil); err == nil || isTimeout(err) {
+		t.Fatalf("a fourth connection from one address: %v %v", resp, err)
+	}
 
 	// Another address (all of 127/8 is this host) still gets in.
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
@@ -394,4 +399,9 @@ func mustPrefixes(t *testing.T, ss ...string) []netip.Prefix {
 		out = append(out, p)
 	}
 	return out
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
 }
