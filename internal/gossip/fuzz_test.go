@@ -1,0 +1,91 @@
+package gossip_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nodeagent/nodeagent/internal/gossip"
+)
+
+// Fuzz targets of what a node takes from others: user messages (register
+// writes such as the maintenance and certificate registers, leave intents)
+// and push/pull state. Whatever a node accepts it must be able to persist
+// and load again at its next start, pass on to a peer unchanged, and
+// outbid with its own next write. Seeds are in testdata/fuzz/<target>.
+
+func fuzzNode(tb testing.TB, name string) *gossip.Gossip {
+	return gossip.New(gossip.Config{Name: name, Key: make([]byte, gossip.KeySize)})
+}
+
+// compact returns registers with their values in compact JSON, as a state
+// file or a push/pull payload carries them.
+func compact(tb testing.TB, regs map[string]gossip.Register) map[string]gossip.Register {
+	out := make(map[string]gossip.Register, len(regs))
+	for k, r := range regs {
+		var b bytes.Buffer
+		if err := json.Compact(&b, r.Value); err != nil {
+			tb.Fatalf("register %q holds invalid JSON: %v", k, err)
+		}
+		r.Value = b.Bytes()
+		out[k] = r
+	}
+	return out
+}
+
+// checkAccepted checks the properties of whatever g now holds.
+func checkAccepted(t *testing.T, g *gossip.Gossip) {
+	regs := compact(t, g.Registers())
+	data, err := g.StateFileBytes()
+	if err != nil {
+		t.Fatalf("encode state: %v", err)
+	}
+	var st struct{ Clock uint64 }
+	if err := json.Unmarshal(data, &st); err != nil || st.Clock >= gossip.MaxClock {
+		t.Fatalf("clock %d: the node's own next write could not win (%v)", st.Clock, err)
+	}
+	path := filepath.Join(t.TempDir(), "state.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := gossip.LoadStateFile(path)
+	if err != nil {
+		t.Fatalf("the node could not start again with what it accepted: %v", err)
+	}
+	if !maps.EqualFunc(compact(t, loaded), regs, sameRegister) {
+		t.Fatalf("state file changed the registers:\n%v\nwant\n%v", loaded, regs)
+	}
+	peer := fuzzNode(t, "peer")
+	peer.MergeState(g.LocalState())
+	if got := compact(t, peer.Registers()); !maps.EqualFunc(got, regs, sameRegister) {
+		t.Fatalf("push/pull changed the registers:\n%v\nwant\n%v", got, regs)
+	}
+}
+
+// FuzzMessage: a user message as another member could send it.
+func FuzzMessage(f *testing.F) {
+	f.Add([]byte(`r{"k":"maintenance","clock":7,"node":"web-1","value":{"enabled":true,"message":"upgrade","allow":["10.0.0.0/8"],"until":"2030-01-01T00:00:00Z"}}`))
+	f.Add([]byte(`r{"k":"certificate","clock":3,"node":"web-2","value":{"names":["moodle.example.com"],"fingerprint":"ab","not_after":"2030-01-01T00:00:00Z","renewal":true}}`))
+	f.Add([]byte(`r{"k":"target","clock":18446744073709551615,"node":"x","value":{"seq":1,"id":"00"}}`))
+	f.Add([]byte(`l{"n":"web-3","c":9}`))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		g := fuzzNode(t, "fuzz")
+		g.HandleMsg(msg)
+		checkAccepted(t, g)
+	})
+}
+
+// FuzzPushPull: a push/pull state as another member could send it.
+func FuzzPushPull(f *testing.F) {
+	f.Add([]byte(`{"clock":9,"registers":{"maintenance":{"clock":8,"node":"web-1","value":{"enabled":false}},"target":{"clock":9,"node":"controller","value":{"seq":4,"id":"ab"}}},"left":{"web-9":5}}`))
+	f.Add([]byte(`{"clock":18446744073709551615,"registers":{}}`))
+	f.Add([]byte(`{"registers":{"k":{"clock":1,"node":"","value":1}}}`))
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		g := fuzzNode(t, "fuzz")
+		g.MergeState(buf)
+		checkAccepted(t, g)
+	})
+}
