@@ -2,14 +2,12 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -248,8 +246,8 @@ func (a *Agent) observeCertificate() {
 	if !ok || reg.Clock == f.certClock.Load() {
 		return
 	}
-	var ob certs.Obtained
-	if err := json.Unmarshal(reg.Value, &ob); err != nil || reg.Node == a.cfg.Node ||
+	ob, err := decodeCertificate(reg)
+	if err != nil || reg.Node == a.cfg.Node ||
 		ob.Fingerprint == f.certs.State().Fingerprint {
 		f.certClock.Store(reg.Clock)
 		return
@@ -284,15 +282,10 @@ func (a *Agent) updateEdgeMaintenance() {
 	if old := f.maintSrc.Load(); old != nil && old.Clock == m.Clock && old.Active == m.Active {
 		return
 	}
-	em := edge.Maintenance{Active: m.Active, Message: m.Message}
-	if m.Until != nil {
-		em.Until = *m.Until
-	}
-	allow, err := edge.ParsePrefixes(slices.Concat(m.Allow, a.cfg.Maintenance.Allow))
+	em, err := edgeMaintenance(m, a.cfg.Maintenance.Allow)
 	if err != nil {
 		a.log.Warn("maintenance allow list", "err", err)
 	}
-	em.Allow = allow
 	f.maint.Store(&em)
 	f.maintSrc.Store(&m)
 }

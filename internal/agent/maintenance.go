@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -29,14 +28,10 @@ func (a *Agent) maintenanceState() api.Maintenance {
 	if !ok {
 		return api.Maintenance{}
 	}
-	var m api.Maintenance
-	if err := json.Unmarshal(reg.Value, &m); err != nil {
+	m, err := decodeMaintenance(reg, time.Now())
+	if err != nil {
 		a.log.Warn("ignoring malformed maintenance state", "err", err)
-		return api.Maintenance{}
 	}
-	m.Clock = reg.Clock
-	m.SetBy = reg.Node
-	m.Active = m.Enabled && (m.Until == nil || time.Now().Before(*m.Until))
 	return m
 }
 
