@@ -37,8 +37,11 @@ type Options struct {
 	// SyncRetryMin and SyncRetryMax bound the web syncer's back-off.
 	SyncRetryMin, SyncRetryMax time.Duration
 	ACME                       ACMETuning // tests: short-lived certificates
-	Version                    string
-	Logger                     *slog.Logger
+	// ClusterCertLifetime overrides the lifetime of the agent's cluster
+	// certificate (tests; clustertls.DefaultLifetime otherwise).
+	ClusterCertLifetime time.Duration
+	Version             string
+	Logger              *slog.Logger
 }
 
 // Agent is one running nodeagent.
@@ -48,6 +51,7 @@ type Agent struct {
 	log  *slog.Logger
 
 	id     *clustertls.Identity
+	keys   agentKeyring // the gossip keys id and gossip follow
 	peers  *http.Client // agent-to-agent calls, mutual TLS
 	wire   wireCounter  // bytes of those calls
 	gossip *gossip.Gossip
@@ -118,11 +122,10 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if err := a.checkDataroot(); err != nil {
 		return err
 	}
-	if a.id, err = clustertls.New(key, a.cfg.Node); err != nil {
+	if err := a.openIdentity(ctx, key); err != nil {
 		return err
 	}
-	a.peers = a.id.HTTPClient()
-	a.wire.instrument(a.peers)
+	a.peers = a.id.HTTPClient(a.wire.dial)
 	if a.opts.WrapPeerTransport != nil {
 		a.peers.Transport = a.opts.WrapPeerTransport(a.peers.Transport)
 	}
@@ -219,6 +222,7 @@ func (a *Agent) openGossip(ctx context.Context, key []byte) error {
 		Advertise: a.cfg.Gossip.Advertise,
 		Join:      a.cfg.Gossip.Join,
 		Key:       key,
+		Keyring:   a.keys.ring,
 		Meta:      a.localMeta(),
 		StateFile: filepath.Join(a.cfg.DataDir, "gossip-state.json"),
 		Timing:    a.opts.GossipTiming,
@@ -244,9 +248,11 @@ func (a *Agent) serve(token string) {
 		Mirror:  a.mirrorHandler(),
 		Meta:    a.localMeta,
 		Metrics: a.metrics.handler(), ObserveRequest: a.metrics.observeRequest,
-		Certs:     a.certService(),
-		CertStore: a.certStoreHandler(),
-		Dumps:     a.dumpService(),
+		Certs:      a.certService(),
+		CertStore:  a.certStoreHandler(),
+		Dumps:      a.dumpService(),
+		VerifyPeer: a.id.Verified,
+		Keyring:    a,
 	})
 	a.localSrv = newHTTPServer(srv.LocalHandler())
 	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
@@ -329,6 +335,9 @@ func (a *Agent) Close() error {
 		}
 		if a.store != nil {
 			a.keep(a.store.Close())
+		}
+		if a.id != nil {
+			a.keep(a.id.Close())
 		}
 	})
 	return a.closeErr

@@ -101,6 +101,13 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"RestoreRequest":     reflect.TypeFor[api.RestoreRequest](),
 		"Restore":            reflect.TypeFor[api.Restore](),
 		"DBStatus":           reflect.TypeFor[api.DBStatus](),
+		"KeyRequest":         reflect.TypeFor[api.KeyRequest](),
+		"PrimaryRequest":     reflect.TypeFor[api.PrimaryRequest](),
+		"KeyInfo":            reflect.TypeFor[gossip.KeyInfo](),
+		"ClusterCertificate": reflect.TypeFor[api.ClusterCertificate](),
+		"NodeKeyring":        reflect.TypeFor[api.NodeKeyring](),
+		"KeyUsage":           reflect.TypeFor[api.KeyUsage](),
+		"KeyringReport":      reflect.TypeFor[api.KeyringReport](),
 	} {
 		if _, ok := doc.Components.Schemas[name]; !ok {
 			t.Errorf("openapi.json has no schema %s", name)
