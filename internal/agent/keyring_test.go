@@ -285,6 +285,15 @@ func TestKeyringRotationWithoutDowntime(t *testing.T) {
 	if !strings.Contains(err.Error(), "tls") && !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("want the TLS handshake refused, got %v", err)
 	}
+	// The controller refuses its certificate even from a client that does
+	// not check the controller's.
+	cfg := agent.ClusterIdentity(stale).ClientConfig()
+	cfg.VerifyConnection = nil
+	blind := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	if resp, err := blind.Get("https://" + c.ctl.ClusterAddr() + "/cluster/v1/mirror/revisions"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the controller accepted the certificate of a removed key: %d", resp.StatusCode)
+	}
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if n := len(stale.Members()); n != 1 {
 			t.Fatalf("a node holding only the removed key sees %d members", n)
