@@ -42,3 +42,6 @@ func LoadStateFile(path string) (map[string]Register, error) {
 
 // MaxClock bounds the Lamport clock a node accepts from others.
 const MaxClock = maxClock
+
+// DecodeKeyring parses a keyring file as LoadKeyring does.
+func DecodeKeyring(b []byte) ([][]byte, string, error) { return decodeKeyring(b) }

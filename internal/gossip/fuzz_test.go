@@ -2,10 +2,13 @@ package gossip_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nodeagent/nodeagent/internal/gossip"
@@ -87,5 +90,48 @@ func FuzzPushPull(f *testing.F) {
 		g := fuzzNode(t, "fuzz")
 		g.MergeState(buf)
 		checkAccepted(t, g)
+	})
+}
+
+// FuzzKeyringFile: a keyring file, however damaged, is either refused with
+// an error that quotes none of its content, or read as distinct 32-byte
+// keys that, written again, read back the same.
+func FuzzKeyringFile(f *testing.F) {
+	k1 := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, gossip.KeySize))
+	k2 := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, gossip.KeySize))
+	f.Add([]byte(`{"keys":["` + k1 + `","` + k2 + `"],"key_file":"0123456789abcdef"}`))
+	f.Add([]byte(`{"keys":["` + k1 + `","` + k1 + `"]}`))
+	f.Add([]byte(`{"keys":["` + k1[:20] + `"]}`))
+	f.Add([]byte(`{"keys":[]}` + "\n" + k1))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, recorded, err := gossip.DecodeKeyring(data)
+		if err != nil {
+			msg := err.Error()
+			for _, field := range strings.FieldsFunc(string(data), func(r rune) bool { return strings.ContainsRune("\"[]{},: \n\t", r) }) {
+				if len(field) >= 8 && strings.Contains(msg, field) {
+					t.Fatalf("error %q quotes the file (%q)", msg, field)
+				}
+			}
+			return
+		}
+		var file struct {
+			Keys    []string `json:"keys"`
+			KeyFile string   `json:"key_file"`
+		}
+		file.KeyFile = recorded
+		for i, k := range keys {
+			if len(k) != gossip.KeySize || slices.ContainsFunc(keys[:i], func(o []byte) bool { return bytes.Equal(o, k) }) {
+				t.Fatalf("key %d: %d bytes or repeated", i, len(k))
+			}
+			file.Keys = append(file.Keys, base64.StdEncoding.EncodeToString(k))
+		}
+		again, err := json.Marshal(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys2, recorded2, err := gossip.DecodeKeyring(again)
+		if err != nil || recorded2 != recorded || !slices.EqualFunc(keys2, keys, bytes.Equal) {
+			t.Fatalf("written again, the keyring reads differently: %v", err)
+		}
 	})
 }
