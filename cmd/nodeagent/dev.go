@@ -190,6 +190,7 @@ func (cl *devCluster) printIntro(out io.Writer) {
 		fmt.Fprintf(out, "  %-11s local API http://%s  cluster API https://%s  target %s\n", cfg.Node, a.LocalAddr(), a.ClusterAddr(), cfg.Mirror.Target)
 		fmt.Fprintf(out, "  %-11s edge https://%s/ (self-signed) -> demo backend %s\n", "", a.EdgeAddr(), cfg.Edge.Backend)
 	}
+	fmt.Fprintf(out, "\nStatus page: http://%s/ui/ (read-only without the token; sign in with it to act)\n", ctl.LocalAddr())
 	fmt.Fprintf(out, "\nIn another shell:\n\n")
 	fmt.Fprintf(out, "  export NODEAGENT_ADDR=http://%s NODEAGENT_TOKEN=$(cat %s)\n", ctl.LocalAddr(), filepath.Join(cl.root, "api.token"))
 	fmt.Fprintf(out, "  go run ./cmd/nodeagent status\n")

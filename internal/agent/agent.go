@@ -42,6 +42,10 @@ type Options struct {
 	ClusterCertLifetime time.Duration
 	Version             string
 	Logger              *slog.Logger
+	// Listen binds the TCP listener of a config key (api.listen,
+	// cluster.listen, edge.https, edge.http); nil = net.Listen. `run`
+	// passes one that reuses the sockets kept across a restart.
+	Listen func(key, addr string) (net.Listener, error)
 }
 
 // Agent is one running nodeagent.
@@ -62,9 +66,11 @@ type Agent struct {
 
 	metrics *metrics   // its own registry, served on the local API
 	db      *dbService // controller with a db section
+	view    viewState  // history and member reports (GET /v1/history, /v1/nodes)
 
 	localLn, clusterLn   net.Listener
 	localSrv, clusterSrv *http.Server
+	apiDrains            map[*http.Server]apiDrain
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -144,6 +150,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if err := a.openEdge(ctx); err != nil {
 		return err
 	}
+	a.openView()
 	a.serve(token)
 	a.wg.Add(1)
 	go a.watch()
@@ -174,13 +181,11 @@ func (a *Agent) secrets() ([]byte, string, error) {
 
 func (a *Agent) listen() error {
 	var err error
-	if a.localLn, err = net.Listen("tcp", a.cfg.API.Listen); err != nil {
-		return fmt.Errorf("api.listen: %w", err)
+	if a.localLn, err = a.listenTCP("api.listen", a.cfg.API.Listen); err != nil {
+		return err
 	}
-	if a.clusterLn, err = net.Listen("tcp", a.cfg.Cluster.Listen); err != nil {
-		return fmt.Errorf("cluster.listen: %w", err)
-	}
-	return nil
+	a.clusterLn, err = a.listenTCP("cluster.listen", a.cfg.Cluster.Listen)
+	return err
 }
 
 func (a *Agent) mirrorDir() string { return filepath.Join(a.cfg.DataDir, "mirror") }
@@ -251,12 +256,14 @@ func (a *Agent) serve(token string) {
 		Certs:      a.certService(),
 		CertStore:  a.certStoreHandler(),
 		Dumps:      a.dumpService(),
+		View:       a,
 		VerifyPeer: a.id.Verified,
 		Keyring:    a,
 	})
 	a.localSrv = newHTTPServer(srv.LocalHandler())
 	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
 	a.clusterSrv.TLSConfig = a.id.ServerConfig()
+	a.drainAPI()
 	a.goServe(a.localSrv, a.localLn, false)
 	a.goServe(a.clusterSrv, a.clusterLn, true)
 }
@@ -287,7 +294,7 @@ func (a *Agent) goServe(srv *http.Server, ln net.Listener, tls bool) {
 		} else {
 			err = srv.Serve(ln)
 		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) { // closed by a drain
 			a.log.Error("api server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
@@ -312,7 +319,7 @@ func (a *Agent) Close() error {
 		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, srv := range []*http.Server{a.clusterSrv, a.localSrv} {
-			if srv != nil && srv.Shutdown(shut) != nil {
+			if srv != nil && a.shutdownAPI(shut, srv) != nil {
 				// Requests still running (a long content fetch) are cut:
 				// what they use is closed next.
 				a.log.Warn("API shutdown: closing open requests")
@@ -328,7 +335,6 @@ func (a *Agent) Close() error {
 			a.keep(a.syncer.Close())
 		}
 		a.wg.Wait()
-		a.closeEdge() // after the loops that reload its certificate
 		a.keep(a.closeDB())
 		if a.gossip != nil {
 			a.keep(a.gossip.Close())
@@ -336,6 +342,9 @@ func (a *Agent) Close() error {
 		if a.store != nil {
 			a.keep(a.store.Close())
 		}
+		// Last, after the loops that reload its certificate: the edge
+		// serves clients while the rest stops, then drains.
+		a.closeEdge()
 		if a.id != nil {
 			a.keep(a.id.Close())
 		}

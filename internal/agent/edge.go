@@ -81,7 +81,7 @@ func (a *Agent) openEdge(ctx context.Context) error {
 		HTTPS: ec.HTTPS, HTTP: ec.HTTP, Backend: backend,
 		TLS: f.certs.TLSConfig(), ACME: f.certs.HTTPChallengeHandler,
 		Maintenance: f.maintenance, MaintenancePage: ec.MaintenancePage,
-		TrustedProxies: trusted, Logger: a.log,
+		TrustedProxies: trusted, Listen: a.opts.Listen, Logger: a.log,
 	})
 	if err != nil {
 		return err
@@ -98,6 +98,7 @@ func (a *Agent) openEdge(ctx context.Context) error {
 	}
 	a.updateEdgeMaintenance()
 	f.edge.Serve()
+	a.checkBackendOnce(ctx)
 	a.wg.Add(1)
 	go a.checkBackend()
 	a.log.Info("edge started", "https", f.edge.HTTPSAddr(), "http", f.edge.HTTPAddr(), "backend", ec.Backend,

@@ -309,8 +309,28 @@ func TestKeyringRotationWithoutDowntime(t *testing.T) {
 	stale.Close()
 	c.webs["web-5"] = c.open(c.config("web-5", "web"), k2)
 	c.converged("web-5")
+	waitAlive(t, 6, c.ctl)
 	rep = mustKeyring(t, c.ctl, 6, "GET", "", nil)
 	checkKeys(t, rep, k2)
+}
+
+// waitAlive waits until each agent sees n members alive.
+func waitAlive(t *testing.T, n int, agents ...*agent.Agent) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() error {
+		for _, a := range agents {
+			alive := 0
+			for _, m := range a.Members() {
+				if m.State == gossip.StateAlive {
+					alive++
+				}
+			}
+			if alive != n {
+				return fmt.Errorf("%s sees %d members alive, want %d", a.Status().Node, alive, n)
+			}
+		}
+		return nil
+	})
 }
 
 // TestKeyringRefusals: a key is used only once every live member has it;
@@ -319,15 +339,11 @@ func TestKeyringRefusals(t *testing.T) {
 	c := newCluster(t)
 	web1 := c.addWeb("web-1")
 	k2, k3 := newKey(t), newKey(t)
+	waitAlive(t, 2, web1)
 	mustKeyring(t, web1, 2, "POST", "", api.KeyRequest{Key: base64.StdEncoding.EncodeToString(k3)})
 	// web-2 joins with the cluster's key only.
 	web2 := c.addWeb("web-2")
-	testutil.Eventually(t, 20*time.Second, func() error {
-		if n := len(c.ctl.Members()); n != 3 {
-			return fmt.Errorf("controller sees %d members", n)
-		}
-		return nil
-	})
+	waitAlive(t, 3, c.ctl, web2)
 	code, rep := keyring(t, c.ctl, "PUT", "/primary", api.PrimaryRequest{Fingerprint: gossip.Fingerprint(k3)})
 	if code != http.StatusConflict || rep.Members != 3 {
 		t.Fatalf("use a key web-2 lacks: %d %+v", code, rep)

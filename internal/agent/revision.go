@@ -140,6 +140,7 @@ func (a *Agent) watch() {
 	for {
 		a.observe()
 		a.publishMeta()
+		a.observeHistory()
 		select {
 		case <-a.ctx.Done():
 			return

@@ -64,12 +64,15 @@ type Config struct {
 	VerifyPeer func(*http.Request) bool
 	// Keyring runs the gossip keyring operations (nil: no /v1/keyring).
 	Keyring KeyringService
+	// View serves the cluster-wide reads of the status page (nil: none).
+	View ClusterView
 }
 
 // Server builds the two HTTP handlers of an agent.
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg       Config
+	log       *slog.Logger
+	readToken string // see ui.go
 }
 
 // New returns a Server. It does no I/O.
@@ -78,7 +81,7 @@ func New(cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log}
+	return &Server{cfg: cfg, log: log, readToken: newReadToken()}
 }
 
 // Body size limits: admin calls carry small JSON; an objects request carries
@@ -91,6 +94,7 @@ const (
 // LocalHandler is the handler of the local API.
 func (s *Server) LocalHandler() http.Handler {
 	e := s.newEcho("local")
+	e.Use(markLocal)
 	s.routes(e)
 	s.metricsRoute(e)
 	return e
@@ -111,6 +115,7 @@ func (s *Server) ClusterHandler() http.Handler {
 	}
 	s.certStoreRoutes(c)
 	s.keyringClusterRoutes(c)
+	s.reportRoute(c)
 	return e
 }
 
@@ -136,6 +141,7 @@ func (s *Server) newEcho(name string) *echo.Echo {
 func (s *Server) routes(e *echo.Echo) {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	s.uiRoutes(e)
 	v1 := e.Group("/v1", middleware.BodyLimit(adminBodyLimit), s.requireToken)
 	v1.GET("/status", s.status)
 	v1.GET("/members", s.members)
@@ -146,12 +152,16 @@ func (s *Server) routes(e *echo.Echo) {
 	s.certRoutes(v1)
 	s.dbRoutes(v1)
 	s.keyringRoutes(v1)
+	s.viewRoutes(v1)
 }
 
 // requireToken checks the bearer token in constant time.
 func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		if ok && s.readAllowed(c, strings.TrimSpace(got)) {
+			return next(c)
+		}
 		if !ok || s.cfg.Token == "" || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.cfg.Token)) != 1 {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="nodeagent"`)
 			return problem(http.StatusUnauthorized, "missing or wrong bearer token")
@@ -184,12 +194,7 @@ func (s *Server) readyz(c echo.Context) error {
 }
 
 func (s *Server) status(c echo.Context) error {
-	st := s.cfg.Node.Status()
-	if s.cfg.Dumps != nil {
-		db := s.cfg.Dumps.DBStatus()
-		st.DB = &db
-	}
-	return c.JSON(http.StatusOK, st)
+	return c.JSON(http.StatusOK, s.nodeStatus())
 }
 
 func (s *Server) members(c echo.Context) error {

@@ -108,6 +108,14 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"NodeKeyring":        reflect.TypeFor[api.NodeKeyring](),
 		"KeyUsage":           reflect.TypeFor[api.KeyUsage](),
 		"KeyringReport":      reflect.TypeFor[api.KeyringReport](),
+		"UISession":          reflect.TypeFor[api.UISession](),
+		"NodeReport":         reflect.TypeFor[api.NodeReport](),
+		"NodeReports":        reflect.TypeFor[api.NodeReports](),
+		"DeployList":         reflect.TypeFor[api.DeployList](),
+		"History":            reflect.TypeFor[api.History](),
+		"LagSample":          reflect.TypeFor[api.LagSample](),
+		"SyncRecord":         reflect.TypeFor[api.SyncRecord](),
+		"TargetChange":       reflect.TypeFor[api.TargetChange](),
 	} {
 		if _, ok := doc.Components.Schemas[name]; !ok {
 			t.Errorf("openapi.json has no schema %s", name)
