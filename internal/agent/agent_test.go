@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,6 +25,15 @@ import (
 const testToken = "test-token-0123456789"
 
 var testKey = bytes.Repeat([]byte{0x42}, 32)
+
+// testUser is the user the tests run as.
+var testUser = func() string {
+	u, err := user.Current()
+	if err != nil {
+		panic(err)
+	}
+	return u.Username
+}()
 
 // cluster is a set of in-process agents sharing one temporary directory.
 type cluster struct {
@@ -66,6 +76,7 @@ func (c *cluster) config(node, role string) *config.Config {
 	cfg.Cluster.Listen = "127.0.0.1:0"
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.Mirror.MaxLag = config.Duration(time.Minute)
+	cfg.Deploy.RunAs = testUser // commands write into the test's private directories
 	if c.ctl != nil {
 		cfg.Gossip.Join = []string{c.ctl.GossipAddr()}
 	}

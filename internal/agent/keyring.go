@@ -18,6 +18,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/clustertls"
+	"github.com/nodeagent/nodeagent/internal/errs"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 )
 
@@ -85,7 +86,7 @@ func (a *Agent) KeyringApply(ctx context.Context, op api.KeyringOp) (api.NodeKey
 	case api.KeyringOpInstall:
 		var key []byte
 		if key, err = gossip.ParseKey(op.Key); err != nil {
-			return api.NodeKeyring{}, api.BadRequest("key: " + err.Error())
+			return api.NodeKeyring{}, errs.Invalid("key: %w", err)
 		}
 		err = ring.Install(key)
 	case api.KeyringOpUse:
@@ -93,11 +94,11 @@ func (a *Agent) KeyringApply(ctx context.Context, op api.KeyringOp) (api.NodeKey
 	case api.KeyringOpRemove:
 		err = ring.Remove(op.Fingerprint)
 	default:
-		return api.NodeKeyring{}, api.BadRequest(fmt.Sprintf("unknown keyring operation %q", op.Op))
+		return api.NodeKeyring{}, errs.Invalid("unknown keyring operation %q", op.Op)
 	}
 	switch {
 	case errors.Is(err, gossip.ErrKeyNotInstalled), errors.Is(err, gossip.ErrPrimaryKey):
-		return api.NodeKeyring{}, api.Conflict(err.Error())
+		return api.NodeKeyring{}, errs.Conflict("%w", err)
 	case err != nil:
 		return api.NodeKeyring{}, err
 	}
@@ -149,8 +150,8 @@ func (a *Agent) KeyringUse(ctx context.Context, fp string) (api.KeyringReport, e
 		}
 	}
 	if len(missing) > 0 {
-		return list, api.Conflict(fmt.Sprintf("key %s is not installed on every live member: missing on %s; install it first",
-			fp, strings.Join(missing, ", ")))
+		return list, errs.Conflict("key %s is not installed on every live member: missing on %s; install it first",
+			fp, strings.Join(missing, ", "))
 	}
 	return a.keyringAll(ctx, api.KeyringOp{Op: api.KeyringOpUse, Fingerprint: fp}), nil
 }
@@ -169,8 +170,8 @@ func (a *Agent) KeyringRemove(ctx context.Context, fp string) (api.KeyringReport
 		}
 	}
 	if len(primary) > 0 {
-		return list, api.Conflict(fmt.Sprintf("key %s is the primary key of %s: use another key first",
-			fp, strings.Join(primary, ", ")))
+		return list, errs.Conflict("key %s is the primary key of %s: use another key first",
+			fp, strings.Join(primary, ", "))
 	}
 	return a.keyringAll(ctx, api.KeyringOp{Op: api.KeyringOpRemove, Fingerprint: fp}), nil
 }
@@ -179,12 +180,12 @@ func (a *Agent) KeyringRemove(ctx context.Context, fp string) (api.KeyringReport
 // key no live member has is not found.
 func (a *Agent) keyringPrecheck(ctx context.Context, op, fp string) (api.KeyringReport, error) {
 	if !fingerprintRE.MatchString(fp) {
-		return api.KeyringReport{}, api.BadRequest(fmt.Sprintf("fingerprint %q: want 16 hex digits (see `nodeagent keyring list`)", fp))
+		return api.KeyringReport{}, errs.Invalid("fingerprint %q: want 16 hex digits (see `nodeagent keyring list`)", fp)
 	}
 	list := a.keyringAll(ctx, api.KeyringOp{Op: api.KeyringOpList})
 	list.Op, list.Fingerprint = op, fp
 	if !slices.ContainsFunc(list.Keys, func(k api.KeyUsage) bool { return k.Fingerprint == fp }) {
-		return list, api.NotFound(fmt.Sprintf("key %s is not installed on any live member", fp))
+		return list, errs.NotFound("key %s is not installed on any live member", fp)
 	}
 	return list, nil
 }

@@ -28,13 +28,13 @@ func (a *Agent) listenTCP(key, addr string) (net.Listener, error) {
 // checkBackendOnce records a first backend check before the API serves, so
 // that /readyz never fails with "not checked yet": after a restart the
 // load balancer's first probe would take a node that was in sync out.
-func (a *Agent) checkBackendOnce(ctx context.Context) {
-	err := a.front.edge.CheckBackend(ctx)
-	a.front.backend.Store(&backendState{err: err, at: time.Now()})
+func (f *front) checkBackendOnce(ctx context.Context) {
+	err := f.edge.CheckBackend(ctx)
+	f.backend.Store(&backendState{err: err, at: time.Now()})
 	if err != nil {
-		a.log.Warn("backend down", "err", err)
+		f.a.log.Warn("backend down", "err", err)
 	} else {
-		a.log.Info("backend up", "backend", a.cfg.Edge.Backend)
+		f.a.log.Info("backend up", "backend", f.a.cfg.Edge.Backend)
 	}
 }
 

@@ -8,7 +8,6 @@ package api
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -26,14 +25,12 @@ type Node interface {
 	Status() Status
 	Members() []gossip.Member
 	Revisions() RevisionList
-	// Publish publishes the source tree (controller only: ErrNotController).
-	Publish(ctx context.Context, message string) (mirror.Revision, bool, error)
+	// PublishRevision publishes the source tree (controller only); the
+	// answer's Seconds is the API's to fill.
+	PublishRevision(ctx context.Context, req PublishRequest) (PublishResponse, error)
 	Health() Health
 	Operations
 }
-
-// ErrNotController is returned by Node methods that only a controller does.
-var ErrNotController = errors.New("only the controller does this")
 
 // Config configures the API.
 type Config struct {
@@ -197,10 +194,6 @@ func (s *Server) status(c echo.Context) error {
 	return c.JSON(http.StatusOK, s.nodeStatus())
 }
 
-func (s *Server) members(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"members": s.cfg.Node.Members()})
-}
-
 func (s *Server) revisions(c echo.Context) error {
 	return c.JSON(http.StatusOK, s.cfg.Node.Revisions())
 }
@@ -208,6 +201,9 @@ func (s *Server) revisions(c echo.Context) error {
 // PublishRequest is the body of POST /v1/revisions.
 type PublishRequest struct {
 	Message string `json:"message"`
+	// AllowMissing lets deploy.after_all run when fewer web nodes serve
+	// the new revision than the cluster had.
+	AllowMissing bool `json:"allow_missing,omitempty"`
 }
 
 // PublishResponse is the answer of POST /v1/revisions.
@@ -215,6 +211,9 @@ type PublishResponse struct {
 	mirror.Revision
 	Unchanged bool    `json:"unchanged"`
 	Seconds   float64 `json:"seconds"`
+	// FollowUp is the run (GET it) that waits for every web node to serve
+	// the new revision, then runs deploy.after_all; only when that is set.
+	FollowUp string `json:"follow_up,omitempty"`
 }
 
 func (s *Server) publish(c echo.Context) error {
@@ -223,17 +222,14 @@ func (s *Server) publish(c echo.Context) error {
 		return err
 	}
 	start := time.Now()
-	rev, created, err := s.cfg.Node.Publish(c.Request().Context(), req.Message)
-	if errors.Is(err, ErrNotController) {
-		return problem(http.StatusConflict, "publish runs on the controller; this node is a web node")
-	}
+	res, err := s.cfg.Node.PublishRevision(c.Request().Context(), req)
 	if err != nil {
-		s.log.Error("publish", "err", err)
-		return problem(http.StatusInternalServerError, "publish: "+err.Error())
+		return err
 	}
+	res.Seconds = time.Since(start).Seconds()
 	code := http.StatusOK
-	if created {
+	if !res.Unchanged {
 		code = http.StatusCreated
 	}
-	return c.JSON(code, PublishResponse{Revision: rev, Unchanged: !created, Seconds: time.Since(start).Seconds()})
+	return c.JSON(code, res)
 }

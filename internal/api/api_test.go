@@ -20,15 +20,17 @@ import (
 type fakeNode struct {
 	api.Operations // not used by these tests
 	health         api.Health
+	members        []gossip.Member
 	publish        func(ctx context.Context, msg string) (mirror.Revision, bool, error)
 }
 
 func (f *fakeNode) Status() api.Status          { return api.Status{Node: "n1", Role: "web"} }
-func (f *fakeNode) Members() []gossip.Member    { return nil }
+func (f *fakeNode) Members() []gossip.Member    { return f.members }
 func (f *fakeNode) Revisions() api.RevisionList { return api.RevisionList{} }
 func (f *fakeNode) Health() api.Health          { return f.health }
-func (f *fakeNode) Publish(ctx context.Context, msg string) (mirror.Revision, bool, error) {
-	return f.publish(ctx, msg)
+func (f *fakeNode) PublishRevision(ctx context.Context, req api.PublishRequest) (api.PublishResponse, error) {
+	rev, created, err := f.publish(ctx, req.Message)
+	return api.PublishResponse{Revision: rev, Unchanged: !created}, err
 }
 
 var _ api.Node = (*fakeNode)(nil)

@@ -108,7 +108,7 @@ func (s *Server) keyringRoutes(v1 *echo.Group) {
 		}
 		key, err := gossip.ParseKey(req.Key)
 		if err != nil {
-			return KeyringReport{}, BadRequest("key: " + err.Error())
+			return KeyringReport{}, problem(http.StatusBadRequest, "key: "+err.Error())
 		}
 		return s.cfg.Keyring.KeyringInstall(ctx, key)
 	}))
@@ -137,6 +137,8 @@ func (s *Server) keyringCall(op func(ctx context.Context, c echo.Context) (Keyri
 		var p *Problem
 		switch {
 		case errors.As(err, &p):
+		case err != nil && statusOf(err) != http.StatusInternalServerError:
+			p = problem(statusOf(err), err.Error()) // refused: the report says why
 		case err != nil:
 			return err
 		case rep.Failed > 0:
