@@ -13,57 +13,53 @@ import (
 )
 
 // The integrity audit of a web node's served release (mirror.Auditor):
-// started after the mirror, reported by the readiness check
+// started after the releases, reported by the readiness check
 // mirror:integrity (warn, never fail: a difference does not take the node
 // out of the load balancer), /v1/status, metrics and log lines; POST
 // /v1/verify runs a whole check, and a repair, on demand.
 
-// openAudit starts the audit on a web node.
-func (a *Agent) openAudit(ctx context.Context) error {
-	if a.rels == nil {
-		return nil
-	}
-	ac := a.cfg.Mirror.Audit
-	a.audit = mirror.NewAuditor(mirror.AuditConfig{
-		Releases: a.rels, CheckInterval: ac.CheckInterval.Std(), HashPeriod: ac.HashPeriod.Std(),
-		Repair: ac.Repair, Source: a.source, Logger: a.log,
+// openAudit starts the audit of the web role's releases.
+func (w *web) openAudit(ctx context.Context) error {
+	ac := w.a.cfg.Mirror.Audit
+	w.audit = mirror.NewAuditor(mirror.AuditConfig{
+		Releases: w.rels, CheckInterval: ac.CheckInterval.Std(), HashPeriod: ac.HashPeriod.Std(),
+		Repair: ac.Repair, Source: w.source, Logger: w.a.log,
 	})
-	if err := a.audit.Open(ctx); err != nil {
+	if err := w.audit.Open(ctx); err != nil {
 		return fmt.Errorf("integrity audit: %w", err)
 	}
 	return nil
 }
 
-func (a *Agent) closeAudit() {
-	if a.audit != nil {
-		a.keep(a.audit.Close())
-	}
-}
-
-// integrityService is what serves POST /v1/verify (nil on a controller).
-func (a *Agent) integrityService() api.IntegrityService {
-	if a.audit == nil {
+func (w *web) closeAudit() error {
+	if w.audit == nil {
 		return nil
 	}
-	return a.audit
+	return w.audit.Close()
 }
 
-// integrityStatus is the integrity section of /v1/status (web nodes).
-func (a *Agent) integrityStatus() *mirror.AuditStatus {
-	if a.audit == nil {
-		return nil
+// integrity adds the audit to the API: POST /v1/verify.
+func (w *web) integrity(cfg *api.Config) {
+	if w.audit != nil {
+		cfg.Integrity = w.audit
 	}
-	st := a.audit.Status()
-	return &st
 }
 
-// integrityChecks adds mirror:integrity to the readiness checks of a web
-// node: warn while the served release differs from its manifest.
-func (a *Agent) integrityChecks(checks map[string][]api.Check) {
-	if a.audit == nil {
+// integrityStatus is the integrity section of /v1/status.
+func (w *web) integrityStatus(st *api.Status) {
+	if w.audit != nil {
+		ist := w.audit.Status()
+		st.Integrity = &ist
+	}
+}
+
+// integrityChecks adds mirror:integrity to the readiness checks: warn
+// while the served release differs from its manifest.
+func (w *web) integrityChecks(checks map[string][]api.Check) {
+	if w.audit == nil {
 		return
 	}
-	st := a.audit.Status()
+	st := w.audit.Status()
 	c := api.Check{Status: api.StatusPass, Time: time.Now(), ObservedValue: st.Count}
 	switch {
 	case !st.Enabled:
@@ -104,6 +100,15 @@ var (
 // integrityCollector reads the audit's status at scrape time (web nodes).
 type integrityCollector struct{ a *Agent }
 
+// audit returns the web role's auditor, nil on a controller or before
+// Open.
+func (c integrityCollector) audit() *mirror.Auditor {
+	if w, ok := c.a.role.(*web); ok {
+		return w.audit
+	}
+	return nil
+}
+
 // Describe implements prometheus.Collector.
 func (integrityCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descIntegrityDifferences
@@ -113,10 +118,11 @@ func (integrityCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c integrityCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.a.audit == nil {
+	audit := c.audit()
+	if audit == nil {
 		return
 	}
-	st := c.a.audit.Status()
+	st := audit.Status()
 	for _, k := range mirror.Kinds {
 		ch <- prometheus.MustNewConstMetric(descIntegrityDifferences, prometheus.GaugeValue, float64(st.Kinds[k]), k)
 	}

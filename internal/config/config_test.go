@@ -70,8 +70,10 @@ func TestLoadDesignExample(t *testing.T) {
 			Target: "/var/www/html/moodle",
 			Keep:   5,
 			MaxLag: config.Duration(time.Minute),
+			Pinned: []string{"config.php"},
 			Audit:  config.AuditConfig{CheckInterval: config.Duration(time.Minute), HashPeriod: config.Duration(24 * time.Hour)},
 		},
+		Deploy: config.DeployConfig{RunAs: "www-data", MinWeb: 1},
 		Edge: &config.EdgeConfig{
 			HTTPS:   ":443",
 			HTTP:    ":80",
