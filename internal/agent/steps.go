@@ -73,6 +73,12 @@ func (s *siteMaintenance) off(context.Context) (string, error) {
 // state, so that it survives a restart of the controller and shows in
 // `maintenance status`) and returns the func that releases it. A hold
 // already in force is left to whoever set it.
+//
+// The hold has no end of its own: the until of a site maintenance already
+// on (maintenance on -for) would end both levels, and Moodle would serve
+// and run its cron in the middle of the command. The until is set again
+// at the release (unless the state changed meanwhile), or maintenance ends
+// then if it is past.
 func (c *controller) holdMoodle(reason string) (release func() error, note string, err error) {
 	noop := func() error { return nil }
 	if c.dataroot == nil {
@@ -80,26 +86,35 @@ func (c *controller) holdMoodle(reason string) (release func() error, note strin
 	}
 	a, now := c.a, time.Now()
 	m := a.state.Maintenance().InForce(now)
-	if m.MoodleHeld(now) {
+	if m.MoodleHeld(now) && m.Until.IsZero() {
 		return noop, "Moodle already held (set by " + m.SetBy + ")", nil
 	}
-	if !m.Active(now) {
+	if !m.Active(now) && !m.MoodleHeld(now) {
 		m = cluster.Maintenance{}
 	}
-	prior := m.Reason
-	m.Moodle = true
+	prior, priorMoodle, until := m.Reason, m.Moodle, m.Until
+	m.Moodle, m.Until = true, time.Time{}
 	if m.Reason == "" {
 		m.Reason = truncate(reason, cluster.MaxReason)
 	}
-	if _, err := a.setMaintenance(m); err != nil {
+	held, err := a.setMaintenance(m)
+	if err != nil {
 		return nil, "", fmt.Errorf("hold Moodle: %w", err)
 	}
 	if !a.appliedMaintenance().held {
 		return nil, "", fmt.Errorf("hold Moodle: %s was not written", c.dataroot.Page())
 	}
 	return func() error {
-		m := a.state.Maintenance().InForce(time.Now())
-		m.Moodle, m.Reason = false, prior
+		now := time.Now()
+		m := a.state.Maintenance().InForce(now)
+		m.Moodle, m.Reason = priorMoodle, prior
+		if m.Clock == held.Clock && !until.IsZero() { // nobody changed it meanwhile
+			if until.After(now) {
+				m.Until = until
+			} else {
+				m = cluster.Maintenance{} // its end passed while the command ran
+			}
+		}
 		if _, err := a.setMaintenance(m); err != nil {
 			return fmt.Errorf("release Moodle: %w", err)
 		}
