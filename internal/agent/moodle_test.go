@@ -362,3 +362,37 @@ func TestDeployHoldOutlastsMaintenanceUntil(t *testing.T) {
 	}
 	mc.expect(t, publicClient, http.StatusOK, true, "moodle front page")
 }
+
+// TestDeployRetryEndsWhatTheFailedOneLeft: a deploy whose -run command
+// fails leaves site maintenance on and Moodle held, as it must; the retry
+// after the fix, once it succeeds, ends both: the site is back. Before, the
+// retry took the maintenance for an operator's ("already on: left as it
+// is", "Moodle already held"), reported success and left the site down.
+// The same without -maintenance: a retried -run releases the hold the
+// failed one left.
+func TestDeployRetryEndsWhatTheFailedOneLeft(t *testing.T) {
+	mc := newMoodleCluster(t, "10.0.0.0/8")
+	page := filepath.Join(mc.dataroot, "climaintenance.html")
+	for _, maint := range []bool{true, false} {
+		d := runDeploy(t, mc.ctl, map[string]any{"message": "upgrade", "maintenance": maint, "run": "echo broken; exit 3"})
+		if d.Status != api.DeployFailed {
+			t.Fatalf("deploy with a failing command: %+v", d)
+		}
+		if _, err := os.Stat(page); err != nil {
+			t.Fatalf("Moodle not held after the failed upgrade: %v", err)
+		}
+		d = runDeploy(t, mc.ctl, map[string]any{"message": "upgrade, fixed", "maintenance": maint, "run": "true"})
+		if d.Status != api.DeploySucceeded {
+			t.Fatalf("the retry: %+v", d)
+		}
+		var m api.Maintenance
+		getJSON(t, mc.ctl, "/v1/maintenance", &m)
+		if m.Active || m.MoodleActive {
+			t.Fatalf("maintenance %v: after the retry succeeded, maintenance stays: %+v\nsteps %+v", maint, m, d.Steps)
+		}
+		if _, err := os.Stat(page); !os.IsNotExist(err) {
+			t.Fatalf("maintenance %v: climaintenance.html after the retry succeeded: %v", maint, err)
+		}
+		mc.expect(t, publicClient, http.StatusOK, true, "moodle front page")
+	}
+}

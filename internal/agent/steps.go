@@ -23,14 +23,28 @@ var (
 	runTimeout         = time.Hour
 )
 
-// siteMaintenance is the site maintenance of one procedure: on at its
-// first step, off at its last, unless it was on already (then it is left
-// as it was, on).
+// siteMaintenance is the maintenance of one procedure: site maintenance
+// on at its first step and off at its last, unless it was on already (then
+// it is left as it was, on), and the Moodle hold around a command.
+//
+// Maintenance a failed procedure of the same kind left on (its reason names
+// it: "deploy <id>…") is not an operator's: the next run, the retry after
+// the fix, takes it over and ends it when it succeeds. Otherwise a retry
+// that succeeds would leave the site in maintenance and Moodle held.
 type siteMaintenance struct {
 	c       *controller
+	kind    string // "deploy", "database move": starts every reason it writes
 	message string // shown on the page
 	reason  string // why, for operators
 	wasOn   string // who had it on already ("" when the procedure turned it on)
+	// tookHold: a Moodle hold a failed run left is this run's to end.
+	tookHold bool
+}
+
+// leftOver reports whether reason was written by another run of this
+// procedure's kind: one that failed, as one runs at a time.
+func (s *siteMaintenance) leftOver(reason string) bool {
+	return strings.HasPrefix(reason, s.kind+" ") && reason != truncate(s.reason, cluster.MaxReason)
 }
 
 // on turns site maintenance on (keeping a Moodle hold as it is) and waits
@@ -39,10 +53,15 @@ func (s *siteMaintenance) on(ctx context.Context) (string, error) {
 	a, now := s.c.a, time.Now()
 	m := a.state.Maintenance().InForce(now)
 	prefix := ""
-	if m.Active(now) {
+	switch left := s.leftOver(m.Reason); {
+	case m.Active(now) && !left:
 		s.wasOn = m.SetBy
 		prefix = fmt.Sprintf("already on (set by %s): left as it is; ", m.SetBy)
-	} else {
+	default:
+		if left {
+			s.tookHold = m.MoodleHeld(now)
+			prefix = fmt.Sprintf("taken over from %q, which did not finish; ", m.Reason)
+		}
 		if !m.MoodleHeld(now) {
 			m = cluster.Maintenance{}
 		}
@@ -58,13 +77,17 @@ func (s *siteMaintenance) on(ctx context.Context) (string, error) {
 	return prefix + detail, err
 }
 
-// off turns site maintenance off, unless it was on before the procedure.
+// off turns site maintenance off, unless it was on before the procedure,
+// and ends a Moodle hold it took over from a failed run.
 func (s *siteMaintenance) off(context.Context) (string, error) {
 	if s.wasOn != "" {
 		return fmt.Sprintf("left on: it was on before (set by %s)", s.wasOn), nil
 	}
 	m := s.c.a.state.Maintenance().InForce(time.Now())
 	m.Enabled = false
+	if s.tookHold {
+		m.Moodle = false
+	}
 	_, err := s.c.a.setMaintenance(m)
 	return "", err
 }
@@ -72,30 +95,39 @@ func (s *siteMaintenance) off(context.Context) (string, error) {
 // holdMoodle holds Moodle (climaintenance.html, through the cluster
 // state, so that it survives a restart of the controller and shows in
 // `maintenance status`) and returns the func that releases it. A hold
-// already in force is left to whoever set it.
+// already in force is left to whoever set it, but for one a failed run
+// left: that one is ended by the release.
 //
 // The hold has no end of its own: the until of a site maintenance already
 // on (maintenance on -for) would end both levels, and Moodle would serve
 // and run its cron in the middle of the command. The until is set again
 // at the release (unless the state changed meanwhile), or maintenance ends
 // then if it is past.
-func (c *controller) holdMoodle(reason string) (release func() error, note string, err error) {
+func (s *siteMaintenance) holdMoodle() (release func() error, note string, err error) {
+	c := s.c
 	noop := func() error { return nil }
 	if c.dataroot == nil {
 		return noop, "Moodle not held (no maintenance.moodle_dataroot)", nil
 	}
 	a, now := c.a, time.Now()
 	m := a.state.Maintenance().InForce(now)
-	if m.MoodleHeld(now) && m.Until.IsZero() {
+	took := s.tookHold || m.MoodleHeld(now) && s.leftOver(m.Reason)
+	if m.MoodleHeld(now) && m.Until.IsZero() && !took {
 		return noop, "Moodle already held (set by " + m.SetBy + ")", nil
 	}
 	if !m.Active(now) && !m.MoodleHeld(now) {
 		m = cluster.Maintenance{}
 	}
-	prior, priorMoodle, until := m.Reason, m.Moodle, m.Until
+	prior, priorMoodle, until := m.Reason, m.Moodle && !took, m.Until
+	if took && s.leftOver(prior) {
+		prior = ""
+		if m.Enabled {
+			prior = m.Reason // its site maintenance is not this run's to end
+		}
+	}
 	m.Moodle, m.Until = true, time.Time{}
-	if m.Reason == "" {
-		m.Reason = truncate(reason, cluster.MaxReason)
+	if m.Reason == "" || took {
+		m.Reason = truncate(s.reason, cluster.MaxReason)
 	}
 	held, err := a.setMaintenance(m)
 	if err != nil {
@@ -104,6 +136,7 @@ func (c *controller) holdMoodle(reason string) (release func() error, note strin
 	if !a.appliedMaintenance().held {
 		return nil, "", fmt.Errorf("hold Moodle: %s was not written", c.dataroot.Page())
 	}
+	s.tookHold = false // released below
 	return func() error {
 		now := time.Now()
 		m := a.state.Maintenance().InForce(now)
@@ -135,8 +168,8 @@ func (c *controller) waitRevision(ctx context.Context, id, what string, allowMis
 // runHeld runs command while Moodle is held, as an upgrade wants it: its
 // web and cron stopped. On failure the hold stays: the upgrade did not
 // finish, so Moodle must not serve.
-func (c *controller) runHeld(ctx context.Context, command, reason string) (string, error) {
-	release, note, err := c.holdMoodle(reason)
+func (c *controller) runHeld(ctx context.Context, command string, site *siteMaintenance) (string, error) {
+	release, note, err := site.holdMoodle()
 	if err != nil {
 		return "", err
 	}
