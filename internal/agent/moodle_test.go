@@ -396,3 +396,27 @@ func TestDeployRetryEndsWhatTheFailedOneLeft(t *testing.T) {
 		mc.expect(t, publicClient, http.StatusOK, true, "moodle front page")
 	}
 }
+
+// TestDeployKeepsAnOperatorsHold: a Moodle hold an operator set, with an
+// end, stays theirs through a deploy with -maintenance: afterwards it is
+// still on, with its end and without the deploy's reason, so it ends when
+// they said and a later deploy does not take it for one a failed deploy
+// left. Before, the deploy's site maintenance dropped the end and wrote
+// its own reason over the hold's.
+func TestDeployKeepsAnOperatorsHold(t *testing.T) {
+	mc := newMoodleCluster(t, "10.0.0.0/8")
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	mc.setMaintenance(t, mc.ctl, api.MaintenanceRequest{Moodle: true, Message: "Held by the admin", Until: &until})
+	d := runDeploy(t, mc.ctl, map[string]any{"message": "code only", "maintenance": true})
+	if d.Status != api.DeploySucceeded {
+		t.Fatalf("deploy: %+v", d)
+	}
+	var m api.Maintenance
+	getJSON(t, mc.ctl, "/v1/maintenance", &m)
+	if m.Active || !m.MoodleActive || m.Until == nil || !m.Until.Equal(until) || m.Reason != "" {
+		t.Fatalf("the operator's hold after the deploy: %+v", m)
+	}
+	if _, err := os.Stat(filepath.Join(mc.dataroot, "climaintenance.html")); err != nil {
+		t.Fatalf("the operator's hold was released: %v", err)
+	}
+}

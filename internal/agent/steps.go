@@ -39,6 +39,15 @@ type siteMaintenance struct {
 	wasOn   string // who had it on already ("" when the procedure turned it on)
 	// tookHold: a Moodle hold a failed run left is this run's to end.
 	tookHold bool
+	// hold is a Moodle hold someone else set: on replaces its reason and
+	// end while site maintenance is on, off puts them back.
+	hold *heldBefore
+}
+
+// heldBefore is what a procedure keeps of a Moodle hold it found.
+type heldBefore struct {
+	reason string
+	until  time.Time
 }
 
 // leftOver reports whether reason was written by another run of this
@@ -61,6 +70,8 @@ func (s *siteMaintenance) on(ctx context.Context) (string, error) {
 		if left {
 			s.tookHold = m.MoodleHeld(now)
 			prefix = fmt.Sprintf("taken over from %q, which did not finish; ", m.Reason)
+		} else if m.MoodleHeld(now) {
+			s.hold = &heldBefore{reason: m.Reason, until: m.Until}
 		}
 		if !m.MoodleHeld(now) {
 			m = cluster.Maintenance{}
@@ -83,10 +94,17 @@ func (s *siteMaintenance) off(context.Context) (string, error) {
 	if s.wasOn != "" {
 		return fmt.Sprintf("left on: it was on before (set by %s)", s.wasOn), nil
 	}
-	m := s.c.a.state.Maintenance().InForce(time.Now())
+	now := time.Now()
+	m := s.c.a.state.Maintenance().InForce(now)
 	m.Enabled = false
-	if s.tookHold {
+	switch {
+	case s.tookHold:
 		m.Moodle = false
+	case m.Moodle && s.hold != nil:
+		m.Reason, m.Until = s.hold.reason, s.hold.until
+		if !m.Until.IsZero() && !m.Until.After(now) { // its end passed meanwhile
+			m = cluster.Maintenance{}
+		}
 	}
 	_, err := s.c.a.setMaintenance(m)
 	return "", err
