@@ -66,6 +66,9 @@ func (c *controller) openLocal(ctx context.Context) error {
 		return fmt.Errorf("deploy.run_as: %w", err)
 	}
 	m := c.a.cfg.Mirror
+	if err := moodle.RemoveConfigLeftovers(m.Source); err != nil {
+		c.a.log.Warn("remove leftovers of config.php before publishing", "source", m.Source, "err", err)
+	}
 	c.store = mirror.NewStore(mirror.StoreConfig{
 		Dir: c.a.mirrorDir(), Source: m.Source, Exclude: m.Exclude, Keep: m.Keep, Logger: c.a.log,
 	})

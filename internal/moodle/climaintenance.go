@@ -50,8 +50,12 @@ func (d *Dataroot) Page() string { return filepath.Join(d.dir, PageName) }
 
 // Check fails when the agent cannot create files in dataroot (a wrong
 // path, or one the service keeps read-only): found only at the next hold,
-// Moodle would keep running its cron through an upgrade.
+// Moodle would keep running its cron through an upgrade. It removes what a
+// crash left of the page's writing.
 func (d *Dataroot) Check() error {
+	if err := durable.RemoveLeftovers(d.Page()); err != nil {
+		d.log.Warn("remove leftovers of climaintenance.html", "err", err)
+	}
 	f, err := os.CreateTemp(d.dir, durable.TempPrefix+"nodeagent-check-*")
 	if err != nil {
 		var pe *fs.PathError
