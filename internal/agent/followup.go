@@ -22,15 +22,8 @@ import (
 
 // afterAll runs deploy.after_all in the source tree as deploy.run_as.
 func (c *controller) afterAll(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, runTimeout)
-	defer cancel()
 	argv := c.a.cfg.Deploy.AfterAll
-	out, err := c.runAs.Run(ctx, c.a.cfg.Mirror.Source, argv...)
-	c.a.log.Info("deploy.after_all", "argv", argv, "user", c.runAs.Name, "err", err, "output", out)
-	if err != nil {
-		return "", fmt.Errorf("deploy.after_all %q as %s: %v; output: %s", strings.Join(argv, " "), c.runAs.Name, err, out)
-	}
-	return out, nil
+	return c.runInSource(ctx, fmt.Sprintf("deploy.after_all %q", strings.Join(argv, " ")), argv...)
 }
 
 // hasAfterAll reports whether deploy.after_all is set.

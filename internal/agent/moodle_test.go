@@ -420,3 +420,23 @@ func TestDeployKeepsAnOperatorsHold(t *testing.T) {
 		t.Fatalf("the operator's hold was released: %v", err)
 	}
 }
+
+// TestDeployStoppedByTheAgentSaysSo: a -run command cut short because the
+// controller's agent stops (a restart, a package upgrade) is reported as
+// that, not as a bare "signal: killed" that reads like the command's own
+// crash; Moodle stays held.
+func TestDeployStoppedByTheAgentSaysSo(t *testing.T) {
+	mc := newMoodleCluster(t)
+	d, _ := mc.heldDeploy(t, map[string]any{"message": "upgrade"})
+	mc.ctl.Close()
+	d, err := mc.ctl.Deploy(d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status != api.DeployFailed || !strings.Contains(step(d, "run").Detail, "killed: the agent is stopping") {
+		t.Fatalf("deploy cut by the agent's stop: %+v", d)
+	}
+	if _, err := os.Stat(filepath.Join(mc.dataroot, "climaintenance.html")); err != nil {
+		t.Fatalf("Moodle released after a cut upgrade: %v", err)
+	}
+}

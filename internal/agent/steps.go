@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -206,14 +207,39 @@ func (c *controller) runHeld(ctx context.Context, command string, site *siteMain
 
 // runCommand runs command with sh -c in the source tree, as deploy.run_as.
 func (c *controller) runCommand(ctx context.Context, command string) (string, error) {
+	return c.runInSource(ctx, fmt.Sprintf("command %q", command), "/bin/sh", "-c", command)
+}
+
+// runInSource runs argv in the source tree as deploy.run_as, for at most
+// runTimeout; what names it in the log and the error, which says why a
+// command killed before its end was killed.
+func (c *controller) runInSource(ctx context.Context, what string, argv ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, runTimeout)
 	defer cancel()
-	out, err := c.runAs.Run(ctx, c.a.cfg.Mirror.Source, "/bin/sh", "-c", command)
-	c.a.log.Info("deploy command", "command", command, "user", c.runAs.Name, "err", err, "output", out)
+	out, err := c.runAs.Run(ctx, c.a.cfg.Mirror.Source, argv...)
+	c.a.log.Info("run in the source tree", "what", what, "user", c.runAs.Name, "err", err, "output", out)
 	if err != nil {
-		return "", fmt.Errorf("command %q as %s: %v; output: %s", command, c.runAs.Name, err, out)
+		if why := stopped(ctx); why != "" {
+			return "", fmt.Errorf("%s as %s: %s; output: %s", what, c.runAs.Name, why, out)
+		}
+		return "", fmt.Errorf("%s as %s: %v; output: %s", what, c.runAs.Name, err, out)
 	}
 	return out, nil
+}
+
+// stopped says why a command run with ctx was killed before its end: ""
+// when ctx did not end.
+func stopped(ctx context.Context) string {
+	switch cause := context.Cause(ctx); {
+	case ctx.Err() == nil:
+		return ""
+	case errors.Is(cause, context.DeadlineExceeded):
+		return fmt.Sprintf("killed after %s", runTimeout)
+	case errors.Is(cause, context.Canceled):
+		return "killed: the agent is stopping (a restart, an upgrade or a shutdown)"
+	default:
+		return "killed: " + cause.Error()
+	}
 }
 
 // truncate cuts s to at most n bytes, on a rune boundary.
