@@ -440,3 +440,21 @@ func TestDeployStoppedByTheAgentSaysSo(t *testing.T) {
 		t.Fatalf("Moodle released after a cut upgrade: %v", err)
 	}
 }
+
+// TestDeployHoldShowsTheMaintenanceMessage: without -maintenance, the
+// Moodle hold of -run shows -maintenance-message (or the generic upgrade
+// notice), as the API documents, not Moodle's default text; never -m.
+func TestDeployHoldShowsTheMaintenanceMessage(t *testing.T) {
+	mc := newMoodleCluster(t)
+	d, proceed := mc.heldDeploy(t, map[string]any{"message": "MDL-1234 internal", "maintenance_message": "Back at ten"})
+	testutil.Eventually(t, 10*time.Second, func() error {
+		b, err := os.ReadFile(filepath.Join(mc.dataroot, "climaintenance.html"))
+		if err != nil || !strings.Contains(string(b), "Back at ten") || strings.Contains(string(b), "MDL-1234") {
+			return fmt.Errorf("climaintenance.html: %v %q", err, b)
+		}
+		return nil
+	})
+	if d = mc.finish(t, d, proceed); d.Status != api.DeploySucceeded {
+		t.Fatalf("deploy: %+v", d)
+	}
+}

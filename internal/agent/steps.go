@@ -145,6 +145,10 @@ func (s *siteMaintenance) holdMoodle() (release func() error, note string, err e
 		}
 	}
 	m.Moodle, m.Until = true, time.Time{}
+	setMessage := m.Message == ""
+	if setMessage {
+		m.Message = s.message // the deploy's page text, without site maintenance too
+	}
 	if m.Reason == "" || took {
 		m.Reason = truncate(s.reason, cluster.MaxReason)
 	}
@@ -160,6 +164,9 @@ func (s *siteMaintenance) holdMoodle() (release func() error, note string, err e
 		now := time.Now()
 		m := a.state.Maintenance().InForce(now)
 		m.Moodle, m.Reason = priorMoodle, prior
+		if setMessage && m.Message == s.message {
+			m.Message = ""
+		}
 		if m.Clock == held.Clock && !until.IsZero() { // nobody changed it meanwhile
 			if until.After(now) {
 				m.Until = until
