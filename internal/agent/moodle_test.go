@@ -337,7 +337,7 @@ func TestMaintenanceToggleRace(t *testing.T) {
 // cron) in the middle of the upgrade.
 func TestDeployHoldOutlastsMaintenanceUntil(t *testing.T) {
 	mc := newMoodleCluster(t, "10.0.0.0/8")
-	until := time.Now().Add(6 * time.Second).UTC()
+	until := time.Now().Add(10 * time.Second).UTC() // the run step starts well before, on a loaded machine too
 	mc.setMaintenance(t, mc.ctl, api.MaintenanceRequest{Enabled: true, Message: "Back soon", Until: &until})
 	d, proceed := mc.heldDeploy(t, map[string]any{})
 	if s := step(d, "run"); s.Started == nil || !s.Started.Before(until) {
