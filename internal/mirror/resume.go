@@ -7,12 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	sha256 "github.com/minio/sha256-simd"
+	"golang.org/x/sys/unix"
 )
 
 // buildPartial makes the tree of m, the manifest of meta, in the partial
@@ -21,7 +21,7 @@ import (
 // remove, else from nothing. Files are checkpointed as they become durable,
 // and a failure leaves the tree for the next attempt.
 func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest, src Source) (err error) {
-	base, durable, err := r.partialBase(ctx, meta, m)
+	base, baseIDs, durable, err := r.partialBase(ctx, meta, m)
 	if err != nil {
 		return err
 	}
@@ -32,21 +32,23 @@ func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest,
 		c.close(err != nil)
 	}()
 	if base != nil {
-		return r.updateTree(ctx, r.partialDir(), base, m, src)
+		// Inspected against base and baseIDs like a recycled release.
+		return r.updateTree(ctx, r.partialDir(), base, baseIDs, m, src)
 	}
 	return r.buildTree(ctx, r.partialDir(), m, src)
 }
 
 // partialBase prepares the partial directory for meta and returns the
-// manifest of what it holds (nil: nothing yet) and the files of m known
-// durable there. partial.json names meta before the tree changes.
-func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) (*Manifest, bitmap, error) {
+// manifest and identities of what it holds (nil: nothing yet) and the
+// files of m known durable there. partial.json names meta before the tree
+// changes.
+func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) (*Manifest, identities, bitmap, error) {
 	dir := r.partialDir()
 	_, statErr := os.Lstat(dir)
 	if was := r.partialID; was != "" && statErr == nil {
-		base, durable, err := r.resumePartial(ctx, meta, m)
+		base, baseIDs, durable, err := r.resumePartial(ctx, meta, m)
 		if err == nil || ctx.Err() != nil {
-			return base, durable, err
+			return base, baseIDs, durable, err
 		}
 		r.log.Warn("partial release unusable; building anew", "id", was, "err", err)
 		if was != meta.ID {
@@ -56,55 +58,56 @@ func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) 
 	r.partialID = ""
 	if statErr == nil {
 		if err := r.trash(dir, "partial release"); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if err := r.writePartialState(partialState{ID: meta.ID}); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	r.partialID = meta.ID
-	old := r.recycle(meta, dir)
+	old, oldIDs := r.recycle(meta, dir)
 	if old == nil {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	// The recycled release was durable: record what of it m keeps, so that
 	// a crash from here on does not read it all again.
 	durable := durableIn(old, m)
 	if err := r.writePartialState(partialState{ID: meta.ID, Durable: durable.bytes()}); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return old, durable, nil
+	return old, oldIDs, durable, nil
 }
 
 // resumePartial checks the partial tree against the manifest it was
 // becoming, keeps what is right and removes the rest, then makes it the
-// partial build of meta. It returns the manifest of what the tree holds.
-func (r *Releases) resumePartial(ctx context.Context, meta Revision, m *Manifest) (*Manifest, bitmap, error) {
+// partial build of meta. It returns the manifest and identities of what
+// the tree holds.
+func (r *Releases) resumePartial(ctx context.Context, meta Revision, m *Manifest) (*Manifest, identities, bitmap, error) {
 	start := time.Now()
 	was := r.partialID
 	mp := m
 	if was != meta.ID {
 		var err error
 		if mp, err = r.loadManifest(was); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	var durable bitmap
 	if st, err := r.readPartialState(); err == nil && st.ID == was {
 		durable = newBitmap(len(mp.Entries), st.Durable)
 	}
-	base, v, err := verifyTree(ctx, r.partialDir(), mp, durable)
+	base, baseIDs, v, err := verifyTree(ctx, r.partialDir(), mp, durable)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if v.hashed > 0 {
 		if err := syncFS(r.relDir); err != nil { // what was read back is durable from here
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	durable = durableIn(base, m)
 	if err := r.writePartialState(partialState{ID: meta.ID, Durable: durable.bytes()}); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if was != meta.ID {
 		r.partialID = meta.ID
@@ -116,7 +119,7 @@ func (r *Releases) resumePartial(ctx context.Context, meta Revision, m *Manifest
 	r.log.Info("resuming partial release", "id", meta.ID, "seq", meta.Seq, "from", was,
 		"files_kept", files, "bytes_kept", bytes, "files_read_back", v.hashed, "bytes_read_back", v.hashedBytes,
 		"removed", v.removed, "duration", time.Since(start).Round(time.Millisecond))
-	return base, durable, nil
+	return base, baseIDs, durable, nil
 }
 
 // durableIn returns the files of m that base holds unchanged.
@@ -145,15 +148,16 @@ type verifyStats struct {
 // every entry mp lacks, or that differs from mp's, is removed; a file must
 // have mp's size and release mode, and its content mp's hash unless
 // durable says it is known durable. It returns the manifest of what stays,
-// in which directories have mode 0700 (as they are made writable).
-func verifyTree(ctx context.Context, dir string, mp *Manifest, durable bitmap) (*Manifest, verifyStats, error) {
+// in which directories have mode 0700 (as they are made writable), and
+// the identities of its files (from a stat: they were just verified).
+func verifyTree(ctx context.Context, dir string, mp *Manifest, durable bitmap) (*Manifest, identities, verifyStats, error) {
 	var st verifyStats
 	keep := make([]bool, len(mp.Entries))
 	var check []int // files to hash
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == dir {
 			if p == dir && err == nil {
-				return os.Chmod(dir, 0o700)
+				return os.Chmod(dir, releaseRootMode) // as the inspection of the base wants it
 			}
 			return err
 		}
@@ -164,7 +168,7 @@ func verifyTree(ctx context.Context, dir string, mp *Manifest, durable bitmap) (
 		if err != nil {
 			return err
 		}
-		i := entryIndex(mp, filepath.ToSlash(rel))
+		i := mp.index(filepath.ToSlash(rel))
 		ok := i >= 0
 		switch {
 		case ok && d.IsDir() && mp.Entries[i].Type == TypeDir:
@@ -195,22 +199,33 @@ func verifyTree(ctx context.Context, dir string, mp *Manifest, durable bitmap) (
 		return nil
 	})
 	if err != nil {
-		return nil, st, fmt.Errorf("verify partial release: %w", err)
+		return nil, nil, st, fmt.Errorf("verify partial release: %w", err)
 	}
 	if err := hashCheck(ctx, dir, mp, check, keep, &st); err != nil {
-		return nil, st, fmt.Errorf("verify partial release: %w", err)
+		return nil, nil, st, fmt.Errorf("verify partial release: %w", err)
 	}
 	base := &Manifest{}
+	var baseIDs identities
 	for i, k := range keep {
-		if k {
-			e := mp.Entries[i]
-			if e.Type == TypeDir {
-				e.Mode = 0o700
-			}
-			base.Entries = append(base.Entries, e)
+		if !k {
+			continue
 		}
+		e := mp.Entries[i]
+		var id fileIdentity
+		switch e.Type {
+		case TypeDir:
+			e.Mode = 0o700
+		case TypeFile:
+			var st unix.Stat_t
+			if err := unix.Lstat(entryPath(dir, &e), &st); err != nil {
+				return nil, nil, verifyStats{}, fmt.Errorf("verify partial release: %w", err)
+			}
+			id = identityOf(&st)
+		}
+		base.Entries = append(base.Entries, e)
+		baseIDs = append(baseIDs, id)
 	}
-	return base, st, nil
+	return base, baseIDs, st, nil
 }
 
 // sameShape reports whether the file d has e's size and release mode.
@@ -260,14 +275,4 @@ func hasContent(p string, h Hash) (bool, error) {
 		return false, err
 	}
 	return Hash(hs.Sum(nil)) == h, nil
-}
-
-// entryIndex returns the index of the entry at p in m, or -1 (binary
-// search).
-func entryIndex(m *Manifest, p string) int {
-	i := sort.Search(len(m.Entries), func(i int) bool { return m.Entries[i].Path >= p })
-	if i < len(m.Entries) && m.Entries[i].Path == p {
-		return i
-	}
-	return -1
 }
