@@ -335,6 +335,9 @@ func (w *objectWriters) placeCopies(o *fetchObject, p string) error {
 	}
 	o.done = true
 	for _, i := range o.entries {
+		if err := w.r.notePlaced(i, entryPath(w.dir, &w.m.Entries[i])); err != nil {
+			return err
+		}
 		w.r.fileDone(i, o.size)
 	}
 	return nil

@@ -15,15 +15,18 @@ import (
 
 // A release build outlives the process that started it. The tree is built
 // in releases/.partial; mirror/partial.json names the revision it is
-// becoming and which of its files are known to be durable. A build that
-// fails, is cancelled or is killed leaves both behind, and the next build
-// starts from what they hold rather than from nothing (resume.go).
+// becoming, which of its files are known to be durable, and the identity
+// (inode, modification time) each had when the agent placed it. A build
+// that fails, is cancelled or is killed leaves both behind, and the next
+// build starts from what they hold rather than from nothing (resume.go).
 //
 // A file is durable once a syncfs(2) has completed after it was written:
 // the checkpoints below take a snapshot of the files done, flush the
 // filesystem, then record the snapshot. After a power loss, a file written
 // after the last checkpoint may hold garbage or nothing, so the resume
-// trusts only recorded files without reading them and hashes the others.
+// trusts without reading it only a recorded file that still has the
+// identity recorded (with the agent as owner, its mode and size), as a kept
+// release's files are trusted (identity.go); it hashes the others.
 const (
 	partialName      = ".partial"
 	partialStateName = "partial.json"
@@ -39,6 +42,48 @@ type partialState struct {
 	// bit i%8 of byte i/8): the files known to be in the tree, complete
 	// and flushed.
 	Durable []byte `json:"durable,omitempty"`
+	// Identities are the identities of those files, by entry (zero for
+	// the others), encoded as a release's identities file is.
+	Identities []byte `json:"identities,omitempty"`
+}
+
+// recorded is what a partial build knows of the files of its manifest:
+// which are durable (done) and the identity of each (ids, by entry).
+type recorded struct {
+	done bitmap
+	ids  identities
+}
+
+func newRecorded(n int) recorded {
+	return recorded{done: newBitmap(n, nil), ids: make(identities, n)}
+}
+
+// identity returns the recorded identity of the file at entry i, or nil
+// when it is not recorded durable.
+func (rc recorded) identity(i int) *fileIdentity {
+	if !rc.done.has(i) || i >= len(rc.ids) || rc.ids[i] == (fileIdentity{}) {
+		return nil
+	}
+	return &rc.ids[i]
+}
+
+// state returns the partial.json of the build of id.
+func (rc recorded) state(id string) partialState {
+	return partialState{ID: id, Durable: rc.done.bytes(), Identities: rc.ids.encode(id)}
+}
+
+// recorded returns what st records of the files of its revision, whose
+// manifest has n entries; nothing when its identities are missing or
+// unreadable (every file is then read back).
+func (st partialState) recorded(n int) (recorded, error) {
+	if len(st.Identities) == 0 {
+		return newRecorded(n), nil
+	}
+	ids, err := decodeIdentities(st.Identities, st.ID, n)
+	if err != nil {
+		return newRecorded(n), fmt.Errorf("%s: %w", partialStateName, err)
+	}
+	return recorded{done: newBitmap(n, st.Durable), ids: ids}, nil
 }
 
 func (r *Releases) partialDir() string { return filepath.Join(r.relDir, partialName) }
@@ -141,14 +186,17 @@ func (b bitmap) bytes() []byte {
 }
 
 // checkpoints records, while a build runs, which files of the partial
-// tree are durable: every checkpointEvery, if files were done since the
-// last one, it snapshots them, flushes the filesystem, and writes the
-// snapshot to partial.json.
+// tree are durable and their identities: every checkpointEvery, if files
+// were done since the last one, it snapshots them, flushes the filesystem,
+// and writes the snapshot to partial.json.
 type checkpoints struct {
-	r    *Releases
-	id   string
-	done bitmap
-	n    atomic.Int64 // files marked so far
+	r  *Releases
+	id string
+	mu sync.Mutex // guards rec
+	// rec holds the files done: complete, durable once a checkpoint that
+	// covers them is written.
+	rec recorded
+	n   atomic.Int64 // files marked so far
 
 	saved int64 // n at the last checkpoint; owned by the loop, then by close
 	stop  chan struct{}
@@ -156,19 +204,23 @@ type checkpoints struct {
 }
 
 // startCheckpoints starts recording the build of id, whose manifest has n
-// entries; durable holds the files known durable already.
-func (r *Releases) startCheckpoints(id string, n int, durable bitmap) *checkpoints {
-	c := &checkpoints{r: r, id: id, done: durable, stop: make(chan struct{})}
-	if len(c.done) == 0 {
-		c.done = newBitmap(n, nil)
+// entries; rec holds the files known durable already (zero: none).
+func (r *Releases) startCheckpoints(id string, n int, rec recorded) *checkpoints {
+	if rec.done == nil {
+		rec = newRecorded(n)
 	}
+	c := &checkpoints{r: r, id: id, rec: rec, stop: make(chan struct{})}
 	c.wg.Go(c.loop)
 	return c
 }
 
-// mark records that the file at entry i is complete (not yet durable).
-func (c *checkpoints) mark(i int) {
-	c.done.set(i)
+// mark records that the file at entry i is complete (not yet durable),
+// with the identity the agent gave it.
+func (c *checkpoints) mark(i int, id fileIdentity) {
+	c.mu.Lock()
+	c.rec.done.set(i)
+	c.rec.ids[i] = id
+	c.mu.Unlock()
 	c.n.Add(1)
 }
 
@@ -193,11 +245,13 @@ func (c *checkpoints) save() error {
 	if n == c.saved {
 		return nil
 	}
-	snapshot := c.done.bytes() // before the flush: only what it covers
+	c.mu.Lock()
+	snapshot := c.rec.state(c.id) // before the flush: only what it covers
+	c.mu.Unlock()
 	if err := syncFS(c.r.relDir); err != nil {
 		return err
 	}
-	if err := c.r.writePartialState(partialState{ID: c.id, Durable: snapshot}); err != nil {
+	if err := c.r.writePartialState(snapshot); err != nil {
 		return err
 	}
 	c.saved = n

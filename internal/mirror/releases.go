@@ -316,12 +316,13 @@ func (r *Releases) startProgress(rev Revision, files int, bytes int64) {
 }
 
 // fileDone counts the file at entry i of the manifest being built as
-// placed, for the progress and the checkpoints.
+// placed, for the progress and the checkpoints; r.building[i] holds its
+// identity already.
 func (r *Releases) fileDone(i int, size int64) {
 	r.filesDone.Add(1)
 	r.bytesDone.Add(size)
 	if r.ckpt != nil {
-		r.ckpt.mark(i)
+		r.ckpt.mark(i, r.building[i])
 	}
 }
 

@@ -3,15 +3,12 @@ package mirror
 import (
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	sha256 "github.com/minio/sha256-simd"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,13 +16,14 @@ import (
 // directory: from the partial tree an earlier attempt left when there is
 // one (a crash, a failure, a stop), else from a kept release gc would
 // remove, else from nothing. Files are checkpointed as they become durable,
-// and a failure leaves the tree for the next attempt.
+// and a failure leaves the tree for the next attempt. r.building gets the
+// identities of the files as they are placed or kept.
 func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest, src Source) (err error) {
-	base, baseIDs, durable, err := r.partialBase(ctx, meta, m)
+	base, baseIDs, rec, err := r.partialBase(ctx, meta, m)
 	if err != nil {
 		return err
 	}
-	c := r.startCheckpoints(meta.ID, len(m.Entries), durable)
+	c := r.startCheckpoints(meta.ID, len(m.Entries), rec)
 	r.ckpt = c
 	defer func() {
 		r.ckpt = nil
@@ -39,16 +37,16 @@ func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest,
 }
 
 // partialBase prepares the partial directory for meta and returns the
-// manifest and identities of what it holds (nil: nothing yet) and the
-// files of m known durable there. partial.json names meta before the tree
-// changes.
-func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) (*Manifest, identities, bitmap, error) {
+// manifest and identities of what it holds (nil: nothing yet) and what is
+// recorded of the files of m there. partial.json names meta before the
+// tree changes.
+func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) (*Manifest, identities, recorded, error) {
 	dir := r.partialDir()
 	_, statErr := os.Lstat(dir)
 	if was := r.partialID; was != "" && statErr == nil {
-		base, baseIDs, durable, err := r.resumePartial(ctx, meta, m)
+		base, baseIDs, rec, err := r.resumePartial(ctx, meta, m)
 		if err == nil || ctx.Err() != nil {
-			return base, baseIDs, durable, err
+			return base, baseIDs, rec, err
 		}
 		r.log.Warn("partial release unusable; building anew", "id", was, "err", err)
 		if was != meta.ID {
@@ -58,56 +56,63 @@ func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) 
 	r.partialID = ""
 	if statErr == nil {
 		if err := r.trash(dir, "partial release"); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, recorded{}, err
 		}
 	}
 	if err := r.writePartialState(partialState{ID: meta.ID}); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, recorded{}, err
 	}
 	r.partialID = meta.ID
 	old, oldIDs := r.recycle(meta, dir)
 	if old == nil {
-		return nil, nil, nil, nil
+		return nil, nil, recorded{}, nil
 	}
-	// The recycled release was durable: record what of it m keeps, so that
-	// a crash from here on does not read it all again.
-	durable := durableIn(old, m)
-	if err := r.writePartialState(partialState{ID: meta.ID, Durable: durable.bytes()}); err != nil {
-		return nil, nil, nil, err
+	// The recycled release was durable: record what of it m keeps, with
+	// the identities it was kept with, so that a crash from here on does
+	// not read it all again.
+	rec := recordedIn(old, oldIDs, m)
+	if err := r.writePartialState(rec.state(meta.ID)); err != nil {
+		return nil, nil, recorded{}, err
 	}
-	return old, oldIDs, durable, nil
+	return old, oldIDs, rec, nil
 }
 
 // resumePartial checks the partial tree against the manifest it was
-// becoming, keeps what is right and removes the rest, then makes it the
+// becoming, keeps what is right and takes out the rest, then makes it the
 // partial build of meta. It returns the manifest and identities of what
 // the tree holds.
-func (r *Releases) resumePartial(ctx context.Context, meta Revision, m *Manifest) (*Manifest, identities, bitmap, error) {
+func (r *Releases) resumePartial(ctx context.Context, meta Revision, m *Manifest) (*Manifest, identities, recorded, error) {
 	start := time.Now()
 	was := r.partialID
 	mp := m
 	if was != meta.ID {
 		var err error
 		if mp, err = r.loadManifest(was); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, recorded{}, err
 		}
 	}
-	var durable bitmap
+	rec := newRecorded(len(mp.Entries))
 	if st, err := r.readPartialState(); err == nil && st.ID == was {
-		durable = newBitmap(len(mp.Entries), st.Durable)
+		if rec, err = st.recorded(len(mp.Entries)); err != nil {
+			r.log.Warn("identities of the partial release unreadable; every file is read back", "id", was, "err", err)
+		}
 	}
-	base, baseIDs, v, err := verifyTree(ctx, r.partialDir(), mp, durable)
+	q := r.newQuarantine(was)
+	base, baseIDs, v, err := verifyTree(ctx, r.partialDir(), mp, rec, q)
+	if v.quarantined > 0 {
+		r.pruneQuarantine()
+	}
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, recorded{}, err
 	}
 	if v.hashed > 0 {
 		if err := syncFS(r.relDir); err != nil { // what was read back is durable from here
-			return nil, nil, nil, err
+			return nil, nil, recorded{}, err
 		}
 	}
-	durable = durableIn(base, m)
-	if err := r.writePartialState(partialState{ID: meta.ID, Durable: durable.bytes()}); err != nil {
-		return nil, nil, nil, err
+	rec = recordedIn(base, baseIDs, m)
+	if err := r.writePartialState(rec.state(meta.ID)); err != nil {
+		return nil, nil, recorded{}, err
 	}
 	if was != meta.ID {
 		r.partialID = meta.ID
@@ -115,26 +120,32 @@ func (r *Releases) resumePartial(ctx context.Context, meta Revision, m *Manifest
 			r.log.Warn("remove manifest of the partial release", "id", was, "err", err)
 		}
 	}
+	if v.changed > 0 || v.quarantined > 0 {
+		r.log.Warn("the partial release was altered since the agent recorded it: changed files read back, what is not the agent's moved to the quarantine",
+			"id", was, "changed", v.changed, "quarantined", v.quarantined)
+	}
 	files, bytes := base.Files()
 	r.log.Info("resuming partial release", "id", meta.ID, "seq", meta.Seq, "from", was,
 		"files_kept", files, "bytes_kept", bytes, "files_read_back", v.hashed, "bytes_read_back", v.hashedBytes,
-		"removed", v.removed, "duration", time.Since(start).Round(time.Millisecond))
-	return base, baseIDs, durable, nil
+		"removed", v.removed, "quarantined", v.quarantined, "duration", time.Since(start).Round(time.Millisecond))
+	return base, baseIDs, rec, nil
 }
 
-// durableIn returns the files of m that base holds unchanged.
-func durableIn(base, m *Manifest) bitmap {
-	b := newBitmap(len(m.Entries), nil)
+// recordedIn returns the files of m that base (with identities baseIDs)
+// holds unchanged, with their identities.
+func recordedIn(base *Manifest, baseIDs identities, m *Manifest) recorded {
+	rec := newRecorded(len(m.Entries))
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if e.Type != TypeFile {
 			continue
 		}
-		if o, ok := base.lookup(e.Path); ok && *o == *e {
-			b.set(i)
+		if oi := base.index(e.Path); oi >= 0 && base.Entries[oi] == *e && baseIDs[oi] != (fileIdentity{}) {
+			rec.done.set(i)
+			rec.ids[i] = baseIDs[oi]
 		}
 	}
-	return b
+	return rec
 }
 
 // verifyStats counts what verifyTree did.
@@ -142,137 +153,191 @@ type verifyStats struct {
 	hashed      int
 	hashedBytes int64
 	removed     int
+	changed     int // recorded files no longer as recorded
+	quarantined int
 }
 
-// verifyTree compares the tree at dir with mp, which it was being built to:
-// every entry mp lacks, or that differs from mp's, is removed; a file must
-// have mp's size and release mode, and its content mp's hash unless
-// durable says it is known durable. It returns the manifest of what stays,
-// in which directories have mode 0700 (as they are made writable), and
-// the identities of its files (from a stat: they were just verified).
-func verifyTree(ctx context.Context, dir string, mp *Manifest, durable bitmap) (*Manifest, identities, verifyStats, error) {
-	var st verifyStats
-	keep := make([]bool, len(mp.Entries))
-	var check []int // files to hash
+// verifyTree compares the tree at dir with mp, which it was being built to,
+// and returns the manifest of what stays and the identities of its files.
+//
+// The agent never makes an entry it does not own: one is moved to q, as a
+// planted entry of a release is. An entry mp lacks or has otherwise (of
+// another type, a symlink to elsewhere, a file of another size or mode) is
+// the agent's own debris and is removed. A file stays when it is as rec
+// recorded it (owner, mode, size, inode, modification time); otherwise,
+// when its content has mp's hash. A recorded file no longer as recorded
+// was complete and durable, so a crash cannot explain a change: if its
+// content is wrong too, or it has another size or mode, it goes to q.
+// The release root gets its release mode, directories mode 0700 (as they
+// are made writable).
+func verifyTree(ctx context.Context, dir string, mp *Manifest, rec recorded, q *quarantine) (*Manifest, identities, verifyStats, error) {
+	v := &treeVerifier{dir: dir, mp: mp, rec: rec, q: q, keep: make([]bool, len(mp.Entries)),
+		ids: make(identities, len(mp.Entries))}
+	if err := v.root(); err != nil {
+		return nil, nil, v.st, fmt.Errorf("verify partial release: %w", err)
+	}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == dir {
-			if p == dir && err == nil {
-				return os.Chmod(dir, releaseRootMode) // as the inspection of the base wants it
-			}
 			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		i := mp.index(filepath.ToSlash(rel))
-		ok := i >= 0
-		switch {
-		case ok && d.IsDir() && mp.Entries[i].Type == TypeDir:
-			keep[i] = true
-			return os.Chmod(p, 0o700)
-		case ok && d.Type()&fs.ModeSymlink != 0 && mp.Entries[i].Type == TypeSymlink:
-			if target, err := os.Readlink(p); err == nil && target == mp.Entries[i].Target {
-				keep[i] = true
-				return nil
-			}
-		case ok && d.Type().IsRegular() && mp.Entries[i].Type == TypeFile:
-			if sameShape(d, &mp.Entries[i]) {
-				if durable.has(i) {
-					keep[i] = true
-				} else {
-					check = append(check, i)
-				}
-				return nil
-			}
-		}
-		st.removed++
-		if err := removeTree(p); err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return filepath.SkipDir
-		}
-		return nil
+		return v.entry(p, d)
 	})
-	if err != nil {
-		return nil, nil, st, fmt.Errorf("verify partial release: %w", err)
+	if err == nil {
+		err = v.hashCheck(ctx)
 	}
-	if err := hashCheck(ctx, dir, mp, check, keep, &st); err != nil {
-		return nil, nil, st, fmt.Errorf("verify partial release: %w", err)
+	if err != nil {
+		return nil, nil, v.st, fmt.Errorf("verify partial release: %w", err)
 	}
 	base := &Manifest{}
 	var baseIDs identities
-	for i, k := range keep {
-		if !k {
-			continue
-		}
-		e := mp.Entries[i]
-		var id fileIdentity
-		switch e.Type {
-		case TypeDir:
-			e.Mode = 0o700
-		case TypeFile:
-			var st unix.Stat_t
-			if err := unix.Lstat(entryPath(dir, &e), &st); err != nil {
-				return nil, nil, verifyStats{}, fmt.Errorf("verify partial release: %w", err)
+	for i, k := range v.keep {
+		if k {
+			e := mp.Entries[i]
+			if e.Type == TypeDir {
+				e.Mode = 0o700
 			}
-			id = identityOf(&st)
+			base.Entries = append(base.Entries, e)
+			baseIDs = append(baseIDs, v.ids[i])
 		}
-		base.Entries = append(base.Entries, e)
-		baseIDs = append(baseIDs, id)
 	}
-	return base, baseIDs, st, nil
+	return base, baseIDs, v.st, nil
 }
 
-// sameShape reports whether the file d has e's size and release mode.
-func sameShape(d fs.DirEntry, e *Entry) bool {
-	info, err := d.Info()
-	return err == nil && info.Size() == e.Size && info.Mode() == releaseFileMode(e.Mode)
+// treeVerifier is the state of one verifyTree.
+type treeVerifier struct {
+	dir   string
+	mp    *Manifest
+	rec   recorded
+	q     *quarantine
+	keep  []bool     // by entry of mp
+	ids   identities // by entry of mp: of the files kept
+	check []fileToHash
+	st    verifyStats
 }
 
-// hashCheck reads the files of mp at the indexes check in parallel: those
-// whose content has mp's hash are kept, the others removed.
-func hashCheck(ctx context.Context, dir string, mp *Manifest, check []int, keep []bool, st *verifyStats) error {
-	var removed, hashed atomic.Int64
-	var mu sync.Mutex
-	err := parallel(ctx, len(check), func(k int) error {
-		i := check[k]
-		e := &mp.Entries[i]
-		p := entryPath(dir, e)
-		ok, err := hasContent(p, e.SHA256)
+// fileToHash is a file verifyTree reads back.
+type fileToHash struct {
+	entry    int
+	recorded bool // recorded, but no longer as recorded
+}
+
+// root checks the partial directory itself: the agent's, given its
+// release mode.
+func (v *treeVerifier) root() error {
+	var st unix.Stat_t
+	if err := unix.Lstat(v.dir, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != agentUID {
+		return fmt.Errorf("%s: not a directory of the agent (%s, uid %d)", partialName, typeName(st.Mode), st.Uid)
+	}
+	return os.Chmod(v.dir, releaseRootMode)
+}
+
+// entry judges the entry at p (d): kept, to hash, removed or quarantined.
+func (v *treeVerifier) entry(p string, d fs.DirEntry) error {
+	rel, err := filepath.Rel(v.dir, p)
+	if err != nil {
+		return err
+	}
+	rel = filepath.ToSlash(rel)
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return err
+	}
+	i := v.mp.index(rel)
+	var e *Entry
+	if i >= 0 {
+		e = &v.mp.Entries[i]
+	}
+	switch {
+	case st.Uid != agentUID:
+		return v.takeOut(rel, d, true)
+	case e == nil || typeOf(st.Mode) != e.Type:
+	case e.Type == TypeDir:
+		v.keep[i] = true
+		return os.Chmod(p, 0o700)
+	case e.Type == TypeSymlink:
+		if target, err := os.Readlink(p); err == nil && target == e.Target {
+			v.keep[i] = true
+			return nil
+		}
+	default:
+		return v.file(rel, d, i, e, &st)
+	}
+	return v.takeOut(rel, d, false)
+}
+
+// file judges the file at rel, entry i (e) of mp, with status st.
+func (v *treeVerifier) file(rel string, d fs.DirEntry, i int, e *Entry, st *unix.Stat_t) error {
+	want := v.rec.identity(i)
+	if want != nil {
+		if kind, _ := fileProblem(st, e, want); kind == "" {
+			v.keep[i] = true
+			v.ids[i] = identityOf(st)
+			return nil
+		}
+		v.st.changed++
+	}
+	if kind, _ := fileProblem(st, e, nil); kind != "" {
+		return v.takeOut(rel, d, want != nil)
+	}
+	v.ids[i] = identityOf(st) // the inspection of the base checks it again
+	v.check = append(v.check, fileToHash{entry: i, recorded: want != nil})
+	return nil
+}
+
+// takeOut removes the entry at rel (d) from the tree, or quarantines it.
+func (v *treeVerifier) takeOut(rel string, d fs.DirEntry, quarantine bool) error {
+	if quarantine {
+		v.st.quarantined++
+		err := v.q.takeOut(v.dir, rel)
+		if err == nil && d.IsDir() {
+			return filepath.SkipDir
+		}
+		return err
+	}
+	v.st.removed++
+	if err := removeTree(entryPathRel(v.dir, rel)); err != nil {
+		return err
+	}
+	if d.IsDir() {
+		return filepath.SkipDir
+	}
+	return nil
+}
+
+// hashCheck reads the files to check in parallel: those whose content has
+// mp's hash are kept, the others removed (or quarantined, if recorded).
+func (v *treeVerifier) hashCheck(ctx context.Context) error {
+	var removed, quarantined, hashed atomic.Int64
+	err := parallel(ctx, len(v.check), func(k int) error {
+		c := v.check[k]
+		e := &v.mp.Entries[c.entry]
+		p := entryPath(v.dir, e)
+		sum, err := sumFile(p)
 		if err != nil {
 			return err
 		}
 		hashed.Add(e.Size)
-		if !ok {
+		switch {
+		case sum == e.SHA256:
+			v.keep[c.entry] = true // one entry per goroutine
+			return nil
+		case c.recorded:
+			quarantined.Add(1)
+			return v.q.takeOut(v.dir, e.Path)
+		default:
 			removed.Add(1)
 			return os.Remove(p)
 		}
-		mu.Lock()
-		keep[i] = true
-		mu.Unlock()
-		return nil
 	})
-	st.hashed += len(check)
-	st.hashedBytes += hashed.Load()
-	st.removed += int(removed.Load())
+	v.st.hashed += len(v.check)
+	v.st.hashedBytes += hashed.Load()
+	v.st.removed += int(removed.Load())
+	v.st.quarantined += int(quarantined.Load())
 	return err
-}
-
-// hasContent reports whether the file at p hashes to h.
-func hasContent(p string, h Hash) (bool, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	hs := sha256.New()
-	if _, err := io.Copy(hs, f); err != nil {
-		return false, err
-	}
-	return Hash(hs.Sum(nil)) == h, nil
 }

@@ -14,7 +14,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	sha256 "github.com/minio/sha256-simd"
 
@@ -365,7 +367,8 @@ func mustWrite2(t *testing.T, p, data string) {
 }
 
 // TestPartialStateNamesTheRevision: partial.json is the documented record
-// of an interrupted build: its revision, and a bitmap of durable files.
+// of an interrupted build: its revision, a bitmap of durable files, and
+// their identities.
 func TestPartialStateNamesTheRevision(t *testing.T) {
 	ctl := newFakeController(t)
 	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 3})
@@ -375,8 +378,9 @@ func TestPartialStateNamesTheRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st struct {
-		ID      string `json:"id"`
-		Durable []byte `json:"durable"`
+		ID         string `json:"id"`
+		Durable    []byte `json:"durable"`
+		Identities []byte `json:"identities"`
 	}
 	if err := json.Unmarshal(data, &st); err != nil || st.ID != rev.ID {
 		t.Fatalf("partial.json = %s (%v); want id %s", data, err, rev.ID)
@@ -390,4 +394,155 @@ func TestPartialStateNamesTheRevision(t *testing.T) {
 	if ones < 20 {
 		t.Errorf("partial.json records %d durable files after a stop; want the files written", ones)
 	}
+	if len(st.Identities) < 20*3 {
+		t.Errorf("partial.json records %d bytes of identities; want one per durable file", len(st.Identities))
+	}
+}
+
+// TestResumeTrustsOnlyWhatTheAgentPlaced: between a crash and the resume,
+// anything may have written into the partial release (a stray process, an
+// attacker who got write access there). The resume keeps a recorded file
+// without reading it only while it is the inode the agent recorded,
+// unchanged; it reads back one that changed, and quarantines it if its
+// content is wrong; it quarantines what the agent does not own, whatever
+// its content; it removes the agent's own debris. Nothing planted reaches
+// the release, every file the resume kept has its identity recorded, and
+// the audit of the served release never looks into the partial one.
+func TestResumeTrustsOnlyWhatTheAgentPlaced(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI runs as root: files of another owner are planted with chown")
+		}
+		t.Skip("needs root to plant files of another owner")
+	}
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 3})
+	v0 := siteTree("v0")
+	mustApply(t, n, ctl.publish(v0), ctl.client())
+	// With a directory Moodle makes 02777: no entry of the release may be
+	// writable by group or others, resumed or not.
+	v1 := append(bigTree(200, 6000, 8), tdir("loose", 0o2777), tfile("loose/x.php", 0o666, "x"))
+	rev := interruptedBuild(t, ctl, n, v1, 100)
+	have := partialContent(t, n, v1)
+	partial := filepath.Join(n.dir, "releases", ".partial")
+
+	// Two recorded files: one rewritten in place with other bytes of the
+	// same size, one only touched. One file the build had not placed yet,
+	// planted with the right content by another user; a directory of
+	// another user; a stray file of the agent's.
+	var rewritten, touched, planted tnode
+	for _, nd := range v1 {
+		if nd.typ != mirror.TypeFile || len(nd.data) < 100 {
+			continue
+		}
+		h := sha256.Sum256([]byte(nd.data))
+		switch {
+		case have[h] && rewritten.path == "":
+			rewritten = nd
+		case have[h] && touched.path == "":
+			touched = nd
+		case !have[h] && planted.path == "":
+			planted = nd
+		}
+	}
+	if touched.path == "" || planted.path == "" {
+		t.Fatal("the interrupted build left too few or too many files")
+	}
+	spoil(t, filepath.Join(partial, rewritten.path), func(b []byte) []byte { return bytes.Repeat([]byte{'!'}, len(b)) })
+	delete(have, sha256.Sum256([]byte(rewritten.data)))
+	old := time.Now().Add(-time.Hour)
+	mustDo(t, os.Chtimes(filepath.Join(partial, touched.path), old, old))
+	plant := func(p, data string) {
+		mustWrite2(t, p, data)
+		mustDo(t, os.Chown(p, 65534, 65534))
+		mustDo(t, os.Chmod(p, 0o444))
+	}
+	plant(filepath.Join(partial, planted.path), planted.data)
+	plant(filepath.Join(partial, "d3", "cache", "shell.php"), "<?php system($_GET['c']);")
+	mustDo(t, os.Chown(filepath.Join(partial, "d3", "cache"), 65534, 65534))
+	mustWrite(t, filepath.Join(partial, "d4", "stray.tmp"), "the agent's own debris")
+
+	// The audit looks at the served release only.
+	rep, err := n.rels.Inspect(context.Background())
+	if err != nil || len(rep.Differences) != 0 {
+		t.Fatalf("inspection of the served release: %+v, %v", rep, err)
+	}
+
+	log := reopen(t, n)
+	src := &cutSource{Source: ctl.client()}
+	mustApply(t, n, rev, src)
+	checkTree(t, n.target, v1)
+	checkFetchedOnlyMissing(t, src, v1, have)
+	checkQuarantined(t, n, rewritten.path, planted.path, "d3/cache/shell.php")
+	for _, p := range []string{touched.path, "d4/stray.tmp"} {
+		if m, _ := filepath.Glob(filepath.Join(n.dir, "quarantine", "*", p)); len(m) > 0 {
+			t.Errorf("%s quarantined: %v", p, m)
+		}
+	}
+	for _, want := range []string{"changed=2 ", "quarantined=3 ", "files_read_back=2 "} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("resume log lacks %q:\n%s", want, log)
+		}
+	}
+	err = filepath.WalkDir(n.release(rev.ID), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if fi, err := d.Info(); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+			t.Errorf("%s: not the agent's (%v)", p, err)
+		}
+		return nil
+	})
+	mustDo(t, err)
+	if bad := writableEntries(t, n.target); len(bad) > 0 {
+		t.Errorf("writable by group or others: %v", bad)
+	}
+	// Identities recorded for every file, those the resume kept included:
+	// the identity check finds nothing, without reading content.
+	rep, err = n.rels.Inspect(context.Background())
+	if err != nil || rep.Release.ID != rev.ID || rep.Content || len(rep.Differences) != 0 {
+		t.Fatalf("inspection of the resumed release: %+v, %v", rep, err)
+	}
+	checkNoTemps(t, n)
+}
+
+// TestResumeOfARecycledRelease: a build that made its tree from a kept
+// release (recycled) is interrupted. The resume trusts the recycled files
+// the new revision keeps by the identities the release was kept with, and
+// the files fetched by those recorded at the checkpoint: it reads nothing
+// back and fetches only what the partial release lacks.
+func TestResumeOfARecycledRelease(t *testing.T) {
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+	v1 := bigTree(200, 6000, 9)
+	rev1 := ctl.publish(v1)
+	mustApply(t, n, rev1, ctl.client())
+	mustApply(t, n, ctl.publish(siteTree("v2")), ctl.client())
+	recycled := mustStat(t, n.release(rev1.ID))
+	// v3 keeps half of v1's files and changes the others.
+	v3 := append([]tnode(nil), v1...)
+	for i, nd := range bigTree(200, 6000, 10) {
+		if nd.typ == mirror.TypeFile && i%2 == 0 && nd.data != "shared body" {
+			v3[i].data = nd.data
+		}
+	}
+	rev3 := interruptedBuild(t, ctl, n, v3, 30)
+	if !os.SameFile(recycled, mustStat(t, filepath.Join(n.dir, "releases", ".partial"))) {
+		t.Fatal("v1 was not recycled into the partial release: the test proves nothing")
+	}
+	have := partialContent(t, n, v3)
+
+	log := reopen(t, n)
+	src := &cutSource{Source: ctl.client()}
+	mustApply(t, n, rev3, src)
+	checkTree(t, n.target, v3)
+	checkFetchedOnlyMissing(t, src, v3, have)
+	if !strings.Contains(log.String(), "files_read_back=0 ") || strings.Contains(log.String(), "level=WARN") {
+		t.Errorf("resume log: want a resume that read nothing back and found nothing wrong:\n%s", log)
+	}
+	rep, err := n.rels.Inspect(context.Background())
+	if err != nil || rep.Release.ID != rev3.ID || rep.Content || len(rep.Differences) != 0 {
+		t.Fatalf("inspection of the resumed release: %+v, %v", rep, err)
+	}
+	checkNoTemps(t, n)
 }
