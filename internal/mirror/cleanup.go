@@ -16,10 +16,12 @@ import (
 
 // Removing a tree of a release costs an unlink per file: seconds for a
 // large one on a slow disk. Whatever Open or a build sets aside (crash
-// leftovers, a partial tree that cannot be resumed, an incomplete release)
-// is renamed out of the way at once and removed later by RunCleanup, in
+// leftovers, a partial tree that cannot be resumed, an incomplete release,
+// a quarantine directory past quarantineKeep) is renamed out of the way at
+// once, into the releases directory, and removed later by RunCleanup, in
 // the background of a running agent, with one log line saying what it was,
-// how much and how long it took.
+// how much and how long it took. This is the one place trees are set aside
+// for removal; the quarantine (quarantine.go) keeps what it holds.
 
 // trashPrefix names what is set aside; it is a temporary name, so a crash
 // before its removal leaves nothing Open would take for a release.
@@ -37,10 +39,11 @@ type trashItem struct {
 	what string
 }
 
-// trash renames p to a fresh temporary name in its directory and queues it
-// for RunCleanup; what says what it was, for the log.
+// trash renames p (on the releases' filesystem) to a fresh temporary name
+// in the releases directory, where Open finds it after a crash, and queues
+// it for RunCleanup; what says what it was, for the log.
 func (r *Releases) trash(p, what string) error {
-	dest := filepath.Join(filepath.Dir(p), trashPrefix+strconv.FormatUint(rand.Uint64(), 36))
+	dest := filepath.Join(r.relDir, trashPrefix+strconv.FormatUint(rand.Uint64(), 36))
 	if err := os.Rename(p, dest); err != nil {
 		return err
 	}

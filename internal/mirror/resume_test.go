@@ -546,3 +546,43 @@ func TestResumeOfARecycledRelease(t *testing.T) {
 	}
 	checkNoTemps(t, n)
 }
+
+// TestQuarantinePrunedInTheBackground: the quarantine keeps its newest 20
+// directories; older ones are set aside at once, like crash leftovers, and
+// removed by RunCleanup with a log line each, never by the repair that
+// filled the quarantine.
+func TestQuarantinePrunedInTheBackground(t *testing.T) {
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 5})
+	v1 := ctl.publish(looseTree("1"))
+	mustApply(t, n, v1, ctl.client())
+	mustApply(t, n, ctl.publish(looseTree("2")), ctl.client())
+	var old []string
+	for i := range 25 {
+		name := fmt.Sprintf("20200101T0000%02d.000000000Z-0123456789ab", i)
+		mustWrite2(t, filepath.Join(n.dir, "quarantine", name, "x.php"), "evidence")
+		old = append(old, name)
+	}
+	tamper(t, n.release(v1.ID))
+	log := reopen(t, n)
+	mustApply(t, n, v1, ctl.client()) // the rollback repairs v1 and quarantines
+	checkQuarantined(t, n, "shell.php")
+	for i, name := range old {
+		_, err := os.Stat(filepath.Join(n.dir, "quarantine", name))
+		if gone := errors.Is(err, fs.ErrNotExist); gone != (i < 6) {
+			t.Errorf("quarantine %s: %v; want the 6 oldest set aside", name, err)
+		}
+	}
+	if got := n.rels.Pending(); got != 6 {
+		t.Fatalf("pending cleanups = %d; want 6", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Go(func() { n.rels.RunCleanup(ctx) })
+	waitFor(t, "the cleanup", func() bool { return n.rels.Pending() == 0 && len(tempsIn(n)) == 0 })
+	waitFor(t, "the cleanup log lines", func() bool { return strings.Count(log.String(), "cleanup done") == 6 })
+	if !strings.Contains(log.String(), `what="quarantine `+old[0]) {
+		t.Errorf("cleanup log does not name the quarantine directory:\n%s", log)
+	}
+}
