@@ -26,6 +26,7 @@ func (a *Agent) Status() api.Status {
 		}
 	}
 	st.Certificate = a.certificateState()
+	st.Gossip = a.gossipStatus()
 	if a.rels != nil {
 		p := a.rels.Progress()
 		if p.Phase != "" {
@@ -88,6 +89,7 @@ func (a *Agent) Health() api.Health {
 		"node:drain":      {a.checkDrain()},
 	}
 	a.edgeChecks(checks)
+	a.splitChecks(checks)
 	return api.Health{Status: api.Worst(checks), Checks: checks}
 }
 

@@ -219,9 +219,10 @@ func (a *Agent) applied(rev mirror.Revision) {
 	a.announce()
 }
 
-// source finds the controller's mirror endpoint through gossip.
+// source finds the controller's mirror endpoint through gossip (waiting
+// for it after a start, see liveControllerAPI).
 func (a *Agent) source(ctx context.Context) (mirror.Source, error) {
-	api, err := a.controllerAPI()
+	api, err := a.liveControllerAPI(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -101,6 +101,9 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"RestoreRequest":     reflect.TypeFor[api.RestoreRequest](),
 		"Restore":            reflect.TypeFor[api.Restore](),
 		"DBStatus":           reflect.TypeFor[api.DBStatus](),
+		"GossipStatus":       reflect.TypeFor[api.GossipStatus](),
+		"ControllerStatus":   reflect.TypeFor[api.ControllerStatus](),
+		"MissingMember":      reflect.TypeFor[api.MissingMember](),
 	} {
 		if _, ok := doc.Components.Schemas[name]; !ok {
 			t.Errorf("openapi.json has no schema %s", name)
