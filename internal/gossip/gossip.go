@@ -95,7 +95,9 @@ func New(cfg Config) *Gossip {
 		NumNodes:       g.numNodes,
 		RetransmitMult: g.timing.RetransmitMult,
 	}
-	pinQueue(g.queue) // the same queue bug as memberlist's own (queuepin.go)
+	if !cfg.StockQueues {
+		pinQueue(g.queue) // the same queue bug as memberlist's own (queuepin.go)
+	}
 	return g
 }
 
@@ -117,7 +119,9 @@ func (g *Gossip) Open(ctx context.Context) error {
 		addr := net.JoinHostPort(mlCfg.BindAddr, strconv.Itoa(mlCfg.BindPort))
 		return fmt.Errorf("gossip: listen on %s: %w", addr, err)
 	}
-	if g.mlQueue, err = pinMemberlist(ml); err != nil {
+	if g.cfg.StockQueues {
+		g.log.Warn("gossip: memberlist's broadcast queues not pinned: broadcasts may be lost")
+	} else if g.mlQueue, err = pinMemberlist(ml); err != nil {
 		g.log.Warn("gossip: broadcasts may be lost (memberlist queue bug, see queuepin.go)", "err", err)
 	}
 	if err := g.start(ml); err != nil {
