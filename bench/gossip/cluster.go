@@ -32,6 +32,7 @@ type cluster struct {
 	owner    map[string]*workerProc
 	workers  []*workerProc
 	lives    map[string]int
+	tuning   options // gossip interval and nodes
 	ids      atomic.Int64
 }
 
@@ -54,8 +55,9 @@ type workerProc struct {
 
 // newCluster starts n nodes (a controller and n-1 web nodes) over
 // 2+procs worker processes and waits until every node sees all alive.
-func newCluster(ctx context.Context, bin, dir string, n, procs int, stock bool) (*cluster, error) {
-	c := &cluster{bin: bin, dir: dir, key: make([]byte, 32), stock: stock,
+func newCluster(ctx context.Context, bin, dir string, n int, o options, stock bool) (*cluster, error) {
+	procs := o.procs
+	c := &cluster{bin: bin, dir: dir, key: make([]byte, 32), stock: stock, tuning: o,
 		addrs: map[string]string{}, owner: map[string]*workerProc{}, lives: map[string]int{}}
 	for i := range c.key {
 		c.key[i] = 0x5a
@@ -114,6 +116,7 @@ func (c *cluster) startWorker(ctx context.Context, names []string) error {
 	if c.stock {
 		w.spec.Retransmit = 4 // memberlist's default
 	}
+	w.spec.GossipInterval, w.spec.GossipNodes = c.tuning.gossipInterval, c.tuning.gossipNodes
 	for _, name := range names {
 		c.lives[name]++
 		w.spec.Life = fmt.Sprintf("life-%d", c.lives[name])

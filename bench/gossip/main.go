@@ -76,6 +76,10 @@ type options struct {
 	work      string
 	keep      bool
 	command   string
+	settle    time.Duration
+	// Tuning experiments (0: the agent's LAN timing).
+	gossipInterval time.Duration
+	gossipNodes    int
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -88,6 +92,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.restarts, "restarts", 5, "restarts per node and signal")
 	fs.DurationVar(&o.gap, "gap", time.Second, "pause between two operations")
 	fs.DurationVar(&o.idle, "idle", 30*time.Second, "idle window for the idle traffic")
+	fs.DurationVar(&o.settle, "settle", time.Minute, "pause after the cluster formed, before the idle window (the joins' broadcasts drain)")
+	fs.DurationVar(&o.gossipInterval, "gossip-interval", 0, "tuning experiment: gossip interval (0: the agent's)")
+	fs.IntVar(&o.gossipNodes, "gossip-nodes", 0, "tuning experiment: nodes per gossip round (0: the agent's)")
 	fs.BoolVar(&o.anchor, "anchor", true, "also run the operations with stock memberlist queues (the anchor)")
 	fs.IntVar(&o.anchorOps, "anchor-ops", 10, "rounds of operations of the anchor (its lost updates wait for a timeout)")
 	fs.DurationVar(&opTimeout, "timeout", opTimeout, "bound of one operation; longer ones count as this long")
@@ -159,13 +166,14 @@ func measureScale(ctx context.Context, bin, work string, n int, o options, stock
 		return nil, err
 	}
 	start := time.Now()
-	c, err := newCluster(ctx, bin, dir, n, o.procs, stock)
+	c, err := newCluster(ctx, bin, dir, n, o, stock)
 	if err != nil {
 		return nil, err
 	}
 	defer c.close()
-	res := &scaleResult{nodes: n, procs: o.procs, stock: stock, formed: time.Since(start),
+	res := &scaleResult{nodes: n, procs: o.procs, stock: stock, formed: time.Since(start), settle: o.settle,
 		spread: map[string][]time.Duration{}, timedOut: map[string]int{}}
+	sleep(ctx, o.settle)
 	t0, err := sample(ctx, c)
 	if err != nil {
 		return nil, err

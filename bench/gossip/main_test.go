@@ -46,7 +46,7 @@ func TestSmallRun(t *testing.T) {
 	}
 	var out bytes.Buffer
 	args := []string{"-nodes", "5", "-procs", "1", "-ops", "2", "-anchor-ops", "1", "-restarts", "1",
-		"-idle", "1s", "-gap", "100ms", "-timeout", "20s", "-work", t.TempDir()}
+		"-idle", "1s", "-settle", "1s", "-gap", "100ms", "-timeout", "20s", "-work", t.TempDir()}
 	if err := run(context.Background(), args, &out, io.Discard); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}

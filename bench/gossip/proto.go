@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // The driver talks to each worker process over its stdin and stdout, one
@@ -33,6 +34,9 @@ type openSpec struct {
 	Dir        string   `json:"dir"` // state files
 	Stock      bool     `json:"stock"`
 	Retransmit int      `json:"retransmit"` // RetransmitMult; 0: the LAN default
+	// Tuning experiments; 0: the LAN default.
+	GossipInterval time.Duration `json:"gossip_interval,omitempty"`
+	GossipNodes    int           `json:"gossip_nodes,omitempty"`
 	// Binds are the addresses of a restart, by name; others bind port 0.
 	Binds map[string]string `json:"binds,omitempty"`
 	Life  string            `json:"life"` // metadata Version: tells a restarted node's lives apart

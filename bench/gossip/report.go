@@ -50,6 +50,9 @@ func (r report) write(w io.Writer) error {
 	fmt.Fprintf(&b, "- Machine: %s\n", r.machine)
 	fmt.Fprintf(&b, "- Load average (1 min): %s at the start, %s at the end\n", r.loadStart, r.loadEnd)
 	fmt.Fprintf(&b, "- Command: `%s` (checkout %s)\n", r.opts.command, benchenv.FirstLine(benchenv.CommandOutput(context.Background(), "git", "describe", "--always", "--dirty")))
+	if r.opts.gossipInterval != 0 || r.opts.gossipNodes != 0 {
+		fmt.Fprintf(&b, "- Tuning experiment: gossip interval %s, nodes per round %d (0: the agent's)\n", r.opts.gossipInterval, r.opts.gossipNodes)
+	}
 	fmt.Fprintf(&b, "- Per size: %d rounds of operations %s apart (the anchor: %d), %d restarts per node and signal; times are until the last agent got there, nearest-rank quantiles over the rounds (p99 of 20 is the maximum); an operation not complete after %s counts as %s. Anchor: the same cluster with memberlist's broadcast queues as they come (not pinned) and RetransmitMult 4.\n",
 		r.opts.ops, r.opts.gap, min(r.opts.ops, r.opts.anchorOps), r.opts.restarts, opTimeout, opTimeout)
 	for i, res := range r.results {
@@ -64,7 +67,7 @@ func (r report) write(w io.Writer) error {
 }
 
 func writeScale(b *strings.Builder, res, anchor *scaleResult) {
-	fmt.Fprintf(b, "\n#### %d agents (%d worker processes; formed in %.1fs)\n\n", res.nodes, res.procs+2, res.formed.Seconds())
+	fmt.Fprintf(b, "\n#### %d agents (%d worker processes; formed in %.1fs; idle traffic measured after %s)\n\n", res.nodes, res.procs+2, res.formed.Seconds(), res.settle)
 	fmt.Fprintln(b, "| measure | p50 | p99 | max | anchor p99 | p99 / anchor | target | met? |")
 	fmt.Fprintln(b, "|---|---|---|---|---|---|---|---|")
 	for _, m := range measureOrder {

@@ -13,6 +13,7 @@ type scaleResult struct {
 	nodes, procs int
 	stock        bool
 	formed       time.Duration
+	settle       time.Duration
 	spread       map[string][]time.Duration // measure -> one value per operation: the last node's time
 	idle, ops    rates                      // per node
 	idleCtl      rates                      // the controller alone

@@ -146,7 +146,7 @@ func (w *worker) config(spec openSpec, name string, seed []string) gossip.Config
 		Key:         spec.Key,
 		Meta:        startMeta(role, spec.Life),
 		StateFile:   filepath.Join(spec.Dir, name+".json"),
-		Timing:      gossip.Timing{RetransmitMult: spec.Retransmit},
+		Timing:      gossip.Timing{RetransmitMult: spec.Retransmit, GossipInterval: spec.GossipInterval, GossipNodes: spec.GossipNodes},
 		Logger:      workerLogger(name),
 		StockQueues: spec.Stock,
 	}

@@ -109,6 +109,25 @@ func TestGracefulRestartHeals(t *testing.T) {
 	h.waitWhole(t, "life-2")
 }
 
+// TestLeftNodeBackAtNewAddress: a node that left comes back under the
+// same name from another address (a VM replaced, with its data disk): it
+// is taken at once, at its new address.
+func TestLeftNodeBackAtNewAddress(t *testing.T) {
+	t.Parallel()
+	h := newHealCluster(t, 2)
+	old := h.ctl.Addr()
+	h.stopCtl(t, (*gossip.Gossip).Close, gossip.StateLeft)
+	waitIdle(t, h.webs...)
+	h.ctlCfg.Bind = "127.0.0.1:0"
+	h.restartCtl(t, "life-2")
+	h.waitWhole(t, "life-2")
+	for _, g := range h.webs {
+		if m, _ := member(g, "ctl"); m.Addr != h.ctl.Addr() || m.Addr == old {
+			t.Errorf("%s has the controller at %s, want its new address %s", g.LocalName(), m.Addr, h.ctl.Addr())
+		}
+	}
+}
+
 // TestCrashRestartHeals: the controller is killed and back on the same
 // address before anyone noticed (LAN probe timing: a probe rarely falls in
 // the gap). The web nodes still hold its old life (alive, higher
