@@ -116,7 +116,7 @@ func TestMetaBurstNotLost(t *testing.T) {
 // formCluster waits until every node sees all alive. Without push/pull a
 // node that missed another's join by gossip would never learn of it, so
 // after a while the stragglers exchange state with everyone.
-func formCluster(t *testing.T, nodes []*gossip.Gossip) {
+func formCluster(t testing.TB, nodes []*gossip.Gossip) {
 	t.Helper()
 	var addrs []string
 	for _, g := range nodes {
