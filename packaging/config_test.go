@@ -1,6 +1,7 @@
 // Package packaging_test checks the files of packaging/: the example
-// config, the cloud-init custom-data and the systemd unit. (The .deb itself
-// is built, installed and removed by packaging/test-deb.sh.)
+// config, the cloud-init custom-data and the systemd unit, and runs the
+// nginx and PHP examples in a real nginx and PHP-FPM (nginx_test.go). (The
+// .deb itself is built, installed and removed by packaging/test-deb.sh.)
 package packaging_test
 
 import (

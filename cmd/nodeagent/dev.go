@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"time"
@@ -118,6 +119,10 @@ func devConfig(root string, i int, join string) *config.Config {
 	if i == 0 {
 		cfg.Node, cfg.Role = "controller", "controller"
 		cfg.Mirror.Source = filepath.Join(root, "source")
+		// deploy -run as the developer: the agent runs as them, not root.
+		if u, err := user.Current(); err == nil {
+			cfg.Deploy.RunAs = u.Username
+		}
 		if portFree("127.0.0.1:7948") {
 			cfg.API.Listen = "127.0.0.1:7948"
 		}
@@ -190,6 +195,7 @@ func (cl *devCluster) printIntro(out io.Writer) {
 		fmt.Fprintf(out, "  %-11s local API http://%s  cluster API https://%s  target %s\n", cfg.Node, a.LocalAddr(), a.ClusterAddr(), cfg.Mirror.Target)
 		fmt.Fprintf(out, "  %-11s edge https://%s/ (self-signed) -> demo backend %s\n", "", a.EdgeAddr(), cfg.Edge.Backend)
 	}
+	fmt.Fprintf(out, "\nStatus page: http://%s/ui/ (read-only without the token; sign in with it to act)\n", ctl.LocalAddr())
 	fmt.Fprintf(out, "\nIn another shell:\n\n")
 	fmt.Fprintf(out, "  export NODEAGENT_ADDR=http://%s NODEAGENT_TOKEN=$(cat %s)\n", ctl.LocalAddr(), filepath.Join(cl.root, "api.token"))
 	fmt.Fprintf(out, "  go run ./cmd/nodeagent status\n")

@@ -2,10 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"sync"
 	"time"
 
@@ -96,20 +92,6 @@ func (a *Agent) peerMeta(ctx context.Context, apiAddr string) (gossip.NodeMeta, 
 	ctx, cancel := context.WithTimeout(ctx, directTimeout)
 	defer cancel()
 	var m gossip.NodeMeta
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+apiAddr+"/cluster/v1/meta", nil)
-	if err != nil {
-		return m, err
-	}
-	resp, err := a.peers.Do(req)
-	if err != nil {
-		return m, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return m, fmt.Errorf("metadata of %s: %s", apiAddr, resp.Status)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&m); err != nil {
-		return m, fmt.Errorf("metadata of %s: %w", apiAddr, err)
-	}
-	return m, nil
+	err := a.peerGet(ctx, apiAddr, "/cluster/v1/meta", 64<<10, &m)
+	return m, err
 }

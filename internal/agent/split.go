@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 )
 
@@ -43,7 +43,7 @@ func (a *Agent) controllerSeen(ms []gossip.Member, now time.Time) api.Controller
 		switch {
 		case m.Name == a.cfg.Node:
 			started = m.Since // when this node's gossip started
-		case m.Meta.Role != roleController:
+		case m.Meta.Role != config.RoleController:
 		case m.State == gossip.StateAlive:
 			return api.ControllerStatus{Alive: true, Name: m.Name, LastSeen: &now}
 		case m.Since.After(last):
@@ -70,7 +70,7 @@ func (a *Agent) missingWeb(ms []gossip.Member, now time.Time) []api.MissingMembe
 	var out []api.MissingMember
 	for _, m := range ms {
 		gone := now.Sub(m.Since)
-		if m.Meta.Role == roleWeb && m.State != gossip.StateAlive && gone >= a.splitAfter() && gone <= webRecent {
+		if m.Meta.Role == config.RoleWeb && m.State != gossip.StateAlive && gone >= a.splitAfter() && gone <= webRecent {
 			out = append(out, api.MissingMember{Name: m.Name, State: m.State, Since: m.Since})
 		}
 	}
@@ -83,7 +83,7 @@ func (a *Agent) gossipStatus() *api.GossipStatus {
 		return nil
 	}
 	ms, now := a.gossip.Members(), time.Now()
-	if a.cfg.Role == roleController {
+	if a.cfg.Role == config.RoleController {
 		return &api.GossipStatus{MissingWeb: a.missingWeb(ms, now)}
 	}
 	st := a.controllerSeen(ms, now)
@@ -93,7 +93,7 @@ func (a *Agent) gossipStatus() *api.GossipStatus {
 // splitChecks adds gossip:controller on web nodes: warn when no live
 // controller was seen for splitAfter.
 func (a *Agent) splitChecks(checks map[string][]api.Check) {
-	if a.cfg.Role != roleWeb || a.gossip == nil {
+	if a.cfg.Role != config.RoleWeb || a.gossip == nil {
 		return
 	}
 	now := time.Now()
@@ -111,34 +111,6 @@ func noControllerText(st api.ControllerStatus) string {
 		s += fmt.Sprintf(" (%s last seen %s)", st.Name, st.LastSeen.Format(time.RFC3339))
 	}
 	return s + ": serving the applied release, no new revision can arrive"
-}
-
-// liveControllerAPI returns the cluster API address of a live controller,
-// waiting for one while the controller has been unseen for less than
-// splitAfter: a web node that has just started and not joined yet is not
-// failing, and its first sync should not say so.
-func (a *Agent) liveControllerAPI(ctx context.Context) (string, error) {
-	ch, cancel := a.gossip.Changes()
-	defer cancel()
-	for {
-		addr, err := a.controllerAPI()
-		if err == nil {
-			return addr, nil
-		}
-		left := a.splitAfter() - seconds(a.controllerSeen(a.gossip.Members(), time.Now()).UnseenSeconds)
-		if left <= 0 {
-			return "", err
-		}
-		t := time.NewTimer(left)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return "", ctx.Err()
-		case <-ch:
-		case <-t.C:
-		}
-		t.Stop()
-	}
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
@@ -160,7 +132,7 @@ func (a *Agent) watchSplit() {
 	var w splitLog
 	for {
 		ms, now := a.gossip.Members(), time.Now()
-		if a.cfg.Role == roleController {
+		if a.cfg.Role == config.RoleController {
 			w.web(a, a.missingWeb(ms, now))
 		} else {
 			w.controller(a, a.controllerSeen(ms, now))

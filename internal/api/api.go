@@ -8,7 +8,6 @@ package api
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
-	"github.com/nodeagent/nodeagent/internal/clustertls"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
@@ -27,14 +25,12 @@ type Node interface {
 	Status() Status
 	Members() []gossip.Member
 	Revisions() RevisionList
-	// Publish publishes the source tree (controller only: ErrNotController).
-	Publish(ctx context.Context, message string) (mirror.Revision, bool, error)
+	// PublishRevision publishes the source tree (controller only); the
+	// answer's Seconds is the API's to fill.
+	PublishRevision(ctx context.Context, req PublishRequest) (PublishResponse, error)
 	Health() Health
 	Operations
 }
-
-// ErrNotController is returned by Node methods that only a controller does.
-var ErrNotController = errors.New("only the controller does this")
 
 // Config configures the API.
 type Config struct {
@@ -58,12 +54,22 @@ type Config struct {
 	Certs CertService
 	// CertStore serves the cluster certificate storage (controller only).
 	CertStore http.Handler
+
+	// VerifyPeer reports whether a request on the cluster API carries a
+	// cluster client certificate (clustertls.Identity.Verified); nil
+	// refuses every agent-to-agent call.
+	VerifyPeer func(*http.Request) bool
+	// Keyring runs the gossip keyring operations (nil: no /v1/keyring).
+	Keyring KeyringService
+	// View serves the cluster-wide reads of the status page (nil: none).
+	View ClusterView
 }
 
 // Server builds the two HTTP handlers of an agent.
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg       Config
+	log       *slog.Logger
+	readToken string // see ui.go
 }
 
 // New returns a Server. It does no I/O.
@@ -72,7 +78,7 @@ func New(cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log}
+	return &Server{cfg: cfg, log: log, readToken: newReadToken()}
 }
 
 // Body size limits: admin calls carry small JSON; an objects request carries
@@ -85,6 +91,7 @@ const (
 // LocalHandler is the handler of the local API.
 func (s *Server) LocalHandler() http.Handler {
 	e := s.newEcho("local")
+	e.Use(markLocal)
 	s.routes(e)
 	s.metricsRoute(e)
 	return e
@@ -95,7 +102,7 @@ func (s *Server) LocalHandler() http.Handler {
 func (s *Server) ClusterHandler() http.Handler {
 	e := s.newEcho("cluster")
 	s.routes(e)
-	c := e.Group("/cluster/v1", middleware.BodyLimit(clusterBodyLimit), requireClusterCert)
+	c := e.Group("/cluster/v1", middleware.BodyLimit(clusterBodyLimit), s.requireClusterCert)
 	if s.cfg.Mirror != nil {
 		h := echo.WrapHandler(http.StripPrefix("/cluster/v1/mirror", s.cfg.Mirror))
 		c.Any("/mirror/*", h)
@@ -104,6 +111,8 @@ func (s *Server) ClusterHandler() http.Handler {
 		c.GET("/meta", func(c echo.Context) error { return c.JSON(http.StatusOK, s.cfg.Meta()) })
 	}
 	s.certStoreRoutes(c)
+	s.keyringClusterRoutes(c)
+	s.reportRoute(c)
 	return e
 }
 
@@ -129,6 +138,7 @@ func (s *Server) newEcho(name string) *echo.Echo {
 func (s *Server) routes(e *echo.Echo) {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	s.uiRoutes(e)
 	v1 := e.Group("/v1", middleware.BodyLimit(adminBodyLimit), s.requireToken)
 	v1.GET("/status", s.status)
 	v1.GET("/members", s.members)
@@ -138,12 +148,17 @@ func (s *Server) routes(e *echo.Echo) {
 	s.opsRoutes(v1)
 	s.certRoutes(v1)
 	s.dbRoutes(v1)
+	s.keyringRoutes(v1)
+	s.viewRoutes(v1)
 }
 
 // requireToken checks the bearer token in constant time.
 func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		if ok && s.readAllowed(c, strings.TrimSpace(got)) {
+			return next(c)
+		}
 		if !ok || s.cfg.Token == "" || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.cfg.Token)) != 1 {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="nodeagent"`)
 			return problem(http.StatusUnauthorized, "missing or wrong bearer token")
@@ -152,9 +167,9 @@ func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-func requireClusterCert(next echo.HandlerFunc) echo.HandlerFunc {
+func (s *Server) requireClusterCert(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !clustertls.Verified(c.Request()) {
+		if s.cfg.VerifyPeer == nil || !s.cfg.VerifyPeer(c.Request()) {
 			return problem(http.StatusUnauthorized, "agent endpoints need a cluster client certificate")
 		}
 		return next(c)
@@ -176,16 +191,7 @@ func (s *Server) readyz(c echo.Context) error {
 }
 
 func (s *Server) status(c echo.Context) error {
-	st := s.cfg.Node.Status()
-	if s.cfg.Dumps != nil {
-		db := s.cfg.Dumps.DBStatus()
-		st.DB = &db
-	}
-	return c.JSON(http.StatusOK, st)
-}
-
-func (s *Server) members(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"members": s.cfg.Node.Members()})
+	return c.JSON(http.StatusOK, s.nodeStatus())
 }
 
 func (s *Server) revisions(c echo.Context) error {
@@ -195,6 +201,9 @@ func (s *Server) revisions(c echo.Context) error {
 // PublishRequest is the body of POST /v1/revisions.
 type PublishRequest struct {
 	Message string `json:"message"`
+	// AllowMissing lets deploy.after_all run when fewer web nodes serve
+	// the new revision than the cluster had.
+	AllowMissing bool `json:"allow_missing,omitempty"`
 }
 
 // PublishResponse is the answer of POST /v1/revisions.
@@ -202,6 +211,9 @@ type PublishResponse struct {
 	mirror.Revision
 	Unchanged bool    `json:"unchanged"`
 	Seconds   float64 `json:"seconds"`
+	// FollowUp is the run (GET it) that waits for every web node to serve
+	// the new revision, then runs deploy.after_all; only when that is set.
+	FollowUp string `json:"follow_up,omitempty"`
 }
 
 func (s *Server) publish(c echo.Context) error {
@@ -210,17 +222,14 @@ func (s *Server) publish(c echo.Context) error {
 		return err
 	}
 	start := time.Now()
-	rev, created, err := s.cfg.Node.Publish(c.Request().Context(), req.Message)
-	if errors.Is(err, ErrNotController) {
-		return problem(http.StatusConflict, "publish runs on the controller; this node is a web node")
-	}
+	res, err := s.cfg.Node.PublishRevision(c.Request().Context(), req)
 	if err != nil {
-		s.log.Error("publish", "err", err)
-		return problem(http.StatusInternalServerError, "publish: "+err.Error())
+		return err
 	}
+	res.Seconds = time.Since(start).Seconds()
 	code := http.StatusOK
-	if created {
+	if !res.Unchanged {
 		code = http.StatusCreated
 	}
-	return c.JSON(code, PublishResponse{Revision: rev, Unchanged: !created, Seconds: time.Since(start).Seconds()})
+	return c.JSON(code, res)
 }

@@ -147,9 +147,9 @@ func (g *Gossip) prepare(ctx context.Context) (*memberlist.Config, stateFile, er
 	if err != nil {
 		return nil, stateFile{}, err
 	}
-	keyring, err := memberlist.NewKeyring(nil, g.cfg.Key)
+	keyring, err := g.memberlistKeyring()
 	if err != nil {
-		return nil, stateFile{}, fmt.Errorf("gossip: key: %w", err)
+		return nil, stateFile{}, err
 	}
 	st, err := loadState(g.cfg.StateFile)
 	if err != nil {

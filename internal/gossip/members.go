@@ -98,6 +98,9 @@ func (g *Gossip) leaveIntent(m leaveMsg) bool {
 }
 
 func (g *Gossip) leaveIntentLocked(m leaveMsg) bool {
+	if m.Clock >= maxClock {
+		return false
+	}
 	g.clock = max(g.clock, m.Clock)
 	if m.Clock <= g.leaves[m.Node] || m.Node == g.cfg.Name {
 		return false

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nodeagent/nodeagent/internal/durable"
 )
 
 // On-disk layout under the mirror directory (data_dir/mirror), shared by
@@ -22,39 +24,14 @@ import (
 const (
 	manifestsDir = "manifests"
 	revisionsDir = "revisions"
-	tmpPrefix    = ".tmp-"
+	tmpPrefix    = durable.TempPrefix
 )
 
-// writeFileAtomic writes data to name through a temporary file in the same
-// directory, fsyncs it, renames it into place and fsyncs the directory.
-func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(name)
-	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(name)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
+// writeFileAtomic and syncDir are the one durable write of the agent.
+var (
+	writeFileAtomic = durable.WriteFile
+	syncDir         = durable.SyncDir
+)
 
 // writeJSONAtomic is writeFileAtomic for a JSON document.
 func writeJSONAtomic(name string, v any) error {
@@ -63,19 +40,6 @@ func writeJSONAtomic(name string, v any) error {
 		return err
 	}
 	return writeFileAtomic(name, append(data, '\n'), 0o644)
-}
-
-// syncDir fsyncs a directory so that renames and creations in it are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
 }
 
 // syncFS flushes the whole filesystem holding dir: one syncfs(2) instead of
