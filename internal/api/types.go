@@ -42,6 +42,9 @@ type Status struct {
 	// Gossip is what this node sees of a split: a web node's view of the
 	// controller, the controller's missing web nodes.
 	Gossip *GossipStatus `json:"gossip,omitempty"`
+
+	// Integrity is the background audit of the served release (web).
+	Integrity *mirror.AuditStatus `json:"integrity,omitempty"`
 }
 
 // GossipStatus is the gossip section of GET /v1/status.
