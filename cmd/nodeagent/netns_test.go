@@ -204,12 +204,7 @@ func TestNetnsPartitionAndHeal(t *testing.T) {
 	lab := newNetLab(t, nodes...)
 	pc := newProcCluster(t) // its Cleanup (stop the agents) runs before the lab's
 	writeRandomTree(t, pc.source, 200, 10000, 11)
-	lab.writeConfig(pc, "controller", "controller", "")
-	lab.writeConfig(pc, "web-1", "web", "controller")
-	lab.writeConfig(pc, "web-2", "web", "controller")
-	for _, n := range nodes {
-		lab.start(pc, n)
-	}
+	lab.startCluster(pc)
 	begin := time.Now()
 	step := func(what string) { t.Logf("%6.1fs %s", time.Since(begin).Seconds(), what) }
 
@@ -252,8 +247,8 @@ func TestNetnsPartitionAndHeal(t *testing.T) {
 
 	lab.heal("web-2")
 	step("web-2 healed")
-	// The reconnect loop retries dead members every 30 s (LAN default).
-	lab.waitState(pc, "controller", "web-2", gossip.StateAlive, 75*time.Second)
+	// The reconnect loop retries missing members every 2 s (LAN default).
+	lab.waitState(pc, "controller", "web-2", gossip.StateAlive, 30*time.Second)
 	step("controller sees web-2 alive again")
 	lab.waitState(pc, "web-2", "controller", gossip.StateAlive, 30*time.Second)
 	lab.waitState(pc, "web-2", "web-1", gossip.StateAlive, 30*time.Second)

@@ -82,7 +82,7 @@ func (g *Gossip) Set(key string, value any) (Register, error) {
 	g.queue.QueueBroadcast(newBroadcast(registerName(key), msg, nil))
 	g.fanOut(msg)
 	r.Value = bytes.Clone(r.Value)
-	if err := g.persist(); err != nil {
+	if err := g.persist(false); err != nil {
 		return r, err
 	}
 	return r, nil
@@ -118,13 +118,17 @@ func (g *Gossip) applyRegister(key string, r Register) bool {
 type state struct {
 	Clock     uint64              `json:"clock"`
 	Registers map[string]Register `json:"registers"`
-	Left      map[string]uint64   `json:"left,omitempty"` // push/pull only: leave intents of left members
+	// Push/pull only: the leave intents of left members (clock and, since
+	// it was added, meta version; see leaveMsg).
+	Left  map[string]uint64 `json:"left,omitempty"`
+	LeftV map[string]int64  `json:"left_v,omitempty"`
 }
 
 func (g *Gossip) localState() []byte {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	b, err := json.Marshal(state{Clock: g.clock, Registers: g.regs, Left: g.leftLocked()})
+	left, leftV := g.leftLocked()
+	b, err := json.Marshal(state{Clock: g.clock, Registers: g.regs, Left: left, LeftV: leftV})
 	if err != nil {
 		g.log.Error("gossip: encode local state", "err", err)
 		return nil
@@ -145,7 +149,7 @@ func (g *Gossip) mergeState(buf []byte) {
 		g.clock = max(g.clock, st.Clock)
 	}
 	for node, c := range st.Left {
-		g.leaveIntentLocked(node, c)
+		g.leaveIntentLocked(leaveMsg{Node: node, Clock: c, Version: st.LeftV[node]})
 	}
 	changed := false
 	for key, r := range st.Registers {
