@@ -56,6 +56,8 @@ type Gossip struct {
 	repairs     map[string]repairTask // stale views to repair, by member
 	repaired    map[string]time.Time  // member -> last repair started
 	repairCh    chan struct{}
+	returned    map[string]string // members back alive since the last exchange -> addr
+	exchanged   time.Time         // last state exchange with a member that came back
 
 	updateMu  sync.Mutex // serialises memberlist UpdateNode calls
 	persistMu sync.Mutex // serialises state file writes
@@ -89,6 +91,7 @@ func New(cfg Config) *Gossip {
 		repairs:   make(map[string]repairTask),
 		repaired:  make(map[string]time.Time),
 		repairCh:  make(chan struct{}, 1),
+		returned:  make(map[string]string),
 		persistCh: make(chan struct{}, 1),
 	}
 	g.queue = &memberlist.TransmitLimitedQueue{

@@ -66,6 +66,9 @@ func (g *Gossip) nodeUp(n *memberlist.Node) {
 		g.signalPersist()
 	}
 	if r.State != StateAlive {
+		if r.State != "" && n.Name != g.cfg.Name {
+			g.returnedLocked(n.Name, n.Address())
+		}
 		r.State, r.Since = StateAlive, time.Now()
 		g.log.Info("gossip member alive", "member", n.Name, "addr", n.Address())
 	}

@@ -143,6 +143,20 @@ func (g *Gossip) mergeState(buf []byte) {
 		g.log.Warn("gossip: bad remote state", "err", err)
 		return
 	}
+	for key, r := range g.mergeRegisters(st) {
+		// Spread what was new here like a register message: a write made
+		// while a partition cut its writer off reaches one node by a state
+		// exchange after the partition, and every node from there.
+		msg, err := encodeRegisterMsg(key, r)
+		if err != nil {
+			continue
+		}
+		g.queue.QueueBroadcast(newBroadcast(registerName(key), msg, nil))
+	}
+}
+
+// mergeRegisters applies st and returns the registers that were new here.
+func (g *Gossip) mergeRegisters(st state) map[string]Register {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if st.Clock < maxClock {
@@ -151,7 +165,7 @@ func (g *Gossip) mergeState(buf []byte) {
 	for node, c := range st.Left {
 		g.leaveIntentLocked(leaveMsg{Node: node, Clock: c, Version: st.LeftV[node]})
 	}
-	changed := false
+	changed := make(map[string]Register)
 	for key, r := range st.Registers {
 		if validKey(key) != nil || !r.valid() {
 			continue
@@ -161,11 +175,12 @@ func (g *Gossip) mergeState(buf []byte) {
 			continue
 		}
 		g.regs[key] = r
-		changed = true
+		changed[key] = r
 	}
-	if changed {
+	if len(changed) > 0 {
 		g.gen++
 		g.notifyLocked()
 		g.signalPersist()
 	}
+	return changed
 }

@@ -21,6 +21,44 @@ import (
 // later, memberlist still has not taken it, this node exchanges state with
 // the member, which then refutes, and its refutation reaches everyone.
 
+// A member that comes back (dead or left to alive, e.g. after a partition)
+// missed the broadcasts of the time it was away, and so did this node:
+// memberlist's broadcasts are sent a bounded number of times, and a
+// register written on one side of a partition is sent only to that side.
+// Push/pull would mend it within Timing.PushPullInterval (30 s); instead
+// this node exchanges state with one of the members that came back at once,
+// at most once every Timing.Reconnect, and what either side learns spreads
+// from there as a broadcast (mergeState).
+
+// returnedLocked notes that member name came back at addr.
+func (g *Gossip) returnedLocked(name, addr string) {
+	g.returned[name] = addr
+	select {
+	case g.repairCh <- struct{}{}:
+	default:
+	}
+}
+
+// dueExchange returns the address of a member that came back, when an
+// exchange is due, and how long until one may be.
+func (g *Gossip) dueExchange(now time.Time) (string, time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.returned) == 0 {
+		return "", time.Hour
+	}
+	if wait := g.exchanged.Add(g.timing.Reconnect).Sub(now); wait > 0 {
+		return "", wait
+	}
+	addrs := make([]string, 0, len(g.returned))
+	for _, a := range g.returned {
+		addrs = append(addrs, a)
+	}
+	clear(g.returned)
+	g.exchanged = now
+	return addrs[rand.IntN(len(addrs))], time.Hour
+}
+
 // repairTask is a member whose newer alive message memberlist ignored.
 type repairTask struct {
 	addr    string
@@ -78,7 +116,13 @@ func (g *Gossip) runRepair(ctx context.Context) {
 				g.log.Debug("gossip repair", "member", name, "err", err)
 			}
 		}
-		timer.Reset(next)
+		addr, wait := g.dueExchange(time.Now())
+		if addr != "" {
+			if _, err := g.Join(addr); err != nil {
+				g.log.Debug("gossip: state exchange with a member that came back", "addr", addr, "err", err)
+			}
+		}
+		timer.Reset(min(next, wait))
 	}
 }
 
