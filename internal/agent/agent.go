@@ -151,6 +151,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	}
 	a.openView()
 	a.serve(token)
+	a.startCleanup()
 	a.wg.Add(1)
 	go a.watch()
 	a.startSplitWatch()
