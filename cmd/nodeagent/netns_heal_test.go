@@ -17,7 +17,7 @@ import (
 // nft runs nft in node's namespace.
 func (l *netLab) nft(node string, args ...string) {
 	l.t.Helper()
-	full := append([]string{"netns", "exec", l.ns[node], "nft"}, args...)
+	full := append([]string{"netns", "exec", l.Node(node).NS, "nft"}, args...)
 	if out, err := exec.Command("ip", full...).CombinedOutput(); err != nil {
 		l.t.Fatalf("nft %s in %s: %v %s", strings.Join(args, " "), node, err, out)
 	}
@@ -42,7 +42,7 @@ func (l *netLab) restore(node string) {
 // whether it could.
 func (l *netLab) delay(node string, d time.Duration) bool {
 	l.t.Helper()
-	args := []string{"netns", "exec", l.ns[node], "tc", "qdisc", "add", "dev", "eth0", "root", "netem", "delay", d.String()}
+	args := []string{"netns", "exec", l.Node(node).NS, "tc", "qdisc", "add", "dev", "eth0", "root", "netem", "delay", d.String()}
 	return exec.Command("ip", args...).Run() == nil
 }
 
@@ -50,7 +50,7 @@ func (l *netLab) delay(node string, d time.Duration) bool {
 // controller, the others as web nodes joining it.
 func (l *netLab) startCluster(pc *procCluster) {
 	l.t.Helper()
-	for node := range l.ns {
+	for _, node := range l.Names() {
 		role, ctl := "web", "controller"
 		if node == "controller" {
 			role, ctl = "controller", ""
@@ -165,7 +165,7 @@ func TestNetnsSplitVisibleAndHealed(t *testing.T) {
 	}
 
 	// 2. One-way loss between the controller and web-1.
-	lab.dropOut("controller", "ip daddr "+lab.addr["web-1"])
+	lab.dropOut("controller", "ip daddr "+lab.Addr("web-1"))
 	step("controller -> web-1 dropped")
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
