@@ -95,6 +95,7 @@ type apiError struct {
 	Status int    `json:"status"`
 	Title  string `json:"title"`
 	Detail string `json:"detail"`
+	body   []byte // the whole document, for its extension members
 }
 
 func (e *apiError) Error() string {
@@ -133,7 +134,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		return resp.StatusCode, err
 	}
 	if resp.StatusCode >= 400 {
-		e := &apiError{Status: resp.StatusCode, Title: resp.Status}
+		e := &apiError{Status: resp.StatusCode, Title: resp.Status, body: data}
 		_ = json.Unmarshal(data, e)
 		return resp.StatusCode, e
 	}

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 	"github.com/nodeagent/nodeagent/internal/mirror/mirrortest"
@@ -34,31 +32,16 @@ func (l *netLab) peerConfig(pc *procCluster, node, upload string, join ...string
 	editConfig(l.t, pc, node, func(s string) string {
 		s = strings.Replace(s, "  keep: 3\n", "  keep: 3\n  peer_upload: "+upload+"\n", 1)
 		for _, j := range join {
-			s = strings.Replace(s, ":7946]", ":7946, "+l.addr[j]+":7946]", 1)
+			s = strings.Replace(s, ":7946]", ":7946, "+l.Addr(j)+":7946]", 1)
 		}
 		return s
 	})
 }
 
-// nodeStatus returns node's /v1/status through `status -json`.
-func (l *netLab) nodeStatus(pc *procCluster, node string) (api.Status, error) {
-	out, err := l.cli(pc, node, "status", "-json")
-	if err != nil {
-		return api.Status{}, fmt.Errorf("status on %s: %v %s", node, err, out)
-	}
-	var st struct {
-		Node api.Status `json:"node"`
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return api.Status{}, fmt.Errorf("status -json on %s: %v", node, err)
-	}
-	return st.Node, nil
-}
-
 // sourceBytes returns what each source gave to node's current or last
 // sync.
 func (l *netLab) sourceBytes(pc *procCluster, node string) (map[string]mirror.SourceCount, error) {
-	st, err := l.nodeStatus(pc, node)
+	st, _, err := l.nodeStatus(pc, node)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,9 @@
 //
 // agent.go wires; role.go picks the role; controller.go and web.go are the
 // roles; status.go answers the API about this node (the readiness checks
-// are in Health); meta.go keeps the gossip metadata current.
+// are in Health); meta.go keeps the gossip metadata current; keyring.go
+// rotates the gossip keys, and the cluster certificates with them, on
+// every live member.
 package agent
 
 import (
@@ -27,6 +29,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/clustertls"
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
+	"github.com/nodeagent/nodeagent/internal/guard"
 )
 
 // Options are settings that do not come from the config file.
@@ -43,8 +46,11 @@ type Options struct {
 	// SyncRetryMin and SyncRetryMax bound the web syncer's back-off.
 	SyncRetryMin, SyncRetryMax time.Duration
 	ACME                       ACMETuning // tests: short-lived certificates
-	Version                    string
-	Logger                     *slog.Logger
+	// ClusterCertLifetime overrides the lifetime of the agent's cluster
+	// certificate (tests; clustertls.DefaultLifetime otherwise).
+	ClusterCertLifetime time.Duration
+	Version             string
+	Logger              *slog.Logger
 	// Listen binds the TCP listener of a config key (api.listen,
 	// cluster.listen, edge.https, edge.http); nil = net.Listen. `run`
 	// passes one that reuses the sockets kept across a restart.
@@ -58,6 +64,7 @@ type Agent struct {
 	log  *slog.Logger
 
 	id     *clustertls.Identity
+	keys   agentKeyring // the gossip keys id and gossip follow
 	peers  *http.Client // agent-to-agent calls, mutual TLS
 	wire   wireCounter  // bytes of those calls
 	gossip *gossip.Gossip
@@ -118,11 +125,10 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if err := a.loadDrain(); err != nil {
 		return err
 	}
-	if a.id, err = clustertls.New(key, a.cfg.Node); err != nil {
+	if err := a.openIdentity(ctx, key); err != nil {
 		return err
 	}
-	a.peers = a.id.HTTPClient()
-	a.wire.instrument(a.peers)
+	a.peers = a.id.HTTPClient(a.wire.dial)
 	if a.opts.WrapPeerTransport != nil {
 		a.peers.Transport = a.opts.WrapPeerTransport(a.peers.Transport)
 	}
@@ -145,8 +151,10 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	}
 	a.openView()
 	a.serve(token)
+	a.startCleanup()
 	a.wg.Add(1)
 	go a.watch()
+	a.startSplitWatch()
 	a.log.Info("agent started", "role", a.cfg.Role, "gossip", a.gossip.Addr(),
 		"cluster_api", a.ClusterAddr(), "local_api", a.LocalAddr())
 	return nil
@@ -190,6 +198,7 @@ func (a *Agent) openGossip(ctx context.Context, key []byte) error {
 		Advertise: a.cfg.Gossip.Advertise,
 		Join:      a.cfg.Gossip.Join,
 		Key:       key,
+		Keyring:   a.keys.ring,
 		Meta:      a.localMeta(),
 		StateFile: filepath.Join(a.cfg.DataDir, "gossip-state.json"),
 		Timing:    a.opts.GossipTiming,
@@ -212,25 +221,22 @@ func (a *Agent) serve(token string) {
 		Node: a, Token: token, Logger: a.log,
 		Meta:    a.localMeta,
 		Metrics: a.metrics.handler(), ObserveRequest: a.metrics.observeRequest,
-		View: a,
+		View:       a,
+		VerifyPeer: a.id.Verified,
+		Keyring:    a,
 	}
 	a.role.apiConfig(&cfg)
 	srv := api.New(cfg)
-	a.localSrv = newHTTPServer(srv.LocalHandler())
-	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
+	// Header limits, deadlines that trail the progress of bodies and
+	// answers, connection caps (internal/guard), on whatever listeners
+	// were bound or inherited.
+	local, cluster := guard.Local(), guard.Cluster()
+	a.localSrv = local.Server(srv.LocalHandler())
+	a.clusterSrv = cluster.Server(srv.ClusterHandler())
 	a.clusterSrv.TLSConfig = a.id.ServerConfig()
 	a.drainAPI()
-	a.goServe(a.localSrv, a.localLn, false)
-	a.goServe(a.clusterSrv, a.clusterLn, true)
-}
-
-func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
+	a.goServe(a.localSrv, local.Listen(a.localLn, "api.listen", a.log), false)
+	a.goServe(a.clusterSrv, cluster.Listen(a.clusterLn, "cluster.listen", a.log), true)
 }
 
 func (a *Agent) goServe(srv *http.Server, ln net.Listener, tls bool) {
@@ -259,7 +265,8 @@ func (a *Agent) ClusterAddr() string { return a.clusterLn.Addr().String() }
 func (a *Agent) GossipAddr() string { return a.gossip.Addr() }
 
 // Close stops the agent: API servers, the role's loops, gossip (leaving
-// the cluster), then the role's stores; it keeps the first error.
+// the cluster), the cluster identity's renewal, then the role's stores; it
+// keeps the first error.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		if a.cancel != nil {
@@ -289,6 +296,9 @@ func (a *Agent) Close() error {
 		}
 		if a.gossip != nil {
 			a.keep(a.gossip.Close())
+		}
+		if a.id != nil {
+			a.keep(a.id.Close()) // its certificate renewal
 		}
 		// Last (a web node's edge among them, after the loops that reload
 		// its certificate: it serves clients while the rest stops, then

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,12 +42,13 @@ type cluster struct {
 	source string
 	ctl    *agent.Agent
 	webs   map[string]*agent.Agent
+	adjust []func(*agent.Options) // applied to every agent opened
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t *testing.T, adjust ...func(*agent.Options)) *cluster {
 	t.Helper()
 	dir := t.TempDir()
-	c := &cluster{t: t, dir: dir, source: filepath.Join(dir, "source"), webs: map[string]*agent.Agent{}}
+	c := &cluster{t: t, dir: dir, source: filepath.Join(dir, "source"), webs: map[string]*agent.Agent{}, adjust: adjust}
 	writeTree(t, c.source, map[string]string{
 		"index.php":         "<?php echo 1;",
 		"config.php":        "<?php $CFG->dbpass = 'secret';",
@@ -95,7 +97,7 @@ func (c *cluster) open(cfg *config.Config, key []byte, adjust ...func(*agent.Opt
 		Key: key, Token: testToken, GossipTiming: gossip.TestTiming(),
 		SyncRetryMin: 50 * time.Millisecond, SyncRetryMax: 500 * time.Millisecond,
 	}
-	for _, f := range adjust {
+	for _, f := range slices.Concat(c.adjust, adjust) {
 		f(&opts)
 	}
 	a := agent.New(cfg, opts)
@@ -119,11 +121,12 @@ func (c *cluster) publish(msg string) {
 	}
 }
 
-// converged waits until every web node's target equals the source.
+// converged waits until every web node's target equals the source (a
+// first sync after a join can take long on a loaded 2-core machine).
 func (c *cluster) converged(nodes ...string) {
 	c.t.Helper()
 	for _, n := range nodes {
-		testutil.Eventually(c.t, 20*time.Second, func() error {
+		testutil.Eventually(c.t, 60*time.Second, func() error {
 			if d := mirrortest.DiffTrees(c.source, c.target(n)); d != nil {
 				return fmt.Errorf("%s: %s", n, strings.Join(d, "; "))
 			}

@@ -79,7 +79,7 @@ func (w *web) openEdge(ctx context.Context) error {
 		HTTPS: ec.HTTPS, HTTP: ec.HTTP, Backend: backend,
 		TLS: f.certs.TLSConfig(), ACME: f.certs.HTTPChallengeHandler,
 		Maintenance: f.maintenance, MaintenancePage: ec.MaintenancePage,
-		TrustedProxies: trusted, Listen: a.opts.Listen, Logger: a.log,
+		TrustedProxies: trusted, MaxConnsPerClient: ec.MaxConnsPerClient, Listen: a.opts.Listen, Logger: a.log,
 	})
 	if err != nil {
 		return err
@@ -250,12 +250,13 @@ func (f *front) maintenance() edge.Maintenance { return *f.maint.Load() }
 
 // setMaintenance rebuilds the edge's maintenance state: site maintenance
 // (the Moodle hold is the controller's), with the register's allow list
-// plus configAllow, the cluster's maintenance.allow lists.
+// plus configAllow, the cluster's maintenance.allow lists. A range that
+// does not parse (another node wrote it) is left out alone and logged.
 func (f *front) setMaintenance(m cluster.Maintenance, configAllow []string) {
 	em := edge.Maintenance{Active: m.Active(time.Now()), Message: m.Message, Until: m.Until}
-	allow, err := edge.ParsePrefixes(slices.Concat(m.Allow, configAllow))
-	if err != nil {
-		f.a.log.Warn("maintenance allow list", "err", err)
+	allow, invalid := cluster.ParseAllow(m.Allow, configAllow)
+	if len(invalid) > 0 {
+		f.a.log.Warn("maintenance allow list: invalid CIDRs left out", "cidrs", invalid, "set_by", m.SetBy)
 	}
 	em.Allow = allow
 	f.mu.Lock()

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/gossip"
@@ -22,4 +23,11 @@ func SetMissingWait(d time.Duration) func() {
 	old := missingWait
 	missingWait = d
 	return func() { missingWait = old }
+}
+
+// SetRegister writes a cluster register with a raw JSON value, as another
+// agent (an older or a broken one) could have written it.
+func (a *Agent) SetRegister(key, value string) error {
+	_, err := a.gossip.Set(key, json.RawMessage(value))
+	return err
 }

@@ -72,6 +72,7 @@ func newMetrics(a *Agent) *metrics {
 		stateCollector{a},
 		hookCollector{a},
 		peerCollector{a},
+		integrityCollector{a},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "nodeagent_sync_received_bytes_total",
 			Help: "Bytes received from other agents (manifests and content) as they crossed the network.",

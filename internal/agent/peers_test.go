@@ -131,14 +131,15 @@ type evilPeer struct {
 
 func newEvilPeer(t *testing.T, c *cluster) *evilPeer {
 	t.Helper()
-	id, err := clustertls.New(testKey, "web-evil")
+	key := clustertls.Key{Name: gossip.Fingerprint(testKey), Secret: testKey}
+	id, err := clustertls.New(clustertls.Config{Node: "web-evil"}, []clustertls.Key{key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &evilPeer{}
 	up, _ := url.Parse("https://" + c.ctl.ClusterAddr())
 	proxy := httputil.NewSingleHostReverseProxy(up)
-	proxy.Transport = id.HTTPClient().Transport
+	proxy.Transport = id.HTTPClient(nil).Transport
 	proxy.ModifyResponse = func(resp *http.Response) error {
 		if strings.HasSuffix(resp.Request.URL.Path, "/objects") && resp.StatusCode == http.StatusOK {
 			resp.Body = &flipAfter{rc: resp.Body, at: mirror.FrameHeaderSize + 3, n: &e.corrupted}

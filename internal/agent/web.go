@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -21,8 +22,9 @@ type web struct {
 	a       *Agent
 	rels    *mirror.Releases
 	syncer  *mirror.Syncer
-	front   *front  // nil without an edge section
-	peering peering // content to and from peers (peers.go)
+	audit   *mirror.Auditor // integrity of the served release (integrity.go)
+	front   *front          // nil without an edge section
+	peering peering         // content to and from peers (peers.go)
 
 	mu     sync.Mutex
 	target mirror.Revision // the cluster target last handed to the syncer
@@ -54,7 +56,7 @@ func (w *web) openLocal(ctx context.Context) error {
 	if err := w.syncer.Open(ctx); err != nil {
 		return fmt.Errorf("mirror syncer: %w", err)
 	}
-	return nil
+	return w.openAudit(ctx)
 }
 
 // openCluster starts the edge, which follows the cluster's maintenance
@@ -62,10 +64,11 @@ func (w *web) openLocal(ctx context.Context) error {
 func (w *web) openCluster(ctx context.Context) error { return w.openEdge(ctx) }
 
 func (w *web) stop() error {
+	err := w.closeAudit()
 	if w.syncer == nil {
-		return nil
+		return err
 	}
-	return w.syncer.Close()
+	return errors.Join(err, w.syncer.Close())
 }
 
 func (w *web) closeCluster() error { return nil }
@@ -84,6 +87,7 @@ func (w *web) apiConfig(cfg *api.Config) {
 	if w.front != nil {
 		cfg.Certs = w.front.certs
 	}
+	w.integrity(cfg)
 }
 
 // observe hands a new target to the syncer, tracks the lag, and lets the
@@ -172,6 +176,7 @@ func (w *web) status(st *api.Status) {
 		cs := w.front.certs.State()
 		st.Certificate = &cs
 	}
+	w.integrityStatus(st)
 }
 
 // checkRevision fails when the node never synced, or has been behind the
@@ -223,6 +228,7 @@ func (w *web) checks(checks map[string][]api.Check) {
 	if w.front != nil {
 		w.front.checks(checks)
 	}
+	w.integrityChecks(checks)
 }
 
 func (w *web) meta(m *gossip.NodeMeta) {

@@ -16,7 +16,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
-	"github.com/nodeagent/nodeagent/internal/clustertls"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
@@ -55,6 +54,15 @@ type Config struct {
 	Certs CertService
 	// CertStore serves the cluster certificate storage (controller only).
 	CertStore http.Handler
+	// Integrity checks the served release (web nodes; nil otherwise).
+	Integrity IntegrityService
+
+	// VerifyPeer reports whether a request on the cluster API carries a
+	// cluster client certificate (clustertls.Identity.Verified); nil
+	// refuses every agent-to-agent call.
+	VerifyPeer func(*http.Request) bool
+	// Keyring runs the gossip keyring operations (nil: no /v1/keyring).
+	Keyring KeyringService
 	// View serves the cluster-wide reads of the status page (nil: none).
 	View ClusterView
 }
@@ -96,7 +104,7 @@ func (s *Server) LocalHandler() http.Handler {
 func (s *Server) ClusterHandler() http.Handler {
 	e := s.newEcho("cluster")
 	s.routes(e)
-	c := e.Group("/cluster/v1", middleware.BodyLimit(clusterBodyLimit), requireClusterCert)
+	c := e.Group("/cluster/v1", middleware.BodyLimit(clusterBodyLimit), s.requireClusterCert)
 	if s.cfg.Mirror != nil {
 		h := echo.WrapHandler(http.StripPrefix("/cluster/v1/mirror", s.cfg.Mirror))
 		c.Any("/mirror/*", h)
@@ -105,6 +113,7 @@ func (s *Server) ClusterHandler() http.Handler {
 		c.GET("/meta", func(c echo.Context) error { return c.JSON(http.StatusOK, s.cfg.Meta()) })
 	}
 	s.certStoreRoutes(c)
+	s.keyringClusterRoutes(c)
 	s.reportRoute(c)
 	return e
 }
@@ -141,6 +150,8 @@ func (s *Server) routes(e *echo.Echo) {
 	s.opsRoutes(v1)
 	s.certRoutes(v1)
 	s.dbRoutes(v1)
+	s.integrityRoutes(v1)
+	s.keyringRoutes(v1)
 	s.viewRoutes(v1)
 }
 
@@ -159,9 +170,9 @@ func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-func requireClusterCert(next echo.HandlerFunc) echo.HandlerFunc {
+func (s *Server) requireClusterCert(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !clustertls.Verified(c.Request()) {
+		if s.cfg.VerifyPeer == nil || !s.cfg.VerifyPeer(c.Request()) {
 			return problem(http.StatusUnauthorized, "agent endpoints need a cluster client certificate")
 		}
 		return next(c)

@@ -10,6 +10,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/dump"
+	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
 
@@ -103,6 +104,20 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"RestoreRequest":     reflect.TypeFor[api.RestoreRequest](),
 		"Restore":            reflect.TypeFor[api.Restore](),
 		"DBStatus":           reflect.TypeFor[api.DBStatus](),
+		"GossipStatus":       reflect.TypeFor[api.GossipStatus](),
+		"ControllerStatus":   reflect.TypeFor[api.ControllerStatus](),
+		"MissingMember":      reflect.TypeFor[api.MissingMember](),
+		"Difference":         reflect.TypeFor[mirror.Difference](),
+		"AuditStatus":        reflect.TypeFor[mirror.AuditStatus](),
+		"VerifyRequest":      reflect.TypeFor[api.VerifyRequest](),
+		"VerifyReport":       reflect.TypeFor[mirror.VerifyReport](),
+		"KeyRequest":         reflect.TypeFor[api.KeyRequest](),
+		"PrimaryRequest":     reflect.TypeFor[api.PrimaryRequest](),
+		"KeyInfo":            reflect.TypeFor[gossip.KeyInfo](),
+		"ClusterCertificate": reflect.TypeFor[api.ClusterCertificate](),
+		"NodeKeyring":        reflect.TypeFor[api.NodeKeyring](),
+		"KeyUsage":           reflect.TypeFor[api.KeyUsage](),
+		"KeyringReport":      reflect.TypeFor[api.KeyringReport](),
 		"UISession":          reflect.TypeFor[api.UISession](),
 		"NodeReport":         reflect.TypeFor[api.NodeReport](),
 		"NodeReports":        reflect.TypeFor[api.NodeReports](),

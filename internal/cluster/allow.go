@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"net/netip"
 	"slices"
 )
 
@@ -34,4 +35,21 @@ func (s *State) Allow(nodes []string) []string {
 	}
 	slices.Sort(all)
 	return slices.Compact(all)
+}
+
+// ParseAllow reads allow lists as the cluster state holds them (the
+// maintenance register's, the nodes' maintenance.allow): every range that
+// parses, masked, and the entries that do not. Any node may have written
+// them, so a bad entry is left out on its own: one node's typo never drops
+// the ranges of the others, and an operator is never locked out by it.
+func ParseAllow(lists ...[]string) (allow []netip.Prefix, invalid []string) {
+	for _, c := range slices.Concat(lists...) {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			invalid = append(invalid, c)
+			continue
+		}
+		allow = append(allow, p.Masked())
+	}
+	return allow, invalid
 }

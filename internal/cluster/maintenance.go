@@ -40,6 +40,10 @@ const (
 	MaxAllow   = 32
 )
 
+// maxUntil is the latest end the register can carry: it is written in UTC,
+// and JSON times end with year 9999.
+var maxUntil = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+
 // Active reports whether site maintenance is in force at now.
 func (m Maintenance) Active(now time.Time) bool { return m.Enabled && m.before(now) }
 
@@ -77,6 +81,9 @@ func (m Maintenance) Validate(now time.Time) error {
 	if !m.Until.IsZero() && !m.Until.After(now) {
 		return errs.Invalid("until %s is in the past", m.Until.Format(time.RFC3339))
 	}
+	if m.Until.After(maxUntil) {
+		return errs.Invalid("until %s is after the end of year 9999 UTC", m.Until.Format(time.RFC3339))
+	}
 	return nil
 }
 
@@ -110,7 +117,12 @@ func (w maintenanceWire) state(reg gossip.Register) Maintenance {
 	m := Maintenance{Enabled: w.Enabled, Moodle: w.Moodle, Message: w.Message, Reason: w.Reason,
 		Allow: w.Allow, Clock: reg.Clock, SetBy: reg.Node}
 	if w.Until != nil {
+		// Another node may have written an end late in year 9999 west of
+		// UTC: in force as far as can be written again, in UTC.
 		m.Until = *w.Until
+		if m.Until.After(maxUntil) {
+			m.Until = maxUntil
+		}
 	}
 	return m
 }

@@ -154,10 +154,11 @@ func TestMalformedValueIgnored(t *testing.T) {
 func TestMaintenanceValidate(t *testing.T) {
 	now := time.Now()
 	for name, m := range map[string]cluster.Maintenance{
-		"bad CIDR": {Enabled: true, Allow: []string{"10.0.0/8"}},
-		"past":     {Enabled: true, Until: now.Add(-time.Minute)},
-		"too long": {Enabled: true, Message: string(make([]byte, cluster.MaxMessage+1))},
-		"too many": {Enabled: true, Allow: make([]string, cluster.MaxAllow+1)},
+		"bad CIDR":       {Enabled: true, Allow: []string{"10.0.0/8"}},
+		"past":           {Enabled: true, Until: now.Add(-time.Minute)},
+		"too long":       {Enabled: true, Message: string(make([]byte, cluster.MaxMessage+1))},
+		"too many":       {Enabled: true, Allow: make([]string, cluster.MaxAllow+1)},
+		"after 9999 UTC": {Enabled: true, Until: time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("", -14*3600))},
 	} {
 		if err := m.Validate(now); err == nil {
 			t.Errorf("%s: accepted", name)

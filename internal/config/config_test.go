@@ -73,6 +73,7 @@ func TestLoadDesignExample(t *testing.T) {
 			Pinned: []string{"config.php"},
 			PeerUpload: config.PeerUploadConfig{Rate: config.DefaultPeerUploadRate,
 				Concurrency: config.DefaultPeerUploadConcurrency},
+			Audit: config.AuditConfig{CheckInterval: config.Duration(time.Minute), HashPeriod: config.Duration(24 * time.Hour)},
 		},
 		Deploy: config.DeployConfig{RunAs: "www-data", MinWeb: 1},
 		Edge: &config.EdgeConfig{
@@ -211,6 +212,8 @@ func TestParseDecodeErrors(t *testing.T) {
 			[]string{`mirror.max_lag: invalid duration "60" (use e.g. 30s, 5m, 1h30m) (line 2)`}},
 		{"rate without unit", "mirror:\n  peer_upload: {rate: 50}\n",
 			[]string{`mirror.peer_upload.rate: invalid rate "50" (use e.g. 50MB/s, 400Mbit/s, 20MiB/s, or 0 for no bound) (line 2)`}},
+		{"bool", "mirror:\n  audit: {repair: yes please}\n",
+			[]string{`mirror.audit.repair: must be true or false, got "yes please" (line 2)`}},
 		{"list", "gossip:\n  join: 10.0.0.4:7946\n",
 			[]string{`gossip.join: must be a list, got "10.0.0.4:7946" (line 2)`}},
 		{"list element", "maintenance:\n  allow: [10.0.0.0/8, [x]]\n",

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -79,6 +80,8 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		}
 	case reflect.Int:
 		d.integer(n, v, path, null)
+	case reflect.Bool:
+		d.boolean(n, v, path, null)
 	case reflect.Slice:
 		d.list(n, v, path, null)
 	default:
@@ -108,7 +111,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
 		name := key.Value
-		keyPath := joinPath(path, name)
+		keyPath := joinPath(path, keyName(name))
 		if key.Kind != yaml.ScalarNode {
 			d.problem(path, key, "keys must be plain names")
 			continue
@@ -139,6 +142,20 @@ func yamlFields(t reflect.Type) map[string]int {
 	return m
 }
 
+// keyName is a key as problems name it: quoted unless it is a plain name,
+// so that a problem stays one printable line whatever the file holds.
+func keyName(name string) string {
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return strconv.Quote(name)
+		}
+	}
+	if name == "" {
+		return `""`
+	}
+	return name
+}
+
 func joinPath(parent, key string) string {
 	if parent == "" {
 		return key
@@ -157,6 +174,19 @@ func (d *decoder) integer(n *yaml.Node, v reflect.Value, path string, null bool)
 		return
 	}
 	v.SetInt(int64(i))
+}
+
+func (d *decoder) boolean(n *yaml.Node, v reflect.Value, path string, null bool) {
+	if null {
+		v.SetBool(false)
+		return
+	}
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+		d.problem(path, n, "must be true or false, got %s", describe(n))
+		return
+	}
+	v.SetBool(b)
 }
 
 func (d *decoder) list(n *yaml.Node, v reflect.Value, path string, null bool) {

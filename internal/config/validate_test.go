@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodeagent/nodeagent/internal/config"
 )
@@ -41,6 +42,8 @@ func TestValidateValid(t *testing.T) {
 		"ipv6 listen":           func(c *config.Config) { c.API.Listen = "[::1]:7948" },
 		"localhost listen":      func(c *config.Config) { c.API.Listen = "localhost:9999" },
 		"edge on other address": func(c *config.Config) { c.Edge.HTTPS = "10.0.0.5:7948" },
+		"audit off":             func(c *config.Config) { c.Mirror.Audit = config.AuditConfig{} },
+		"audit repairs":         func(c *config.Config) { c.Mirror.Audit.Repair = true },
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -90,6 +93,9 @@ func TestValidateBad(t *testing.T) {
 		{"peer_upload.rate", func(c *config.Config) { c.Mirror.PeerUpload.Rate = -1 }, []string{"mirror.peer_upload.rate: must not be negative"}},
 		{"peer_upload.concurrency", func(c *config.Config) { c.Mirror.PeerUpload.Concurrency = -1 }, []string{"mirror.peer_upload.concurrency: must be at least 0"}},
 		{"after_switch empty argv0", func(c *config.Config) { c.Mirror.AfterSwitch = []string{"", "reload"} }, []string{"mirror.after_switch[0]: command name must not be empty"}},
+		{"audit.check_interval", func(c *config.Config) { c.Mirror.Audit.CheckInterval = config.Duration(time.Millisecond) }, []string{"mirror.audit.check_interval: must be 0 (off) or at least 1s"}},
+		{"audit.hash_period", func(c *config.Config) { c.Mirror.Audit.HashPeriod = config.Duration(time.Second) }, []string{"mirror.audit.hash_period: must be 0 (off) or at least 1m"}},
+		{"edge.max_conns_per_client", func(c *config.Config) { c.Edge.MaxConnsPerClient = -1 }, []string{"edge.max_conns_per_client: must be at least 0"}},
 		{"edge.https", func(c *config.Config) { c.Edge.HTTPS = "" }, []string{"edge.https: required"}},
 		{"edge.http", func(c *config.Config) { c.Edge.HTTP = "80" }, []string{"edge.http: must be host:port"}},
 		{"edge.backend no scheme", func(c *config.Config) { c.Edge.Backend = "127.0.0.1:8080" }, []string{"edge.backend: must be a http:// or https:// URL"}},

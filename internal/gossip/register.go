@@ -9,6 +9,11 @@ import (
 // maxKeyLen bounds register keys.
 const maxKeyLen = 128
 
+// maxClock bounds the Lamport clocks a node accepts from others: far above
+// any real count of writes, and far enough below the top of uint64 that
+// the node's own next write (clock+1) always wins.
+const maxClock = 1 << 62
+
 // Register is one cluster-wide value. The last writer wins: the higher
 // Clock, ties broken by the higher Node name.
 type Register struct {
@@ -26,7 +31,7 @@ func (r Register) newer(old Register) bool {
 }
 
 func (r Register) valid() bool {
-	return r.Node != "" && json.Valid(r.Value)
+	return r.Node != "" && r.Clock < maxClock && json.Valid(r.Value)
 }
 
 func validKey(key string) error {
@@ -77,7 +82,7 @@ func (g *Gossip) Set(key string, value any) (Register, error) {
 	g.queue.QueueBroadcast(newBroadcast(registerName(key), msg, nil))
 	g.fanOut(msg)
 	r.Value = bytes.Clone(r.Value)
-	if err := g.persist(); err != nil {
+	if err := g.persist(false); err != nil {
 		return r, err
 	}
 	return r, nil
@@ -113,13 +118,17 @@ func (g *Gossip) applyRegister(key string, r Register) bool {
 type state struct {
 	Clock     uint64              `json:"clock"`
 	Registers map[string]Register `json:"registers"`
-	Left      map[string]uint64   `json:"left,omitempty"` // push/pull only: leave intents of left members
+	// Push/pull only: the leave intents of left members (clock and, since
+	// it was added, meta version; see leaveMsg).
+	Left  map[string]uint64 `json:"left,omitempty"`
+	LeftV map[string]int64  `json:"left_v,omitempty"`
 }
 
 func (g *Gossip) localState() []byte {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	b, err := json.Marshal(state{Clock: g.clock, Registers: g.regs, Left: g.leftLocked()})
+	left, leftV := g.leftLocked()
+	b, err := json.Marshal(state{Clock: g.clock, Registers: g.regs, Left: left, LeftV: leftV})
 	if err != nil {
 		g.log.Error("gossip: encode local state", "err", err)
 		return nil
@@ -134,13 +143,29 @@ func (g *Gossip) mergeState(buf []byte) {
 		g.log.Warn("gossip: bad remote state", "err", err)
 		return
 	}
+	for key, r := range g.mergeRegisters(st) {
+		// Spread what was new here like a register message: a write made
+		// while a partition cut its writer off reaches one node by a state
+		// exchange after the partition, and every node from there.
+		msg, err := encodeRegisterMsg(key, r)
+		if err != nil {
+			continue
+		}
+		g.queue.QueueBroadcast(newBroadcast(registerName(key), msg, nil))
+	}
+}
+
+// mergeRegisters applies st and returns the registers that were new here.
+func (g *Gossip) mergeRegisters(st state) map[string]Register {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.clock = max(g.clock, st.Clock)
-	for node, c := range st.Left {
-		g.leaveIntentLocked(node, c)
+	if st.Clock < maxClock {
+		g.clock = max(g.clock, st.Clock)
 	}
-	changed := false
+	for node, c := range st.Left {
+		g.leaveIntentLocked(leaveMsg{Node: node, Clock: c, Version: st.LeftV[node]})
+	}
+	changed := make(map[string]Register)
 	for key, r := range st.Registers {
 		if validKey(key) != nil || !r.valid() {
 			continue
@@ -150,11 +175,12 @@ func (g *Gossip) mergeState(buf []byte) {
 			continue
 		}
 		g.regs[key] = r
-		changed = true
+		changed[key] = r
 	}
-	if changed {
+	if len(changed) > 0 {
 		g.gen++
 		g.notifyLocked()
 		g.signalPersist()
 	}
+	return changed
 }

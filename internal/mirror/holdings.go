@@ -222,8 +222,8 @@ func (r *Releases) have(id string, epoch uint64, from int) (ans haveAnswer, grew
 	return ans, grew, true
 }
 
-// building returns the revision being built, if any.
-func (r *Releases) building() (Revision, bool) {
+// inBuild returns the revision being built, if any.
+func (r *Releases) inBuild() (Revision, bool) {
 	h := &r.holdings
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -101,7 +101,7 @@ func (p *PeerServer) Handler() http.Handler {
 // heldRevisions are the kept releases and the one being built.
 func (p *PeerServer) heldRevisions() []Revision {
 	revs := p.rels.List()
-	if b, ok := p.rels.building(); ok {
+	if b, ok := p.rels.inBuild(); ok {
 		revs = append(revs, b)
 	}
 	return revs

@@ -46,11 +46,22 @@ type Releases struct {
 	relDir string // absolute <Dir>/releases
 	target string // absolute Target
 
-	applyMu sync.Mutex // serializes Apply and owns base
+	applyMu sync.Mutex // serializes Apply and Repair, owns base and building
 	base    struct {   // the last manifest loaded or built, for the next delta
 		id string
 		m  *Manifest
 	}
+	// building holds the identities of the release being built, by
+	// entry, as far as known (see identity.go).
+	building identities
+	// reuseByContent: files linked from kept releases are checked by
+	// their content, not their identity (repairs: the content of an inode
+	// written in place by root, its time set back, passes for intact).
+	reuseByContent bool
+	// The partial build to resume (see partial.go), owned by applyMu.
+	partialID string
+	ckpt      *checkpoints // of the build in progress
+	janitor   janitor      // trees set aside for RunCleanup
 
 	mu         sync.Mutex
 	kept       map[string]Revision
@@ -124,21 +135,31 @@ func (r *Releases) Open(ctx context.Context) error {
 		return fmt.Errorf("open releases: %w", err)
 	}
 	r.relDir = filepath.Join(dir, releasesDir)
-	for _, d := range []string{r.relDir, r.metaDir(manifestsDir), r.metaDir(revisionsDir)} {
+	for _, d := range []string{r.relDir, r.metaDir(manifestsDir), r.metaDir(revisionsDir), r.metaDir(identitiesDir)} {
 		// The web server traverses releases/ through Target: 0755.
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("open releases: %w", err)
+		}
+		if d == r.relDir {
+			continue // trees: removed in the background (cleanup.go)
 		}
 		if err := removeTemps(d); err != nil {
 			return fmt.Errorf("open releases: remove leftovers: %w", err)
 		}
 	}
+	if err := r.trashLeftovers(); err != nil {
+		return fmt.Errorf("open releases: set leftovers aside: %w", err)
+	}
 	if err := r.openTarget(); err != nil {
+		return fmt.Errorf("open releases: %w", err)
+	}
+	if err := r.openPartial(); err != nil {
 		return fmt.Errorf("open releases: %w", err)
 	}
 	if err := r.loadKept(); err != nil {
 		return fmt.Errorf("open releases: %w", err)
 	}
+	r.hardenOlderReleases()
 	if cur, ok := r.Current(); ok {
 		r.log.Info("releases opened", "current", cur.ID, "seq", cur.Seq, "kept", len(r.kept))
 	} else {
@@ -164,6 +185,9 @@ func (r *Releases) loadKept() error {
 	kept := map[string]Revision{}
 	for _, e := range ents {
 		id := e.Name()
+		if id == partialName || strings.HasPrefix(id, tmpPrefix) {
+			continue
+		}
 		if _, err := ParseHash(id); err != nil || !e.IsDir() {
 			r.log.Warn("ignoring a foreign entry in the releases directory", "name", id)
 			continue
@@ -179,9 +203,9 @@ func (r *Releases) loadKept() error {
 			r.log.Warn("current release has no metadata", "id", id, "err", err)
 			kept[id] = Revision{ID: id}
 		default:
-			r.log.Warn("removing an incomplete release", "id", id, "err", err)
-			if err := removeTree(filepath.Join(r.relDir, id)); err != nil {
-				return fmt.Errorf("remove incomplete release %s: %w", id, err)
+			r.log.Warn("removing an incomplete release in the background", "id", id, "err", err)
+			if err := r.trash(filepath.Join(r.relDir, id), "incomplete release "+id); err != nil {
+				return fmt.Errorf("set incomplete release %s aside: %w", id, err)
 			}
 		}
 	}
@@ -193,6 +217,9 @@ func (r *Releases) loadKept() error {
 	r.mu.Lock()
 	r.kept = kept
 	r.mu.Unlock()
+	if err := r.removeOrphanIdentities(kept); err != nil {
+		return err
+	}
 	return r.removeOrphans(kept)
 }
 
@@ -220,7 +247,7 @@ func (r *Releases) removeOrphans(kept map[string]Revision) error {
 		}
 		for _, e := range ents {
 			id, ok := strings.CutSuffix(e.Name(), ".json")
-			if _, isKept := kept[id]; !ok || isKept {
+			if _, isKept := kept[id]; !ok || isKept || id == r.partialID {
 				continue
 			}
 			if err := os.Remove(filepath.Join(r.metaDir(kind), e.Name())); err != nil {
@@ -292,9 +319,15 @@ func (r *Releases) startProgress(rev Revision, files int, bytes int64) {
 	r.mu.Unlock()
 }
 
-func (r *Releases) fileDone(size int64) {
+// fileDone counts the file at entry i of the manifest being built as
+// placed, for the progress and the checkpoints; r.building[i] holds its
+// identity already.
+func (r *Releases) fileDone(i int, size int64) {
 	r.filesDone.Add(1)
 	r.bytesDone.Add(size)
+	if r.ckpt != nil {
+		r.ckpt.mark(i, r.building[i])
+	}
 }
 
 // Apply makes rev the current release: it builds releases/<id> from src
@@ -323,6 +356,9 @@ func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
 		r.filesDone.Store(int64(rev.Files))
 		r.bytesDone.Store(rev.Bytes)
 		r.log.Info("switching to a kept release", "id", rev.ID, "seq", rev.Seq)
+		if err := r.checkKept(ctx, rev, src); err != nil {
+			return fmt.Errorf("apply %d (%s): %w", rev.Seq, rev.ID, err)
+		}
 	} else {
 		start := time.Now()
 		defer r.holdings.end(rev.ID) // served as the current release once switched
@@ -353,7 +389,8 @@ func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
 }
 
 // build makes releases/<id> from src and records its manifest and revision.
-// On failure it leaves nothing behind.
+// On failure it leaves the partial tree and its manifest for the next
+// attempt to resume, and nothing else.
 func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revision, err error) {
 	r.startProgress(rev, 0, 0)
 	r.setPhase(PhaseManifest)
@@ -371,10 +408,9 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	if err != nil {
 		return rev, err
 	}
-	tmp := filepath.Join(r.relDir, tmpPrefix+rev.ID)
 	defer func() {
-		if err != nil {
-			r.discard(rev.ID, tmp)
+		if err != nil && r.partialID != rev.ID {
+			r.discard(rev.ID)
 		}
 	}()
 	// Written now so the bytes need not stay in memory during the build;
@@ -384,22 +420,23 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	}
 
 	meta.Files, meta.Bytes = m.Files()
-	r.holdings.begin(meta, m, tmp) // peers may fetch what is stored; Apply ends it
+	r.holdings.begin(meta, m, r.partialDir()) // peers may fetch what is stored; Apply ends it
 	r.startProgress(meta, meta.Files, meta.Bytes)
 	r.setPhase(PhaseLink)
-	if err := removeTree(tmp); err != nil {
+	r.building = make(identities, len(m.Entries))
+	defer func() { r.building = nil }()
+	if err := r.buildPartial(ctx, meta, m, src); err != nil {
 		return rev, err
 	}
-	if old := r.recycle(meta, tmp); old != nil {
-		err = r.updateTree(ctx, tmp, old, m, src)
-	} else {
-		err = r.buildTree(ctx, tmp, m, src)
-	}
-	if err != nil {
+	dir := r.partialDir()
+	if err := recordIdentities(dir, m, r.building); err != nil {
 		return rev, err
 	}
-	if err := r.commit(tmp, meta); err != nil {
+	if err := r.commit(dir, meta, r.building); err != nil {
 		return rev, err
+	}
+	if err := r.finishPartial(); err != nil {
+		r.log.Warn("remove partial release state", "err", err)
 	}
 	// The new manifest is not kept for the next delta: at 50k files it is
 	// ~8 MB an idle agent would hold for hours. The next sync reads it back
@@ -408,13 +445,11 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	return meta, nil
 }
 
-// discard removes what a failed build left.
-func (r *Releases) discard(id, tmp string) {
-	if err := removeTree(tmp); err != nil {
-		r.log.Warn("remove failed build", "dir", tmp, "err", err)
-	}
-	for _, kind := range []string{manifestsDir, revisionsDir} {
-		if err := os.Remove(r.metaFile(kind, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+// discard removes the metadata files a build failed before it had a
+// partial tree.
+func (r *Releases) discard(id string) {
+	for _, p := range []string{r.metaFile(manifestsDir, id), r.metaFile(revisionsDir, id), r.identitiesFile(id)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			r.log.Warn("remove metadata of failed build", "id", id, "err", err)
 		}
 	}
@@ -423,9 +458,12 @@ func (r *Releases) discard(id, tmp string) {
 // commit makes the built tree durable and gives it its name, the commit
 // point: a release directory is complete once named, and Open removes
 // metadata files without one.
-func (r *Releases) commit(tmp string, rev Revision) error {
+func (r *Releases) commit(tmp string, rev Revision, ids identities) error {
 	r.setPhase(PhaseDurable)
 	if err := syncFS(r.relDir); err != nil {
+		return err
+	}
+	if err := r.writeIdentities(rev.ID, ids); err != nil {
 		return err
 	}
 	if err := writeJSONAtomic(r.metaFile(revisionsDir, rev.ID), rev); err != nil {
@@ -575,9 +613,11 @@ func (r *Releases) removeRelease(id string) error {
 // recycle finds a kept release that gc would remove once rev is current and
 // that is not served now, and moves it to tmp: rev's tree is made from it by
 // changing what differs, rather than built from nothing while the other is
-// deleted file by file. It returns the manifest of the recycled tree, or
-// nil if there is none to recycle.
-func (r *Releases) recycle(rev Revision, tmp string) *Manifest {
+// deleted file by file. It returns the manifest and identities of the
+// recycled tree, or nil if there is none to recycle (a release without
+// identities, made by an older version, is not: nothing tells its files
+// are still the agent's).
+func (r *Releases) recycle(rev Revision, tmp string) (*Manifest, identities) {
 	list := append(r.List(), rev)
 	sortRevisions(list)
 	cur, _ := r.Current()
@@ -588,18 +628,22 @@ func (r *Releases) recycle(rev Revision, tmp string) *Manifest {
 		}
 	}
 	if id == "" {
-		return nil
+		return nil, nil
 	}
 	old, err := r.loadManifest(id)
+	var ids identities
+	if err == nil {
+		ids, err = r.loadIdentities(id, old)
+	}
 	if err == nil {
 		err = r.unkeep(id, tmp)
 	}
 	if err != nil {
 		r.log.Warn("release not recycled; building from nothing", "id", id, "err", err)
-		return nil
+		return nil, nil
 	}
 	r.log.Debug("recycling release", "id", id, "for", rev.ID)
-	return old
+	return old, ids
 }
 
 // unkeep renames the release id to dir, out of the kept set, and removes
@@ -615,8 +659,8 @@ func (r *Releases) unkeep(id, dir string) error {
 		r.base.id, r.base.m = "", nil
 	}
 	var errs []error
-	for _, kind := range []string{manifestsDir, revisionsDir} {
-		if err := os.Remove(r.metaFile(kind, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, p := range []string{r.metaFile(manifestsDir, id), r.metaFile(revisionsDir, id), r.identitiesFile(id)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

@@ -58,7 +58,18 @@ type scanEntry struct {
 	unstatted bool
 }
 
-// scanTree walks the tree at root and returns its entries sorted by path.
+// openRoot opens the source root, following symlinks in its own path (the
+// configured path may be one); everything inside is opened beneath it.
+func openRoot(root string) (int, error) {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("scan %s: %w", root, err)
+	}
+	return fd, nil
+}
+
+// scanTree walks the tree open as rootFD (at root, for messages) and
+// returns its entries sorted by path.
 // Directories are read in parallel; every entry is stat'ed relative to its
 // directory's descriptor. Excluded paths are left out, and special files
 // (sockets, fifos, devices) are skipped with a warning. onFile is called,
@@ -67,8 +78,8 @@ type scanEntry struct {
 // returns what the identity cache knows of a file: regular files it does
 // not know are not stat'ed, where the directory tells their type, since
 // they will be opened anyway.
-func scanTree(ctx context.Context, root string, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry)) ([]*scanEntry, error) {
-	w := &walker{ctx: ctx, root: strings.TrimRight(root, "/"), ex: ex, log: log, lookup: lookup, onFile: onFile}
+func scanTree(ctx context.Context, root string, rootFD int, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry)) ([]*scanEntry, error) {
+	w := &walker{ctx: ctx, root: strings.TrimRight(root, "/"), rootFD: rootFD, ex: ex, log: log, lookup: lookup, onFile: onFile}
 	if w.root == "" {
 		w.root = "/"
 	}
@@ -97,6 +108,7 @@ type walker struct {
 	lookup func(path string) *cacheEntry
 	onFile func(*scanEntry)
 	root   string
+	rootFD int
 	ex     *excluder
 	log    *slog.Logger
 	sem    chan struct{} // a slot per extra goroutine
@@ -112,7 +124,7 @@ const walkerDirentBuffer = 32 << 10
 
 // walkRoot walks the tree from its root in this goroutine and helpers.
 func (w *walker) walkRoot() {
-	fd, err := unix.Open(w.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(w.rootFD, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		w.fail(fmt.Errorf("scan %s: %w", w.root, err))
 		return
@@ -179,19 +191,9 @@ func (w *walker) walk(fd int, rel string, buf []byte) error {
 
 // readDir lists and stats the entries of the directory open as fd.
 func (w *walker) readDir(fd int, rel string, buf []byte) (ents []scanEntry, subdirs []string, err error) {
-	var des []dirent
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("scan %s/%s: %w", w.root, rel, err)
-		}
-		if n <= 0 {
-			break
-		}
-		des = appendDirents(des, buf[:n], rel)
+	des, err := readDirents(fd, rel, buf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("scan %s/%s: %w", w.root, rel, err)
 	}
 	ents = make([]scanEntry, 0, len(des))
 	for _, de := range des {
@@ -258,6 +260,25 @@ func (w *walker) stat(fd int, name, p string) (e scanEntry, ok bool, err error) 
 		return e, false, nil
 	}
 	return e, true, nil
+}
+
+// readDirents lists the directory open as fd (at rel, relative to the
+// tree root), "." and ".." left out.
+func readDirents(fd int, rel string, buf []byte) ([]dirent, error) {
+	var des []dirent
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return des, nil
+		}
+		des = appendDirents(des, buf[:n], rel)
+	}
 }
 
 // dirent is a directory entry as getdents returns it, with its path.

@@ -23,3 +23,18 @@ func SetReadHook(s *Store, hook func(path string)) {
 
 // DecodeCanonical is the fast path of DecodeManifest.
 func DecodeCanonical(data []byte) (*Manifest, bool) { return decodeCanonical(data) }
+
+// SetOpenHook makes publishes call hook(rel) before opening a source file.
+func SetOpenHook(s *Store, hook func(rel string)) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	s.testHookOpen = hook
+}
+
+// UseOpenat2 switches between openat2 and the descriptor walk its absence
+// falls back to; it returns a func restoring the previous choice.
+func UseOpenat2(use bool) (restore func()) {
+	prev := noOpenat2.Load()
+	noOpenat2.Store(!use)
+	return func() { noOpenat2.Store(prev) }
+}

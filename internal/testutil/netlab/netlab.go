@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -164,6 +165,16 @@ func (l *Lab) Node(name string) *Node {
 		panic("netlab: no node " + name)
 	}
 	return n
+}
+
+// Names returns the names of the lab's nodes, sorted.
+func (l *Lab) Names() []string {
+	names := make([]string, 0, len(l.nodes))
+	for name := range l.nodes {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Addr is the lab address of node name.
