@@ -94,9 +94,8 @@ type Store struct {
 
 // objLoc locates the content of a hash.
 type objLoc struct {
-	p    *pack
-	off  int64
-	size int64
+	p *pack
+	packObj
 }
 
 // NewStore returns a store; Open loads it.
@@ -303,7 +302,7 @@ func (s *Store) setPackAside(num uint64) {
 func (s *Store) addPack(p *pack) {
 	s.packs[p.num] = p
 	for _, o := range p.objs {
-		s.index[o.hash] = objLoc{p: p, off: o.off, size: o.size}
+		s.index[o.hash] = objLoc{p: p, packObj: o}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/mirror"
+	"github.com/nodeagent/nodeagent/internal/mirror/mirrortest"
 	"golang.org/x/sys/unix"
 )
 
@@ -644,9 +645,11 @@ func hashOf(content string) mirror.Hash { return sha256.Sum256([]byte(content)) 
 func TestStoreRepackRewritesMostlyDeadPacks(t *testing.T) {
 	src := t.TempDir()
 	dir := t.TempDir()
+	// Random content: stored raw, so pack sizes are content sizes.
+	rnd := func(seed string, n int) string { return string(mirrortest.Content(nil, seed, n)) }
 	big := map[string]string{
-		"a.bin": bigContent("a", 200<<10), "b.bin": bigContent("b", 200<<10),
-		"c.bin": bigContent("c", 200<<10), "d.bin": bigContent("d", 100<<10),
+		"a.bin": rnd("a", 200<<10), "b.bin": rnd("b", 200<<10),
+		"c.bin": rnd("c", 200<<10), "d.bin": rnd("d", 100<<10),
 	}
 	stWrite(t, src, big)
 	st := stOpen(t, mirror.StoreConfig{Dir: dir, Source: src, Keep: 1})
