@@ -68,7 +68,13 @@ type scanEntry struct {
 // not know are not stat'ed, where the directory tells their type, since
 // they will be opened anyway.
 func scanTree(ctx context.Context, root string, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry)) ([]*scanEntry, error) {
-	w := &walker{ctx: ctx, root: strings.TrimRight(root, "/"), ex: ex, log: log, lookup: lookup, onFile: onFile}
+	return scanSubtree(ctx, root, "", ex, log, lookup, onFile)
+}
+
+// scanSubtree is scanTree of the directory base of the tree at root: the
+// entries below base, with paths relative to root.
+func scanSubtree(ctx context.Context, root, base string, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry)) ([]*scanEntry, error) {
+	w := &walker{ctx: ctx, root: strings.TrimRight(root, "/"), base: base, ex: ex, log: log, lookup: lookup, onFile: onFile}
 	if w.root == "" {
 		w.root = "/"
 	}
@@ -97,6 +103,7 @@ type walker struct {
 	lookup func(path string) *cacheEntry
 	onFile func(*scanEntry)
 	root   string
+	base   string // the directory walked, relative to root; "" for root
 	ex     *excluder
 	log    *slog.Logger
 	sem    chan struct{} // a slot per extra goroutine
@@ -112,12 +119,16 @@ const walkerDirentBuffer = 32 << 10
 
 // walkRoot walks the tree from its root in this goroutine and helpers.
 func (w *walker) walkRoot() {
-	fd, err := unix.Open(w.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dir := w.root
+	if w.base != "" {
+		dir += "/" + w.base
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		w.fail(fmt.Errorf("scan %s: %w", w.root, err))
+		w.fail(fmt.Errorf("scan %s: %w", dir, err))
 		return
 	}
-	w.fail(w.walk(fd, "", make([]byte, walkerDirentBuffer)))
+	w.fail(w.walk(fd, w.base, make([]byte, walkerDirentBuffer)))
 }
 
 func (w *walker) fail(err error) {
@@ -179,19 +190,9 @@ func (w *walker) walk(fd int, rel string, buf []byte) error {
 
 // readDir lists and stats the entries of the directory open as fd.
 func (w *walker) readDir(fd int, rel string, buf []byte) (ents []scanEntry, subdirs []string, err error) {
-	var des []dirent
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("scan %s/%s: %w", w.root, rel, err)
-		}
-		if n <= 0 {
-			break
-		}
-		des = appendDirents(des, buf[:n], rel)
+	des, err := readDirents(fd, rel, buf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("scan %s/%s: %w", w.root, rel, err)
 	}
 	ents = make([]scanEntry, 0, len(des))
 	for _, de := range des {
@@ -258,6 +259,24 @@ func (w *walker) stat(fd int, name, p string) (e scanEntry, ok bool, err error) 
 		return e, false, nil
 	}
 	return e, true, nil
+}
+
+// readDirents lists the directory open as fd, at rel, with getdents.
+func readDirents(fd int, rel string, buf []byte) ([]dirent, error) {
+	var des []dirent
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return des, nil
+		}
+		des = appendDirents(des, buf[:n], rel)
+	}
 }
 
 // dirent is a directory entry as getdents returns it, with its path.

@@ -27,7 +27,11 @@ type StoreConfig struct {
 	Source  string   // the tree to publish (mirror.source)
 	Exclude []string // globs, see excluder
 	Keep    int      // revisions kept besides the pinned one; <= 0 means DefaultKeep
-	Logger  *slog.Logger
+	// FullScanEvery: a publish learns what changed from a watcher of the
+	// source, and scans the whole tree at least this often; 0 means
+	// DefaultFullScanEvery, < 0 never watches (every publish scans).
+	FullScanEvery time.Duration
+	Logger        *slog.Logger
 }
 
 // DefaultKeep is the number of revisions a store keeps when Keep is unset.
@@ -72,6 +76,7 @@ type Store struct {
 	cache *scanCache
 	dirty bool              // cache changed since it was last written
 	live  map[Hash]struct{} // scratch set of garbage collection
+	src   sourceScan
 
 	mu        sync.RWMutex
 	opened    bool
@@ -144,6 +149,7 @@ func (s *Store) Open(ctx context.Context) error {
 		return fmt.Errorf("open %s: %w", s.cfg.Dir, err)
 	}
 	s.cache = loadScanCache(filepath.Join(s.cfg.Dir, scanCacheFile), s.cfg.Source, s.log)
+	s.openWatcher()
 	s.mu.Lock()
 	s.revs = revs
 	s.manifests = make(map[string]*keptManifest, len(revs))
@@ -317,6 +323,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.opened = false
+	s.closeWatcher()
 	var err error
 	if s.dirty {
 		if err = s.writeScanCache(); err == nil {
@@ -452,12 +459,19 @@ func (s *Store) isOpen() bool {
 	return s.opened
 }
 
-func (s *Store) publish(ctx context.Context, message string) (Revision, bool, error) {
+func (s *Store) publish(ctx context.Context, message string) (_ Revision, _ bool, err error) {
 	start := time.Now()
 	ents, c, valid, err := s.scanAndCapture(ctx)
 	if err != nil {
+		s.scanned(nil)
 		return Revision{}, false, err
 	}
+	defer func() {
+		if err != nil {
+			ents = nil
+		}
+		s.scanned(ents)
+	}()
 	defer c.abort()
 	s.prog.setPhase("commit")
 	// The packs reach the disk while the manifest is built.
@@ -499,7 +513,7 @@ func (s *Store) publish(ctx context.Context, message string) (Revision, bool, er
 // (and a bad shape cancels the capture).
 func (s *Store) scanAndCapture(ctx context.Context) (ents []*scanEntry, c *capture, valid <-chan error, err error) {
 	c = s.startCapture(ctx)
-	ents, err = scanTree(ctx, s.cfg.Source, s.ex, s.log, c.lookup, c.offer)
+	ents, err = s.scanSource(ctx, c.lookup, c.offer)
 	if err != nil {
 		c.stop()
 		return nil, nil, nil, err
