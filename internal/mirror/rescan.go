@@ -32,6 +32,7 @@ type rescan struct {
 	removed []string                // paths dropped with their subtrees
 	upsert  map[string]*scanEntry   // new or changed entries
 	subtree map[string][]*scanEntry // directories scanned whole: their entries below
+	files   []*scanEntry            // the files looked at again
 }
 
 func (r *rescan) run(dirty map[string]uint8) ([]*scanEntry, error) {
@@ -112,6 +113,7 @@ func (r *rescan) path(p string, flags uint8) error {
 	switch {
 	case e.typ == TypeFile:
 		e.cached = r.lookup(p)
+		r.files = append(r.files, &e)
 		r.onFile(&e)
 	case e.typ == TypeDir && (flags&dirtySubtree != 0 || was == nil || was.typ != TypeDir):
 		return r.scanDir(p, was)
@@ -156,6 +158,11 @@ func (r *rescan) scanDir(p string, was *scanEntry) error {
 		return err
 	}
 	r.subtree[p] = ents
+	for _, e := range ents {
+		if e.typ == TypeFile {
+			r.files = append(r.files, e)
+		}
+	}
 	return nil
 }
 

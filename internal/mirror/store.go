@@ -591,11 +591,24 @@ func manifestOf(ents []*scanEntry) *Manifest {
 }
 
 // updateScanCache replaces the identity cache with the files of this scan,
-// but for those changed too recently to trust their timestamps.
+// but for those changed too recently to trust their timestamps. After a
+// scan that rechecked only what changed, only those files are updated: the
+// others' entries stand.
 func (s *Store) updateScanCache(ents []*scanEntry, scanStart time.Time) {
 	racy := scanStart.Add(-s.racyMargin).UnixNano()
-	files := s.cache.files // the scan is over: refill its map
-	clear(files)
+	files := s.cache.files
+	if s.src.files != nil {
+		for _, e := range s.src.files {
+			if e.id.CtimeNs < racy {
+				files[e.path] = &cacheEntry{id: e.id, hash: e.hash}
+			} else {
+				delete(files, e.path)
+			}
+		}
+		s.dirty = true
+		return
+	}
+	clear(files) // the scan is over: refill its map
 	arena := make([]cacheEntry, len(ents))
 	for i, e := range ents {
 		if e.typ == TypeFile && e.id.CtimeNs < racy {
@@ -642,18 +655,22 @@ func (s *Store) commit(rev Revision, m *Manifest, data []byte, c *capture) error
 		}
 		return nil
 	})
+	// The cache file only speeds up the first publish after a restart: it
+	// is written after full scans, and at Close.
 	var cacheErr error
-	g.Go(func() error {
-		cacheErr = s.writeScanCache()
-		return nil
-	})
+	if s.src.files == nil {
+		g.Go(func() error {
+			cacheErr = s.writeScanCache()
+			return nil
+		})
+	}
 	packErr := s.installPacks(c)
 	if err := errors.Join(packErr, g.Wait()); err != nil {
 		return err
 	}
 	if cacheErr != nil {
 		s.log.Warn("write scan cache", "err", cacheErr)
-	} else {
+	} else if s.src.files == nil {
 		s.dirty = false
 	}
 	if err := writeJSONAtomic(s.revisionPath(rev.ID), rev); err != nil {

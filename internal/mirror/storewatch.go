@@ -19,6 +19,9 @@ type sourceScan struct {
 	lastFull time.Time
 	forced   bool   // the next publish scans the whole tree
 	last     string // how the last publish found the source (tests, logs)
+	// files are the files the last scan looked at again, when it rechecked
+	// what changed; nil after a full scan.
+	files []*scanEntry
 }
 
 // localFS lists the filesystems whose changes inotify sees (all of them
@@ -93,7 +96,9 @@ func (s *Store) scanSource(ctx context.Context, lookup func(string) *cacheEntry,
 				lookup: lookup, onFile: onFile, prev: src.model}
 			s.log.Debug("publish rechecks what changed", "paths", len(dirty))
 			src.last = fmt.Sprintf("changes: %d paths", len(dirty))
-			return r.run(dirty)
+			ents, err := r.run(dirty)
+			src.files = r.files
+			return ents, err
 		}
 		reason = broken
 	}
@@ -106,7 +111,7 @@ func (s *Store) scanSource(ctx context.Context, lookup func(string) *cacheEntry,
 			s.log.Debug("source watched", "directories", src.watch.watched())
 		}
 	}
-	src.last = "full: " + reason
+	src.last, src.files = "full: "+reason, nil
 	start := time.Now()
 	ents, err := scanTree(ctx, s.cfg.Source, s.ex, s.log, lookup, onFile)
 	if err == nil {
