@@ -146,10 +146,7 @@ func (r *rescan) scanDir(p string, was *scanEntry) error {
 	if was != nil && was.typ == TypeDir {
 		r.w.unwatchUnder(p) // moved here from elsewhere: watch again below
 	}
-	if err := r.w.watchTree(p, r.ex); err != nil {
-		return err
-	}
-	ents, err := scanSubtree(r.ctx, r.root, p, r.ex, r.log, r.lookup, r.onFile)
+	ents, err := scanSubtree(r.ctx, r.root, p, r.ex, r.log, r.lookup, r.onFile, r.w.watchDir)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 			r.remove(p, was) // gone again: its parent's event follows

@@ -68,13 +68,14 @@ type scanEntry struct {
 // not know are not stat'ed, where the directory tells their type, since
 // they will be opened anyway.
 func scanTree(ctx context.Context, root string, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry)) ([]*scanEntry, error) {
-	return scanSubtree(ctx, root, "", ex, log, lookup, onFile)
+	return scanSubtree(ctx, root, "", ex, log, lookup, onFile, nil)
 }
 
 // scanSubtree is scanTree of the directory base of the tree at root: the
-// entries below base, with paths relative to root.
-func scanSubtree(ctx context.Context, root, base string, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry)) ([]*scanEntry, error) {
-	w := &walker{ctx: ctx, root: strings.TrimRight(root, "/"), base: base, ex: ex, log: log, lookup: lookup, onFile: onFile}
+// entries below base, with paths relative to root. onDir, if set, is
+// called with each directory (relative to root) before it is read.
+func scanSubtree(ctx context.Context, root, base string, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry), onDir func(rel string)) ([]*scanEntry, error) {
+	w := &walker{ctx: ctx, root: strings.TrimRight(root, "/"), base: base, ex: ex, log: log, lookup: lookup, onFile: onFile, onDir: onDir}
 	if w.root == "" {
 		w.root = "/"
 	}
@@ -102,6 +103,7 @@ type walker struct {
 	ctx    context.Context
 	lookup func(path string) *cacheEntry
 	onFile func(*scanEntry)
+	onDir  func(rel string)
 	root   string
 	base   string // the directory walked, relative to root; "" for root
 	ex     *excluder
@@ -152,6 +154,9 @@ func (w *walker) failed() bool {
 // its subdirectories, opened relative to it: depth first in this goroutine,
 // or in a new one while a CPU has none. It closes fd.
 func (w *walker) walk(fd int, rel string, buf []byte) error {
+	if w.onDir != nil {
+		w.onDir(rel)
+	}
 	ents, subdirs, err := w.readDir(fd, rel, buf)
 	if err != nil || w.ctx.Err() != nil || w.failed() {
 		unix.Close(fd)

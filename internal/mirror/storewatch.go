@@ -102,18 +102,15 @@ func (s *Store) scanSource(ctx context.Context, lookup func(string) *cacheEntry,
 		}
 		reason = broken
 	}
+	var onDir func(string)
 	if src.watch != nil {
 		s.log.Info("publish scans the whole source", "reason", reason)
 		src.watch.reset()
-		if err := src.watch.watchTree("", s.ex); err != nil {
-			s.log.Warn("source not fully watched: the next publish scans it whole too", "err", err)
-		} else {
-			s.log.Debug("source watched", "directories", src.watch.watched())
-		}
+		onDir = src.watch.watchDir
 	}
 	src.last, src.files = "full: "+reason, nil
 	start := time.Now()
-	ents, err := scanTree(ctx, s.cfg.Source, s.ex, s.log, lookup, onFile)
+	ents, err := scanSubtree(ctx, s.cfg.Source, "", s.ex, s.log, lookup, onFile, onDir)
 	if err == nil {
 		src.forced, src.lastFull = false, start
 	}

@@ -3,9 +3,7 @@ package mirror
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"path"
 	"strings"
 	"sync"
 	"unsafe"
@@ -275,61 +273,8 @@ func (w *watcher) unwatchUnder(rel string) {
 	}
 }
 
-// watchTree sets a watch on every directory at and below rel that the
-// excluder keeps, each before it is read, so that an entry created while
-// the walk runs is either seen by it or reported by an event.
-func (w *watcher) watchTree(rel string, ex *excluder) error {
-	full := w.root
-	if rel != "" {
-		full = w.root + "/" + rel
-	}
-	if err := w.watch(rel); err != nil {
-		return err
-	}
-	ents, err := readDirNames(full)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
-			return nil
-		}
-		return err
-	}
-	for _, de := range ents {
-		if de.typ != unix.DT_DIR && de.typ != unix.DT_UNKNOWN {
-			continue
-		}
-		p := de.name
-		if rel != "" {
-			p = rel + "/" + de.name
-		}
-		if de.typ == unix.DT_UNKNOWN {
-			var st unix.Stat_t
-			if unix.Lstat(full+"/"+de.name, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
-				continue
-			}
-		}
-		if ex.excluded(p, path.Base(p), true) {
-			continue
-		}
-		if err := w.watchTree(p, ex); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// readDirNames lists a directory with getdents.
-func readDirNames(dir string) ([]dirent, error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	return readDirents(fd, "", make([]byte, walkerDirentBuffer))
-}
-
-// watched reports how many directories are watched.
-func (w *watcher) watched() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.byWD)
-}
+// watchDir is watch for a scan's onDir: the scan reads each directory
+// after its watch is set, so an entry created meanwhile is either seen by
+// the scan or reported by an event (a failed watch makes the watcher
+// broken: the next publish scans the whole tree again).
+func (w *watcher) watchDir(rel string) { _ = w.watch(rel) }
