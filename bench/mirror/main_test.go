@@ -74,6 +74,9 @@ func tinyCorpus(t *testing.T) string {
 func benchCmd(t *testing.T, work string, args ...string) *exec.Cmd {
 	t.Helper()
 	if _, err := exec.LookPath("rsync"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no rsync (.ci/run installs it)")
+		}
 		t.Skip("no rsync")
 	}
 	base := []string{"-bin", agentBin, "-tsv", tinyTSV(t, 40), "-work", work, "-idle", "100ms", "-cache", tinyCorpus(t)}
