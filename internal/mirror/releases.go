@@ -477,7 +477,7 @@ func (r *Releases) manifestFromDelta(ctx context.Context, id, baseID string, bas
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != id {
 		return nil, nil, fmt.Errorf("%w: delta result does not hash to %s", ErrBadManifest, id)
 	}
-	if err := m.Validate(); err != nil {
+	if err := ValidateDelta(base, d, m); err != nil {
 		return nil, nil, err
 	}
 	return m, data, nil
@@ -506,7 +506,7 @@ func (r *Releases) loadManifest(id string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	return DecodeManifest(data, id)
+	return decodeManifest(data, id, false) // validated before it was stored
 }
 
 // removeTreeParallel is removeTree with the top-level entries of p removed
