@@ -46,11 +46,12 @@ type Releases struct {
 	relDir string // absolute <Dir>/releases
 	target string // absolute Target
 
-	applyMu sync.Mutex // serializes Apply and owns base
+	applyMu sync.Mutex // serializes Apply and owns base and spare
 	base    struct {   // the last manifest loaded or built, for the next delta
 		id string
 		m  *Manifest
 	}
+	spare spare
 
 	mu         sync.Mutex
 	kept       map[string]Revision
@@ -384,7 +385,10 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	if err := removeTree(tmp); err != nil {
 		return rev, err
 	}
-	if old := r.recycle(meta, tmp); old != nil {
+	base, baseID := r.baseManifest()
+	if base != nil && r.takeSpare(baseID, tmp) {
+		err = r.updateTree(ctx, tmp, base, m, src)
+	} else if old := r.recycle(meta, tmp); old != nil {
 		err = r.updateTree(ctx, tmp, old, m, src)
 	} else {
 		err = r.buildTree(ctx, tmp, m, src)
