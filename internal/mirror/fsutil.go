@@ -28,6 +28,16 @@ const (
 // writeFileAtomic writes data to name through a temporary file in the same
 // directory, fsyncs it, renames it into place and fsyncs the directory.
 func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
+	return writeFile(name, data, perm, true)
+}
+
+// writeFileRenamed is writeFileAtomic without the fsyncs, for a file that a
+// later syncfs of its filesystem makes durable before anything relies on it.
+func writeFileRenamed(name string, data []byte, perm os.FileMode) error {
+	return writeFile(name, data, perm, false)
+}
+
+func writeFile(name string, data []byte, perm os.FileMode, durable bool) error {
 	dir := filepath.Dir(name)
 	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(name)+"-*")
 	if err != nil {
@@ -43,15 +53,20 @@ func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, name); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(dir)
 }

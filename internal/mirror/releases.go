@@ -374,8 +374,10 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 		}
 	}()
 	// Written now so the bytes need not stay in memory during the build;
-	// without its release directory, Open treats it as an orphan.
-	if err := writeFileAtomic(r.metaFile(manifestsDir, rev.ID), data, 0o644); err != nil {
+	// without its release directory, Open treats it as an orphan. The
+	// commit's syncfs, on this same filesystem, makes it durable before the
+	// release is named.
+	if err := writeFileRenamed(r.metaFile(manifestsDir, rev.ID), data, 0o644); err != nil {
 		return rev, fmt.Errorf("write manifest: %w", err)
 	}
 
