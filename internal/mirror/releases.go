@@ -130,6 +130,9 @@ func (r *Releases) Open(ctx context.Context) error {
 			return fmt.Errorf("open releases: remove leftovers: %w", err)
 		}
 	}
+	if err := r.removeSpare(); err != nil {
+		return fmt.Errorf("open releases: %w", err)
+	}
 	if err := r.openTarget(); err != nil {
 		return fmt.Errorf("open releases: %w", err)
 	}
@@ -161,6 +164,9 @@ func (r *Releases) loadKept() error {
 	kept := map[string]Revision{}
 	for _, e := range ents {
 		id := e.Name()
+		if id == spareName {
+			continue
+		}
 		if _, err := ParseHash(id); err != nil || !e.IsDir() {
 			r.log.Warn("ignoring a foreign entry in the releases directory", "name", id)
 			continue

@@ -19,10 +19,9 @@ import (
 //
 // The spare is made from a kept release that the next sync's garbage
 // collection would remove (updated by the delta since it was current), or
-// else by linking the current release whole. It lives under a tmpPrefix
-// name: Open removes it like any leftover and the idle node makes it again,
-// so a spare is never trusted across a crash.
-const spareName = tmpPrefix + "spare"
+// else by linking the current release whole. Open removes it, and the idle
+// node makes it again: a spare is never trusted across a crash.
+const spareName = ".spare"
 
 // spare is what the release store knows of its spare; applyMu guards it.
 type spare struct {
@@ -140,4 +139,12 @@ func (noSource) Delta(context.Context, string, string) (*Delta, error) {
 }
 func (noSource) Objects(context.Context, []Hash, func(Hash, int64, io.Reader) error) error {
 	return errNoSource
+}
+
+// removeSpare removes a spare left by an earlier run.
+func (r *Releases) removeSpare() error {
+	if err := removeTree(r.spareDir()); err != nil {
+		return fmt.Errorf("remove the spare of an earlier run: %w", err)
+	}
+	return nil
 }

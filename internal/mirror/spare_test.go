@@ -93,3 +93,25 @@ func TestSyncerKeepsASpareWhileIdle(t *testing.T) {
 		checkTree(t, h.node.target, tree)
 	}
 }
+
+// A spare is never trusted across a restart: Open removes it, and the
+// reopened store keeps exactly its releases.
+func TestOpenRemovesTheSpare(t *testing.T) {
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+	rev := ctl.publish(siteTree("v1"))
+	mustApply(t, n, rev, ctl.client())
+	mustDo(t, n.rels.PrepareSpare(context.Background()))
+	spare := filepath.Join(n.dir, "releases", ".spare")
+	if _, err := os.Stat(spare); err != nil {
+		t.Fatalf("no spare made: %v", err)
+	}
+	reopened := mirror.NewReleases(mirror.ReleasesConfig{Dir: n.dir, Target: n.target, Keep: 2})
+	mustDo(t, reopened.Open(context.Background()))
+	if _, err := os.Stat(spare); !os.IsNotExist(err) {
+		t.Errorf("spare still there after Open: %v", err)
+	}
+	if cur, ok := reopened.Current(); !ok || cur.ID != rev.ID || len(reopened.List()) != 1 {
+		t.Errorf("reopened: current %v %v, %d kept", cur.ID, ok, len(reopened.List()))
+	}
+}
