@@ -30,6 +30,15 @@ type spare struct {
 
 func (r *Releases) spareDir() string { return filepath.Join(r.relDir, spareName) }
 
+// IsKept reports whether the release id is kept (a switch to it builds
+// nothing).
+func (r *Releases) IsKept(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.kept[id]
+	return ok
+}
+
 // SpareWanted reports whether the current release has no warm spare yet.
 func (r *Releases) SpareWanted() bool {
 	cur, ok := r.Current()
@@ -74,9 +83,8 @@ func (r *Releases) PrepareSpare(ctx context.Context) error {
 		err = r.buildTree(ctx, dir, m, noSource{})
 	}
 	if err != nil {
-		if rmErr := removeTree(dir); rmErr != nil {
-			r.log.Warn("remove unfinished spare", "err", rmErr)
-		}
+		// What was made stays until the next spare replaces it or Open
+		// removes it: removing it now would delay the sync that stopped it.
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

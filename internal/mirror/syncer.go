@@ -94,8 +94,11 @@ func (s *Syncer) SetTarget(rev Revision) {
 	s.mu.Lock()
 	changed := rev.ID != s.target.ID
 	s.target = rev
-	if changed && s.stopSpare != nil {
-		s.stopSpare() // the sync comes first
+	if changed && s.stopSpare != nil && s.cfg.Releases.IsKept(rev.ID) {
+		// A switch to a kept release needs no spare: it comes first. Any
+		// other target waits for the spare, which is the first half of
+		// its own build.
+		s.stopSpare()
 	}
 	s.mu.Unlock()
 	if changed {
@@ -201,7 +204,7 @@ func (s *Syncer) sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // prepareSpare makes the warm spare of the current release while the node
-// is idle; a new target stops it at once (SetTarget).
+// is idle; a rollback to a kept release stops it at once (SetTarget).
 func (s *Syncer) prepareSpare(ctx context.Context, cur string) {
 	s.mu.Lock()
 	skip := s.spareFail == cur || (s.target.ID != "" && s.target.ID != cur)
