@@ -76,7 +76,11 @@ type Store struct {
 	cache *scanCache
 	dirty bool              // cache changed since it was last written
 	live  map[Hash]struct{} // scratch set of garbage collection
-	src   sourceScan
+	// gcRuns is the garbage collection that follows each new revision,
+	// after Publish returned (see collectLater).
+	gcRuns  sync.WaitGroup
+	closing bool
+	src     sourceScan
 
 	mu        sync.RWMutex
 	opened    bool
@@ -138,6 +142,7 @@ func (s *Store) Open(ctx context.Context) error {
 		return fmt.Errorf("open %s: %w", s.cfg.Dir, err)
 	}
 	s.ex = ex
+	s.closing = false
 	if err := s.makeDirs(); err != nil {
 		return fmt.Errorf("open %s: %w", s.cfg.Dir, err)
 	}
@@ -316,6 +321,10 @@ func (s *Store) addPack(p *pack) {
 // requests still streaming keep their packs open until they end.
 func (s *Store) Close() error {
 	s.pubMu.Lock()
+	s.closing = true // no garbage collection starts after this
+	s.pubMu.Unlock()
+	s.gcRuns.Wait()
+	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -436,11 +445,8 @@ func (s *Store) Publish(ctx context.Context, message string) (Revision, bool, er
 	start := time.Now()
 	s.prog.begin()
 	rev, created, err := s.publish(ctx, message)
-	if err == nil && created {
-		s.prog.setPhase("gc")
-		if err := s.gc(); err != nil {
-			s.log.Error("mirror garbage collection", "err", err)
-		}
+	if err == nil && created && !s.closing {
+		s.collectLater()
 	}
 	s.prog.setPhase("done")
 	if err != nil {

@@ -63,6 +63,7 @@ func stPublish(t testing.TB, st *mirror.Store) (mirror.Revision, bool) {
 	if err != nil {
 		t.Fatalf("publish: %v", err)
 	}
+	st.WaitCollected() // what the publish made garbage is gone
 	return rev, created
 }
 

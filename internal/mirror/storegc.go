@@ -6,9 +6,34 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	sha256 "github.com/minio/sha256-simd"
 )
+
+// collectLater runs gc once the publish that calls it has returned: the
+// revisions and packs it removes are not the caller's concern, and at 50k
+// files finding what is still live costs tens of milliseconds. The next
+// publish waits for it (pubMu); Close waits for it.
+func (s *Store) collectLater() {
+	s.gcRuns.Go(func() {
+		s.pubMu.Lock()
+		defer s.pubMu.Unlock()
+		if !s.isOpen() {
+			return
+		}
+		start := time.Now()
+		if err := s.gc(); err != nil {
+			s.log.Error("mirror garbage collection", "err", err)
+			return
+		}
+		s.log.Debug("mirror garbage collection done", "took", time.Since(start).Round(time.Millisecond))
+	})
+}
+
+// WaitCollected waits for the garbage collection of the publishes that
+// returned.
+func (s *Store) WaitCollected() { s.gcRuns.Wait() }
 
 // gc keeps the newest Keep revisions and the pinned one, removes the
 // others, deletes packs that hold nothing they need and repacks those that
