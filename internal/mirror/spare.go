@@ -80,7 +80,7 @@ func (r *Releases) PrepareSpare(ctx context.Context) error {
 		how = "recycled " + oldID
 		err = r.updateTree(ctx, dir, old, m, noSource{})
 	} else {
-		err = r.buildTree(ctx, dir, m, noSource{})
+		err = linkRelease(ctx, dir, m, filepath.Join(r.relDir, cur.ID))
 	}
 	if err != nil {
 		// What was made stays until the next spare replaces it or Open
@@ -155,4 +155,36 @@ func (r *Releases) removeSpare() error {
 		return fmt.Errorf("remove the spare of an earlier run: %w", err)
 	}
 	return nil
+}
+
+// linkRelease makes under dir the tree of m by linking every file from the
+// release at from, which holds m: no search for content, so it needs no
+// memory beyond m. Symlinks are made anew; directory modes are set last.
+func linkRelease(ctx context.Context, dir string, m *Manifest, from string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	var dirs []int
+	for i := range m.Entries {
+		if m.Entries[i].Type == TypeDir {
+			dirs = append(dirs, i)
+		}
+	}
+	if err := makeDirs(ctx, dir, m, dirs); err != nil {
+		return err
+	}
+	err := parallel(ctx, len(m.Entries), func(i int) error {
+		e := &m.Entries[i]
+		switch e.Type {
+		case TypeFile:
+			return linkOrCopy(entryPath(from, e), entryPath(dir, e), e.Mode)
+		case TypeSymlink:
+			return os.Symlink(e.Target, entryPath(dir, e))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return setDirModes(dir, m, dirs)
 }
