@@ -111,6 +111,8 @@ step "systemd-analyze verify $unit"
 verify=$(systemd-analyze verify "$unit" 2>&1) || fail "verify: $verify"
 [ -z "$verify" ] || fail "verify warns: $verify"
 grep -qx 'Type=notify' "$unit" && grep -qx 'KillSignal=SIGINT' "$unit" || fail "unit lost Type=notify or KillSignal=SIGINT"
+# The sockets outlive restarts and upgrades (systemd_test.go boots it).
+grep -qx 'FileDescriptorStoreMax=8' "$unit" || fail "unit lost FileDescriptorStoreMax (sockets kept across restarts)"
 # shellcheck disable=SC2016 # $MAINPID is systemd's
 grep -qxF 'ExecReload=/bin/kill -HUP $MAINPID' "$unit" || fail "unit lost ExecReload (systemctl reload)"
 # Exposure as systemd rates it (0 best, 10 worst); 2.9 when this was written.

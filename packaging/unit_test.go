@@ -44,6 +44,11 @@ func TestUnit(t *testing.T) {
 		"NoNewPrivileges":         "yes",
 		"PrivateTmp":              "yes",
 		"SystemCallArchitectures": "native",
+		// The listening sockets outlive a restart (internal/handoff): the
+		// agent stores its four (edge.https, edge.http, cluster.listen,
+		// api.listen); systemd_test.go checks it under systemd 252.
+		"FileDescriptorStoreMax": "8",
+		"NotifyAccess":           "main", // FDSTORE=1 comes from the main process, the same PID after a re-exec
 	} {
 		if got := u[key]; len(got) != 1 || got[0] != want {
 			t.Errorf("%s=%v, want %s", key, got, want)
@@ -53,8 +58,9 @@ func TestUnit(t *testing.T) {
 	if !slices.Contains(caps, "CAP_NET_BIND_SERVICE") || slices.Contains(caps, "CAP_SYS_ADMIN") {
 		t.Errorf("CapabilityBoundingSet=%v", caps)
 	}
-	// Debian 12 has systemd 252: RestartSteps (254) would be an unknown key.
-	for _, key := range []string{"RestartSteps", "RestartMaxDelaySec"} {
+	// Debian 12 has systemd 252: RestartSteps, FileDescriptorStorePreserve
+	// (254) would be unknown keys.
+	for _, key := range []string{"RestartSteps", "RestartMaxDelaySec", "FileDescriptorStorePreserve"} {
 		if _, ok := u[key]; ok {
 			t.Errorf("%s needs systemd >= 254", key)
 		}

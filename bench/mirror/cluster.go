@@ -71,7 +71,7 @@ func (c *cluster) add(name, role string) (*agentProc, error) {
 	fmt.Fprintf(&b, "gossip:\n  bind: %s\n  key_file: %s\n", p.gossip, c.key)
 	if role == "controller" {
 		c.ctl = p
-		fmt.Fprintf(&b, "mirror:\n  source: %s\n  keep: 3\n", c.src)
+		fmt.Fprintf(&b, "mirror:\n  source: %s\n  keep: 3\ndeploy: {run_as: %s}\n", c.src, benchenv.RunAs())
 	} else {
 		if c.ctl == nil {
 			return nil, errors.New("add the controller first")
@@ -136,19 +136,12 @@ func (c *cluster) stop() {
 // API address.
 func (c *cluster) joined(ctx context.Context, p *agentProc) error {
 	return poll(ctx, 30*time.Second, 10*time.Millisecond, func() error {
-		var body struct {
-			Members []struct {
-				Name, State string
-				Meta        struct {
-					API string `json:"a"`
-				}
-			}
-		}
+		var body api.MemberList
 		if err := c.getJSON(p, "/v1/members", &body); err != nil {
 			return err
 		}
 		for _, m := range body.Members {
-			if m.Name == c.ctl.name && m.State == "alive" && m.Meta.API != "" {
+			if m.Name == c.ctl.name && m.State == "alive" && m.API != "" {
 				return nil
 			}
 		}

@@ -70,7 +70,7 @@ func (c *cluster) start(name, role string) (*node, error) {
 	fmt.Fprintf(&b, "gossip:\n  bind: %s\n  key_file: %s\n", n.gossip, c.key)
 	if role == "controller" {
 		c.ctl = n
-		fmt.Fprintf(&b, "mirror:\n  source: %s\n  keep: 3\n", c.src)
+		fmt.Fprintf(&b, "mirror:\n  source: %s\n  keep: 3\ndeploy: {run_as: %s}\n", c.src, benchenv.RunAs())
 	} else {
 		n.target = filepath.Join(c.dir, name, "www", "moodle")
 		fmt.Fprintf(&b, "  join: [%s]\nmirror:\n  target: %s\n  keep: 3\n", c.ctl.gossip, n.target)
@@ -147,7 +147,7 @@ func (c *cluster) quiet(ctx context.Context) error {
 	if err := c.get(ctx, "/v1/status", &st); err != nil {
 		return err
 	}
-	var ms struct{ Members []gossip.Member }
+	var ms api.MemberList
 	if err := c.get(ctx, "/v1/members", &ms); err != nil {
 		return err
 	}
@@ -156,17 +156,17 @@ func (c *cluster) quiet(ctx context.Context) error {
 	}
 	webs := 0
 	for _, m := range ms.Members {
-		if m.Meta.Role != "web" {
+		if m.Role != "web" {
 			continue
 		}
 		webs++
 		switch {
 		case m.State != gossip.StateAlive:
 			return fmt.Errorf("%s is %s", m.Name, m.State)
-		case m.Meta.Rev != st.Revision.Target.ID:
-			return fmt.Errorf("%s serves %d, target %d", m.Name, m.Meta.Seq, st.Revision.Target.Seq)
-		case m.Meta.Maint != st.Maintenance.Clock || m.Meta.MaintOn != st.Maintenance.Active:
-			return fmt.Errorf("%s applies maintenance clock %d, cluster %d", m.Name, m.Meta.Maint, st.Maintenance.Clock)
+		case m.Revision == nil || m.Revision.ID != st.Revision.Target.ID:
+			return fmt.Errorf("%s serves %v, target %d", m.Name, m.Revision, st.Revision.Target.Seq)
+		case m.Maintenance.Clock != st.Maintenance.Clock || m.Maintenance.Active != st.Maintenance.Active:
+			return fmt.Errorf("%s applies maintenance clock %d, cluster %d", m.Name, m.Maintenance.Clock, st.Maintenance.Clock)
 		}
 	}
 	if webs != len(c.webs) {

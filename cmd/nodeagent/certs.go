@@ -103,13 +103,12 @@ func days(d time.Duration) string {
 }
 
 // certExpiry is the CERT EXPIRY column of `status`.
-func certExpiry(unix int64) string {
-	if unix == 0 {
+func certExpiry(t *time.Time) string {
+	if t == nil {
 		return "-"
 	}
-	t := time.Unix(unix, 0)
-	if time.Until(t) < 0 {
+	if time.Until(*t) < 0 {
 		return "expired"
 	}
-	return days(time.Until(t))
+	return days(time.Until(*t))
 }

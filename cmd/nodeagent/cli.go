@@ -45,6 +45,7 @@ func commands() []command {
 		{"certs", "show the edge certificate; certs reload: reload it now", runCerts},
 		{"db", "controller: dump [-wait] | dumps | restore NAME -host H ... [-switch]", runDB},
 		{"keygen", "print a new gossip key", runKeygen},
+		{"keyring", "gossip key rotation on every live member: list | install FILE | use KEY | remove KEY", runKeyring},
 		{"version", "print version, commit, Go version", runVersion},
 	}
 }

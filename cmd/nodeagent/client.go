@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -50,10 +49,7 @@ func (c *clientFlags) parse(fs *flag.FlagSet, args []string, nargs int) (*apiCli
 }
 
 func (c *clientFlags) client() (*apiClient, error) {
-	var cfg *config.Config
-	if loaded, err := config.Load(c.config); err == nil {
-		cfg = loaded
-	}
+	cfg, cfgErr := config.Load(c.config)
 	addr := c.addr
 	if addr == "" {
 		addr = os.Getenv("NODEAGENT_ADDR")
@@ -67,14 +63,16 @@ func (c *clientFlags) client() (*apiClient, error) {
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
-	token, err := c.token(cfg)
+	token, err := c.token(cfg, cfgErr)
 	if err != nil {
 		return nil, err
 	}
 	return &apiClient{base: strings.TrimRight(addr, "/"), token: token, hc: &http.Client{}}, nil
 }
 
-func (c *clientFlags) token(cfg *config.Config) (string, error) {
+// token finds the API token: -token-file, $NODEAGENT_TOKEN, or the
+// config's api.token_file; cfgErr says why the config was not read.
+func (c *clientFlags) token(cfg *config.Config, cfgErr error) (string, error) {
 	if c.tokenFile != "" {
 		b, err := os.ReadFile(c.tokenFile)
 		if err != nil {
@@ -85,10 +83,11 @@ func (c *clientFlags) token(cfg *config.Config) (string, error) {
 	if t := os.Getenv("NODEAGENT_TOKEN"); t != "" {
 		return t, nil
 	}
-	if cfg != nil {
+	if cfgErr == nil {
 		return cfg.APIToken()
 	}
-	return "", errors.New("no API token: use -token-file, NODEAGENT_TOKEN, or a config with api.token_file")
+	// cfgErr names the file it looked for: "/etc/...yaml: no such file".
+	return "", fmt.Errorf("no API token: use -token-file, NODEAGENT_TOKEN, or a config with api.token_file (config %w)", cfgErr)
 }
 
 // apiError is a problem+json answer.
@@ -96,6 +95,7 @@ type apiError struct {
 	Status int    `json:"status"`
 	Title  string `json:"title"`
 	Detail string `json:"detail"`
+	body   []byte // the whole document, for its extension members
 }
 
 func (e *apiError) Error() string {
@@ -134,7 +134,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		return resp.StatusCode, err
 	}
 	if resp.StatusCode >= 400 {
-		e := &apiError{Status: resp.StatusCode, Title: resp.Status}
+		e := &apiError{Status: resp.StatusCode, Title: resp.Status, body: data}
 		_ = json.Unmarshal(data, e)
 		return resp.StatusCode, e
 	}

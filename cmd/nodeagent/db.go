@@ -14,7 +14,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/dump"
 )
 
-const dbUsage = `usage: nodeagent db dump [-wait] | dumps | restore [NAME] -host H [-port P] [-name DB] [-user U] [-password-file F] [-switch] [-m MSG]`
+const dbUsage = `usage: nodeagent db dump [-wait] | dumps | restore NAME -host H [-port P] [-name DB] [-user U] [-password-file F] | restore -switch -host H [...] [-m MSG] [-allow-missing]`
 
 // runDB runs the controller's database subcommands.
 func runDB(ctx context.Context, args []string, out io.Writer) error {
@@ -104,6 +104,7 @@ func runDBRestore(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&req.PasswordFile, "password-file", "", "file with the user's password, read by the agent (default: db.password_file)")
 	fs.BoolVar(&req.Switch, "switch", false, "move the site: maintenance on, fresh dump, restore, rewrite config.php, publish, wait for every web node, maintenance off")
 	fs.StringVar(&req.Message, "m", "", "maintenance page message (with -switch)")
+	fs.BoolVar(&req.AllowMissing, "allow-missing", false, "with -switch: go on when fewer web nodes serve the new config.php than the cluster had")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), dbUsage+"\n\nNAME is a dump of `nodeagent db dumps`; with -switch, omit it: a fresh dump is taken once maintenance is on.")
 		fs.PrintDefaults()
@@ -113,7 +114,10 @@ func runDBRestore(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if n := len(names); n > 1 || n == 0 && !req.Switch {
+	switch n := len(names); {
+	case n == 1 && req.Switch:
+		return usagef("db restore: -switch takes no dump NAME: it restores a fresh dump taken once maintenance is on")
+	case n > 1 || n == 0 && !req.Switch:
 		return usagef("db restore takes one dump NAME (or -switch), got %d arguments", n)
 	}
 	if len(names) == 1 {

@@ -114,8 +114,9 @@ func TestDeployProcessMaintenanceAndRun(t *testing.T) {
 }
 
 // TestDeployProcessWebNodeKilled: a web node SIGKILLed once the deploy has
-// started is not waited for once gossip declares it dead; the deploy
-// completes, names it, and the live node serves the new revision.
+// started is not waited for once gossip declares it dead; with
+// -allow-missing the deploy completes, names it, and the live node serves
+// the new revision.
 func TestDeployProcessWebNodeKilled(t *testing.T) {
 	t.Parallel()
 	pc := newDeployCluster(t)
@@ -126,7 +127,7 @@ func TestDeployProcessWebNodeKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, "deploy", "-addr", "http://"+pc.ctlAPI, "-token-file", pc.token,
-		"-config", "/nonexistent", "-m", "second", "-maintenance")
+		"-config", "/nonexistent", "-m", "second", "-maintenance", "-allow-missing")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

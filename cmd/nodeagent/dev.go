@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"time"
@@ -118,6 +119,10 @@ func devConfig(root string, i int, join string) *config.Config {
 	if i == 0 {
 		cfg.Node, cfg.Role = "controller", "controller"
 		cfg.Mirror.Source = filepath.Join(root, "source")
+		// deploy -run as the developer: the agent runs as them, not root.
+		if u, err := user.Current(); err == nil {
+			cfg.Deploy.RunAs = u.Username
+		}
 		if portFree("127.0.0.1:7948") {
 			cfg.API.Listen = "127.0.0.1:7948"
 		}

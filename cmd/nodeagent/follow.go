@@ -60,3 +60,23 @@ func follow[T any](ctx context.Context, c *apiClient, out io.Writer, asJSON bool
 	}
 	return nil
 }
+
+// followUp follows the after_all run of a publish or rollback (path from
+// its answer; nothing without deploy.after_all): its steps, exit 1 if it
+// fails.
+func followUp(ctx context.Context, c *apiClient, out io.Writer, path string) error {
+	if path == "" {
+		return nil
+	}
+	var d api.Deploy
+	if _, err := c.do(ctx, http.MethodGet, path, nil, &d); err != nil {
+		return fmt.Errorf("follow-up %s: %w", path, err)
+	}
+	fmt.Fprintln(out, "deploy.after_all, once every web node serves it:")
+	return follow(ctx, c, out, false, "follow-up", path, &d, deployView)
+}
+
+// deployView is what the CLI shows of a deploy.
+func deployView(d *api.Deploy) runView {
+	return runView{ID: d.ID, Status: d.Status, Error: d.Error, Steps: d.Steps, Seconds: d.Seconds}
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -108,6 +109,17 @@ func writeFile(t *testing.T, name, body string, perm os.FileMode) {
 	}
 }
 
+// currentUser is the test's user: the deploy.run_as of test controllers,
+// whose commands write into the test's private directories.
+func currentUser(t *testing.T) string {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
+}
+
 func (pc *procCluster) target(node string) string {
 	return filepath.Join(pc.dir, node, "www", "moodle")
 }
@@ -124,7 +136,7 @@ func (pc *procCluster) writeConfig(node, role string) string {
 	fmt.Fprintf(&b, "gossip:\n  bind: %s\n  key_file: %s\n", goss, pc.key)
 	if role == "controller" {
 		pc.ctlAPI, pc.ctlGoss = api, goss
-		fmt.Fprintf(&b, "mirror:\n  source: %s\n  keep: 3\n", pc.source)
+		fmt.Fprintf(&b, "mirror:\n  source: %s\n  keep: 3\ndeploy: {run_as: %s}\n", pc.source, currentUser(pc.t))
 	} else {
 		fmt.Fprintf(&b, "  join: [%s]\nmirror:\n  target: %s\n  keep: 3\n", pc.ctlGoss, pc.target(node))
 	}

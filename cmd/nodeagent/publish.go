@@ -13,13 +13,14 @@ func runPublish(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("publish")
 	var cf clientFlags
 	msg := fs.String("m", "", "message recorded with the revision")
+	allowMissing := fs.Bool("allow-missing", false, "with deploy.after_all: run it even when fewer web nodes serve the new revision than the cluster had")
 	c, err := cf.parse(fs, args, 0)
 	if err != nil {
 		return err
 	}
 	var res api.PublishResponse
 	post := func() error {
-		_, err := c.do(ctx, http.MethodPost, "/v1/revisions", api.PublishRequest{Message: *msg}, &res)
+		_, err := c.do(ctx, http.MethodPost, "/v1/revisions", api.PublishRequest{Message: *msg, AllowMissing: *allowMissing}, &res)
 		return err
 	}
 	if cf.json {
@@ -33,11 +34,12 @@ func runPublish(ctx context.Context, args []string, out io.Writer) error {
 	if cf.json {
 		return printJSON(out, res)
 	}
-	state := "published"
 	if res.Unchanged {
-		state = "unchanged"
+		fmt.Fprintf(out, "unchanged: the source tree is revision %d  id %s  files %d  time %.3fs\n",
+			res.Seq, shortID(res.ID), res.Files, res.Seconds)
+	} else {
+		fmt.Fprintf(out, "published: seq %d  id %s  files %d  changed %d  time %.3fs\n",
+			res.Seq, shortID(res.ID), res.Files, res.Changed, res.Seconds)
 	}
-	fmt.Fprintf(out, "%s: seq %d  id %s  files %d  changed %d  time %.3fs\n",
-		state, res.Seq, shortID(res.ID), res.Files, res.Changed, res.Seconds)
-	return nil
+	return followUp(ctx, c, out, res.FollowUp)
 }

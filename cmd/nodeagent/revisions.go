@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/nodeagent/nodeagent/internal/api"
@@ -33,6 +34,9 @@ func runRevisions(ctx context.Context, args []string, out io.Writer) error {
 		}
 		if r.Applied {
 			mark += " <- applied"
+		}
+		if len(r.PinnedChanged) > 0 {
+			mark += " (" + strings.Join(r.PinnedChanged, ", ") + " changed)"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Seq, shortID(r.ID), ago(r.Created), r.Files, r.Changed, r.Message, mark)
 	}

@@ -29,16 +29,34 @@ func listenNotify(t *testing.T) (*net.UnixConn, string) {
 	return conn, path
 }
 
-// nextNotice waits (generously) for the next datagram.
+// nextNotice waits (generously) for the next datagram that is not an fd
+// store message (FDSTORE=1 carries the listening sockets: see
+// TestProcessRestartUnderSystemd).
 func nextNotice(t *testing.T, conn *net.UnixConn) string {
 	t.Helper()
 	conn.SetReadDeadline(time.Now().Add(60 * time.Second))
-	buf := make([]byte, 4096)
-	n, err := conn.Read(buf)
-	if err != nil {
-		t.Fatalf("no sd_notify message: %v", err)
+	buf, oob := make([]byte, 4096), make([]byte, 1024)
+	for {
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			t.Fatalf("no sd_notify message: %v", err)
+		}
+		closeRights(oob[:oobn])
+		if msg := string(buf[:n]); !strings.HasPrefix(msg, "FDSTORE=1") {
+			return msg
+		}
 	}
-	return string(buf[:n])
+}
+
+// closeRights closes the fds a message carried.
+func closeRights(oob []byte) {
+	msgs, _ := syscall.ParseSocketControlMessage(oob)
+	for _, m := range msgs {
+		fds, _ := syscall.ParseUnixRights(&m)
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+	}
 }
 
 // TestProcessSystemdNotify: under a Type=notify unit, `run` says READY=1

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
-	"github.com/nodeagent/nodeagent/internal/gossip"
 )
 
 func runStatus(ctx context.Context, args []string, out io.Writer) error {
@@ -23,9 +22,7 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 	if _, err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	var ms struct {
-		Members []gossip.Member `json:"members"`
-	}
+	var ms api.MemberList
 	if _, err := c.do(ctx, http.MethodGet, "/v1/members", nil, &ms); err != nil {
 		return fmt.Errorf("members: %w", err)
 	}
@@ -44,25 +41,25 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintln(tw, "NODE\tROLE\tADDRESS\tSTATE\tREVISION\tIN SYNC\tLAG\tDRAINED\tMAINTENANCE\tCERT EXPIRY")
 	for _, m := range ms.Members {
 		rev, sync := "-", "-"
-		if m.Meta.Rev != "" {
-			rev = fmt.Sprintf("%d (%s)", m.Meta.Seq, shortID(m.Meta.Rev))
+		if m.Revision != nil {
+			rev = fmt.Sprintf("%d (%s)", m.Revision.Seq, shortID(m.Revision.ID))
 		}
-		if st.Revision.Target != nil && m.Meta.Role == "web" {
-			sync = yesNo(m.Meta.Rev == st.Revision.Target.ID)
+		if st.Revision.Target != nil && m.Role == "web" {
+			sync = yesNo(m.Revision != nil && m.Revision.ID == st.Revision.Target.ID)
 		}
 		lag := "-"
-		if m.Meta.Behind > 0 {
-			lag = time.Since(time.Unix(m.Meta.Behind, 0)).Round(time.Second).String()
+		if m.BehindSince != nil {
+			lag = time.Since(*m.BehindSince).Round(time.Second).String()
 		}
 		maint := "off"
-		if m.Meta.MaintOn {
+		if m.Maintenance.Active {
 			maint = "on"
 		}
-		if m.Meta.Maint != st.Maintenance.Clock {
+		if m.Maintenance.Clock != st.Maintenance.Clock {
 			maint += " (not applied yet)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			m.Name, m.Meta.Role, m.Addr, m.State, rev, sync, lag, yesNo(m.Meta.Drained), maint, certExpiry(m.Meta.CertExpiry))
+			m.Name, m.Role, m.Address, m.State, rev, sync, lag, yesNo(m.Drained), maint, certExpiry(m.CertificateNotAfter))
 	}
 	return tw.Flush()
 }

@@ -1,7 +1,15 @@
 // Package agent wires nodeagent's components together: configuration,
-// cluster identity, gossip, the mirror (store on the controller, releases and
-// syncer on web nodes) and the API servers. It is the only package that knows
-// them all; each component knows none of the others.
+// cluster identity, gossip and the cluster state, the role of the node (a
+// controller with the mirror store, the Moodle dataroot, dumps and the
+// procedures; or a web node with releases, the syncer and the edge) and
+// the API servers. It is the only package that knows them all; each
+// component knows none of the others.
+//
+// agent.go wires; role.go picks the role; controller.go and web.go are the
+// roles; status.go answers the API about this node (the readiness checks
+// are in Health); meta.go keeps the gossip metadata current; keyring.go
+// rotates the gossip keys, and the cluster certificates with them, on
+// every live member.
 package agent
 
 import (
@@ -17,10 +25,10 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/cluster"
 	"github.com/nodeagent/nodeagent/internal/clustertls"
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
-	"github.com/nodeagent/nodeagent/internal/mirror"
 )
 
 // Options are settings that do not come from the config file.
@@ -37,8 +45,15 @@ type Options struct {
 	// SyncRetryMin and SyncRetryMax bound the web syncer's back-off.
 	SyncRetryMin, SyncRetryMax time.Duration
 	ACME                       ACMETuning // tests: short-lived certificates
-	Version                    string
-	Logger                     *slog.Logger
+	// ClusterCertLifetime overrides the lifetime of the agent's cluster
+	// certificate (tests; clustertls.DefaultLifetime otherwise).
+	ClusterCertLifetime time.Duration
+	Version             string
+	Logger              *slog.Logger
+	// Listen binds the TCP listener of a config key (api.listen,
+	// cluster.listen, edge.https, edge.http); nil = net.Listen. `run`
+	// passes one that reuses the sockets kept across a restart.
+	Listen func(key, addr string) (net.Listener, error)
 }
 
 // Agent is one running nodeagent.
@@ -48,37 +63,33 @@ type Agent struct {
 	log  *slog.Logger
 
 	id     *clustertls.Identity
+	keys   agentKeyring // the gossip keys id and gossip follow
 	peers  *http.Client // agent-to-agent calls, mutual TLS
 	wire   wireCounter  // bytes of those calls
 	gossip *gossip.Gossip
-	store  *mirror.Store    // controller
-	rels   *mirror.Releases // web
-	syncer *mirror.Syncer   // web
-	front  front            // web with an edge section
+	state  *cluster.State // the cluster-wide state, in gossip registers
+	role   role           // *controller or *web
 
-	metrics *metrics   // its own registry, served on the local API
-	db      *dbService // controller with a db section
-	view    viewState  // history and member reports (GET /v1/history, /v1/nodes)
+	metrics *metrics  // its own registry, served on the local API
+	view    viewState // history and member reports (GET /v1/history, /v1/nodes)
 
 	localLn, clusterLn   net.Listener
 	localSrv, clusterSrv *http.Server
+	apiDrains            map[*http.Server]apiDrain
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu           sync.Mutex
-	target       *api.RevRef // cluster target as last seen
-	behindSince  time.Time   // web: when applied first differed from target
-	drained      bool
-	maintApplied uint64 // clock of the maintenance state applied
-	maintActive  bool
-	deploys      deployRuns
-	poke         chan struct{}   // wakes the watch loop to advertise metadata
-	lastMeta     gossip.NodeMeta // owned by the watch loop
-	metaFrozen   atomic.Bool     // tests: stop advertising metadata changes
-	closeOnce    sync.Once
-	closeErr     error
+	mu         sync.Mutex
+	drained    bool
+	maint      maintApplied    // the maintenance state this node applies
+	maintMu    sync.Mutex      // serialises applying it
+	poke       chan struct{}   // wakes the watch loop to advertise metadata
+	lastMeta   gossip.NodeMeta // owned by the watch loop
+	metaFrozen atomic.Bool     // tests: stop advertising metadata changes
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // New returns an agent for cfg. It does no I/O.
@@ -92,14 +103,8 @@ func New(cfg *config.Config, opts Options) *Agent {
 	return a
 }
 
-const (
-	roleController = "controller"
-	roleWeb        = "web"
-	// targetKey is the gossip register holding the cluster target revision.
-	targetKey = "target"
-)
-
-// Open starts the agent: secrets, listeners, mirror, gossip, API.
+// Open starts the agent: secrets, listeners, the role's local parts
+// (mirror, database), gossip, the role's cluster parts (target, edge), API.
 // On error everything opened so far is closed.
 func (a *Agent) Open(ctx context.Context) (err error) {
 	a.ctx, a.cancel = context.WithCancel(context.Background())
@@ -109,6 +114,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 			a.Close()
 		}
 	}()
+	if a.role, err = newRole(a); err != nil {
+		return err
+	}
 	key, token, err := a.secrets()
 	if err != nil {
 		return err
@@ -116,30 +124,28 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if err := a.loadDrain(); err != nil {
 		return err
 	}
-	if err := a.checkDataroot(); err != nil {
+	if err := a.openIdentity(ctx, key); err != nil {
 		return err
 	}
-	if a.id, err = clustertls.New(key, a.cfg.Node); err != nil {
-		return err
-	}
-	a.peers = a.id.HTTPClient()
-	a.wire.instrument(a.peers)
+	a.peers = a.id.HTTPClient(a.wire.dial)
 	if a.opts.WrapPeerTransport != nil {
 		a.peers.Transport = a.opts.WrapPeerTransport(a.peers.Transport)
 	}
 	if err := a.listen(); err != nil {
 		return err
 	}
-	if err := a.openMirror(ctx); err != nil {
-		return err
-	}
-	if err := a.openDB(ctx); err != nil {
+	if err := a.role.openLocal(ctx); err != nil {
 		return err
 	}
 	if err := a.openGossip(ctx, key); err != nil {
 		return err
 	}
-	if err := a.openEdge(ctx); err != nil {
+	// maintenance.allow means the same wherever it is set: every node
+	// announces its own list, and the edges take them all.
+	if err := a.state.SetAllow(a.cfg.Node, a.cfg.Maintenance.Allow); err != nil {
+		return fmt.Errorf("maintenance.allow: %w", err)
+	}
+	if err := a.role.openCluster(ctx); err != nil {
 		return err
 	}
 	a.openView()
@@ -173,46 +179,14 @@ func (a *Agent) secrets() ([]byte, string, error) {
 
 func (a *Agent) listen() error {
 	var err error
-	if a.localLn, err = net.Listen("tcp", a.cfg.API.Listen); err != nil {
-		return fmt.Errorf("api.listen: %w", err)
+	if a.localLn, err = a.listenTCP("api.listen", a.cfg.API.Listen); err != nil {
+		return err
 	}
-	if a.clusterLn, err = net.Listen("tcp", a.cfg.Cluster.Listen); err != nil {
-		return fmt.Errorf("cluster.listen: %w", err)
-	}
-	return nil
+	a.clusterLn, err = a.listenTCP("cluster.listen", a.cfg.Cluster.Listen)
+	return err
 }
 
 func (a *Agent) mirrorDir() string { return filepath.Join(a.cfg.DataDir, "mirror") }
-
-func (a *Agent) openMirror(ctx context.Context) error {
-	m := a.cfg.Mirror
-	switch a.cfg.Role {
-	case roleController:
-		a.store = mirror.NewStore(mirror.StoreConfig{
-			Dir: a.mirrorDir(), Source: m.Source, Exclude: m.Exclude, Keep: m.Keep, Logger: a.log,
-		})
-		if err := a.store.Open(ctx); err != nil {
-			return fmt.Errorf("mirror store: %w", err)
-		}
-	case roleWeb:
-		a.rels = mirror.NewReleases(mirror.ReleasesConfig{
-			Dir: a.mirrorDir(), Target: m.Target, Keep: m.Keep, AfterSwitch: m.AfterSwitch, Logger: a.log,
-		})
-		if err := a.rels.Open(ctx); err != nil {
-			return fmt.Errorf("mirror releases: %w", err)
-		}
-		a.syncer = mirror.NewSyncer(mirror.SyncerConfig{
-			Releases: a.rels, Source: a.source, OnApplied: a.applied, OnAttempt: a.metrics.syncAttempt, Logger: a.log,
-			RetryMin: a.opts.SyncRetryMin, RetryMax: a.opts.SyncRetryMax,
-		})
-		if err := a.syncer.Open(ctx); err != nil {
-			return fmt.Errorf("mirror syncer: %w", err)
-		}
-	default:
-		return fmt.Errorf("role: unknown role %q", a.cfg.Role)
-	}
-	return nil
-}
 
 func (a *Agent) openGossip(ctx context.Context, key []byte) error {
 	a.gossip = gossip.New(gossip.Config{
@@ -221,11 +195,13 @@ func (a *Agent) openGossip(ctx context.Context, key []byte) error {
 		Advertise: a.cfg.Gossip.Advertise,
 		Join:      a.cfg.Gossip.Join,
 		Key:       key,
+		Keyring:   a.keys.ring,
 		Meta:      a.localMeta(),
 		StateFile: filepath.Join(a.cfg.DataDir, "gossip-state.json"),
 		Timing:    a.opts.GossipTiming,
 		Logger:    a.log,
 	})
+	a.state = cluster.New(a.gossip, a.log)
 	if err := a.gossip.Open(ctx); err != nil {
 		return fmt.Errorf("gossip: %w", err)
 	}
@@ -234,35 +210,26 @@ func (a *Agent) openGossip(ctx context.Context, key []byte) error {
 	if err := a.gossip.SetMeta(a.localMeta()); err != nil {
 		return fmt.Errorf("gossip: %w", err)
 	}
-	if a.store != nil {
-		return a.initTarget()
-	}
 	return nil
 }
 
 func (a *Agent) serve(token string) {
-	srv := api.New(api.Config{
+	cfg := api.Config{
 		Node: a, Token: token, Logger: a.log,
-		Mirror:  a.mirrorHandler(),
 		Meta:    a.localMeta,
 		Metrics: a.metrics.handler(), ObserveRequest: a.metrics.observeRequest,
-		Certs:     a.certService(),
-		CertStore: a.certStoreHandler(),
-		Dumps:     a.dumpService(),
-		View:      a,
-	})
+		View:       a,
+		VerifyPeer: a.id.Verified,
+		Keyring:    a,
+	}
+	a.role.apiConfig(&cfg)
+	srv := api.New(cfg)
 	a.localSrv = newHTTPServer(srv.LocalHandler())
 	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
 	a.clusterSrv.TLSConfig = a.id.ServerConfig()
+	a.drainAPI()
 	a.goServe(a.localSrv, a.localLn, false)
 	a.goServe(a.clusterSrv, a.clusterLn, true)
-}
-
-func (a *Agent) mirrorHandler() http.Handler {
-	if a.store == nil {
-		return nil
-	}
-	return a.store.Handler()
 }
 
 func newHTTPServer(h http.Handler) *http.Server {
@@ -284,7 +251,7 @@ func (a *Agent) goServe(srv *http.Server, ln net.Listener, tls bool) {
 		} else {
 			err = srv.Serve(ln)
 		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) { // closed by a drain
 			a.log.Error("api server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
@@ -299,8 +266,9 @@ func (a *Agent) ClusterAddr() string { return a.clusterLn.Addr().String() }
 // GossipAddr is the bound gossip address.
 func (a *Agent) GossipAddr() string { return a.gossip.Addr() }
 
-// Close stops the agent: API servers, syncer, gossip (leaving the cluster),
-// store; it keeps the first error.
+// Close stops the agent: API servers, the role's loops, gossip (leaving
+// the cluster), the cluster identity's renewal, then the role's stores; it
+// keeps the first error.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		if a.cancel != nil {
@@ -309,7 +277,7 @@ func (a *Agent) Close() error {
 		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, srv := range []*http.Server{a.clusterSrv, a.localSrv} {
-			if srv != nil && srv.Shutdown(shut) != nil {
+			if srv != nil && a.shutdownAPI(shut, srv) != nil {
 				// Requests still running (a long content fetch) are cut:
 				// what they use is closed next.
 				a.log.Warn("API shutdown: closing open requests")
@@ -321,17 +289,24 @@ func (a *Agent) Close() error {
 				ln.Close() // already closed when the server ran
 			}
 		}
-		if a.syncer != nil {
-			a.keep(a.syncer.Close())
+		if a.role != nil {
+			a.keep(a.role.stop())
 		}
 		a.wg.Wait()
-		a.closeEdge() // after the loops that reload its certificate
-		a.keep(a.closeDB())
+		if a.role != nil {
+			a.keep(a.role.closeCluster())
+		}
 		if a.gossip != nil {
 			a.keep(a.gossip.Close())
 		}
-		if a.store != nil {
-			a.keep(a.store.Close())
+		if a.id != nil {
+			a.keep(a.id.Close()) // its certificate renewal
+		}
+		// Last (a web node's edge among them, after the loops that reload
+		// its certificate: it serves clients while the rest stops, then
+		// drains).
+		if a.role != nil {
+			a.keep(a.role.closeLocal())
 		}
 	})
 	return a.closeErr
@@ -341,4 +316,13 @@ func (a *Agent) keep(err error) {
 	if err != nil && a.closeErr == nil {
 		a.closeErr = err
 	}
+}
+
+// goRun runs f in a goroutine the agent waits for at Close.
+func (a *Agent) goRun(f func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f()
+	}()
 }

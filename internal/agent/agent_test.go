@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,15 @@ const testToken = "test-token-0123456789"
 
 var testKey = bytes.Repeat([]byte{0x42}, 32)
 
+// testUser is the user the tests run as.
+var testUser = func() string {
+	u, err := user.Current()
+	if err != nil {
+		panic(err)
+	}
+	return u.Username
+}()
+
 // cluster is a set of in-process agents sharing one temporary directory.
 type cluster struct {
 	t      *testing.T
@@ -31,12 +42,13 @@ type cluster struct {
 	source string
 	ctl    *agent.Agent
 	webs   map[string]*agent.Agent
+	adjust []func(*agent.Options) // applied to every agent opened
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t *testing.T, adjust ...func(*agent.Options)) *cluster {
 	t.Helper()
 	dir := t.TempDir()
-	c := &cluster{t: t, dir: dir, source: filepath.Join(dir, "source"), webs: map[string]*agent.Agent{}}
+	c := &cluster{t: t, dir: dir, source: filepath.Join(dir, "source"), webs: map[string]*agent.Agent{}, adjust: adjust}
 	writeTree(t, c.source, map[string]string{
 		"index.php":         "<?php echo 1;",
 		"config.php":        "<?php $CFG->dbpass = 'secret';",
@@ -64,6 +76,7 @@ func (c *cluster) config(node, role string) *config.Config {
 	cfg.Cluster.Listen = "127.0.0.1:0"
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.Mirror.MaxLag = config.Duration(time.Minute)
+	cfg.Deploy.RunAs = testUser // commands write into the test's private directories
 	if c.ctl != nil {
 		cfg.Gossip.Join = []string{c.ctl.GossipAddr()}
 	}
@@ -84,7 +97,7 @@ func (c *cluster) open(cfg *config.Config, key []byte, adjust ...func(*agent.Opt
 		Key: key, Token: testToken, GossipTiming: gossip.TestTiming(),
 		SyncRetryMin: 50 * time.Millisecond, SyncRetryMax: 500 * time.Millisecond,
 	}
-	for _, f := range adjust {
+	for _, f := range slices.Concat(c.adjust, adjust) {
 		f(&opts)
 	}
 	a := agent.New(cfg, opts)

@@ -148,6 +148,13 @@ func TestDatabaseSwitch(t *testing.T) {
 				t.Fatalf("config.php mode after the rewrite: %v %v, want 0640", fi.Mode(), err)
 			}
 			maintenanceEverywhere(t, false, c.ctl, w1, w2)
+			// `revisions` shows the switch.
+			var list api.RevisionList
+			getJSON(t, c.ctl, "/v1/revisions", &list)
+			last := list.Revisions[len(list.Revisions)-1]
+			if !strings.Contains(last.Message, "database switch (restore "+r.ID+")") || strings.Join(last.PinnedChanged, ",") != "config.php" {
+				t.Fatalf("the switch's revision: %+v", last)
+			}
 
 			// Again into the same, now filled, database: refused at the restore.
 			code, _, body = call(t, "POST", "http://"+c.ctl.LocalAddr()+"/v1/db/restores", testToken, req)

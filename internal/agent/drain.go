@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/nodeagent/nodeagent/internal/durable"
 )
 
 // drainState is persisted in data_dir/drain.json.
@@ -42,7 +44,7 @@ func (a *Agent) SetDrain(drained bool) error {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
 		return err
 	}
-	if err := writeFileSync(a.drainFile(), append(b, '\n'), 0o644); err != nil {
+	if err := durable.WriteFile(a.drainFile(), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("persist drain: %w", err)
 	}
 	a.mu.Lock()

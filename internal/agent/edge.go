@@ -2,27 +2,22 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
 	"github.com/nodeagent/nodeagent/internal/certs"
+	"github.com/nodeagent/nodeagent/internal/cluster"
 	"github.com/nodeagent/nodeagent/internal/edge"
 )
-
-// certificateKey is the gossip register where a node announces a
-// certificate it obtained or renewed in the cluster storage; the others
-// reload it from there at once.
-const certificateKey = "certificate"
 
 // certExpiryWarn is how close to its end a certificate makes readiness warn.
 const certExpiryWarn = 14 * 24 * time.Hour
@@ -37,14 +32,18 @@ type ACMETuning struct {
 // front is a web node's edge: certificates, the TLS front, and the cluster
 // state it follows.
 type front struct {
+	a         *Agent
 	certs     *certs.Manager
 	edge      *edge.Edge
 	storage   *certs.ClusterStorage // ACME: the controller's certificate storage
 	maint     atomic.Pointer[edge.Maintenance]
-	maintSrc  atomic.Pointer[api.Maintenance] // what maint was built from
 	backend   atomic.Pointer[backendState]
-	certClock atomic.Uint64 // last certificate register handled
+	certClock atomic.Uint64 // last certificate announcement handled
 	reloading atomic.Bool
+
+	mu          sync.Mutex
+	src         cluster.Maintenance // what maint was built from
+	configAllow []string
 }
 
 type backendState struct {
@@ -54,16 +53,11 @@ type backendState struct {
 
 // openEdge starts the edge of a web node with an edge section: the
 // certificate source, the listeners, and the backend check.
-func (a *Agent) openEdge(ctx context.Context) error {
-	ec := a.cfg.Edge
+func (w *web) openEdge(ctx context.Context) error {
+	a, ec := w.a, w.a.cfg.Edge
 	if ec == nil {
 		return nil
 	}
-	if a.cfg.Role != roleWeb {
-		a.log.Warn("edge section ignored: only web nodes run the edge")
-		return nil
-	}
-	f := &a.front
 	backend, err := url.Parse(ec.Backend)
 	if err != nil {
 		return fmt.Errorf("edge.backend: %w", err)
@@ -72,7 +66,9 @@ func (a *Agent) openEdge(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("edge.trusted_proxies: %w", err)
 	}
-	ccfg, err := a.certsConfig()
+	f := &front{a: a}
+	w.front = f
+	ccfg, err := f.certsConfig()
 	if err != nil {
 		return err
 	}
@@ -83,7 +79,7 @@ func (a *Agent) openEdge(ctx context.Context) error {
 		HTTPS: ec.HTTPS, HTTP: ec.HTTP, Backend: backend,
 		TLS: f.certs.TLSConfig(), ACME: f.certs.HTTPChallengeHandler,
 		Maintenance: f.maintenance, MaintenancePage: ec.MaintenancePage,
-		TrustedProxies: trusted, Logger: a.log,
+		TrustedProxies: trusted, Listen: a.opts.Listen, Logger: a.log,
 	})
 	if err != nil {
 		return err
@@ -98,10 +94,10 @@ func (a *Agent) openEdge(ctx context.Context) error {
 	if err := f.certs.Open(ctx); err != nil {
 		return err
 	}
-	a.updateEdgeMaintenance()
+	f.setMaintenance(a.state.Maintenance(), a.configAllow())
 	f.edge.Serve()
-	a.wg.Add(1)
-	go a.checkBackend()
+	f.checkBackendOnce(ctx)
+	a.goRun(f.checkBackend)
 	a.log.Info("edge started", "https", f.edge.HTTPSAddr(), "http", f.edge.HTTPAddr(), "backend", ec.Backend,
 		"certificate", f.certs.Source())
 	return nil
@@ -109,11 +105,11 @@ func (a *Agent) openEdge(ctx context.Context) error {
 
 // certsConfig builds the certificate manager's config; ACME when edge.acme
 // names an email or a CA (and no manual files are set).
-func (a *Agent) certsConfig() (certs.Config, error) {
-	ec := a.cfg.Edge
+func (f *front) certsConfig() (certs.Config, error) {
+	a, ec := f.a, f.a.cfg.Edge
 	cfg := certs.Config{
 		Dir: filepath.Join(a.cfg.DataDir, "certs"), Domains: ec.Domains, Node: a.cfg.Node,
-		CertFile: ec.CertFile, KeyFile: ec.KeyFile, OnObtained: a.announceCertificate, Logger: a.log,
+		CertFile: ec.CertFile, KeyFile: ec.KeyFile, OnObtained: f.announceCertificate, Logger: a.log,
 	}
 	if ec.CertFile != "" || (ec.ACME.Email == "" && ec.ACME.CA == "") {
 		return cfg, nil
@@ -126,10 +122,10 @@ func (a *Agent) certsConfig() (certs.Config, error) {
 		}
 		root = b
 	}
-	a.front.storage = certs.NewClusterStorage(a.certStoreURL, a.peers, a.cfg.Node)
+	f.storage = certs.NewClusterStorage(f.certStoreURL, a.peers, a.cfg.Node)
 	t := a.opts.ACME
 	cfg.ACME = &certs.ACME{
-		Email: ec.ACME.Email, CA: ec.ACME.CA, CARoot: root, Storage: a.front.storage,
+		Email: ec.ACME.Email, CA: ec.ACME.CA, CARoot: root, Storage: f.storage,
 		RenewCheckInterval: t.RenewCheckInterval, RenewalWindowRatio: t.RenewalWindowRatio, DisableARI: t.DisableARI,
 	}
 	return cfg, nil
@@ -145,170 +141,153 @@ func hostPort(addr string) (string, int) {
 }
 
 // certStoreURL finds the controller's certificate storage through gossip.
-func (a *Agent) certStoreURL() (string, error) {
-	api, err := a.controllerAPI()
+func (f *front) certStoreURL() (string, error) {
+	api, err := f.a.controllerAPI()
 	if err != nil {
 		return "", err
 	}
 	return "https://" + api + "/cluster/v1/certstore", nil
 }
 
-// controllerAPI is the cluster API address of a live controller.
-func (a *Agent) controllerAPI() (string, error) {
-	for _, m := range a.gossip.Members() {
-		if m.Meta.Role == roleController && m.State == "alive" && m.Meta.API != "" {
-			return m.Meta.API, nil
+// close stops the edge, then the certificate manager and its storage, and
+// keeps the first error.
+func (f *front) close() error {
+	var first error
+	keep := func(err error) {
+		if first == nil {
+			first = err
 		}
 	}
-	return "", fmt.Errorf("no live controller in the cluster")
-}
-
-// certStoreHandler serves the cluster certificate storage (controller).
-func (a *Agent) certStoreHandler() http.Handler {
-	if a.store == nil {
-		return nil
-	}
-	return certs.StoreHandler(filepath.Join(a.cfg.DataDir, "certs"), a.log)
-}
-
-// certService is the API's view of the certificates (nil without an edge).
-func (a *Agent) certService() api.CertService {
-	if a.front.certs == nil {
-		return nil
-	}
-	return a.front.certs
-}
-
-// closeEdge stops the edge, then the certificate manager and its storage.
-func (a *Agent) closeEdge() {
-	f := &a.front
 	if f.edge != nil {
-		a.keep(f.edge.Close())
+		keep(f.edge.Close())
 	}
 	if f.certs != nil {
-		a.keep(f.certs.Close())
+		keep(f.certs.Close())
 	}
 	if f.storage != nil {
-		a.keep(f.storage.Close())
+		keep(f.storage.Close())
 	}
+	return first
+}
+
+// edgeFront is the web role's edge, nil on a node without one.
+func (a *Agent) edgeFront() *front {
+	if w, ok := a.role.(*web); ok {
+		return w.front
+	}
+	return nil
 }
 
 // EdgeAddr is the bound address of the edge's TLS listener ("" without an
 // edge).
 func (a *Agent) EdgeAddr() string {
-	if a.front.edge == nil {
+	f := a.edgeFront()
+	if f == nil {
 		return ""
 	}
-	return a.front.edge.HTTPSAddr()
+	return f.edge.HTTPSAddr()
 }
 
 // ReloadCertificates reloads the edge's certificate (SIGHUP); without an
 // edge it does nothing.
 func (a *Agent) ReloadCertificates(ctx context.Context) error {
-	if a.front.certs == nil {
+	f := a.edgeFront()
+	if f == nil {
 		return nil
 	}
-	return a.front.certs.Reload(ctx)
+	return f.certs.Reload(ctx)
 }
 
 // announceCertificate is the certificate manager's callback after this node
 // obtained or renewed a certificate in the cluster storage.
-func (a *Agent) announceCertificate(ob certs.Obtained) {
-	if len(ob.Names) > 3 { // the register is a version signal: keep it small
-		ob.Names = ob.Names[:3]
-	}
-	reg, err := a.gossip.Set(certificateKey, ob)
+func (f *front) announceCertificate(ob certs.Obtained) {
+	clock, err := f.a.state.AnnounceCertificate(cluster.Certificate{
+		Names: ob.Names, Fingerprint: ob.Fingerprint, NotAfter: ob.NotAfter, Renewal: ob.Renewal,
+	})
 	if err != nil {
-		a.log.Error("announce certificate", "err", err)
+		f.a.log.Error("announce certificate", "err", err)
 		return
 	}
-	a.front.certClock.Store(reg.Clock)
-	a.log.Info("certificate announced", "names", ob.Names, "fingerprint", ob.Fingerprint, "renewal", ob.Renewal)
-	a.announce()
-}
-
-// observeEdge follows the cluster for the edge: maintenance, and
-// certificates announced by other nodes. Called by the watch loop.
-func (a *Agent) observeEdge() {
-	if a.front.certs == nil {
-		return
-	}
-	a.updateEdgeMaintenance()
-	a.observeCertificate()
+	f.certClock.Store(clock)
+	f.a.log.Info("certificate announced", "names", ob.Names, "fingerprint", ob.Fingerprint, "renewal", ob.Renewal)
+	f.a.announce()
 }
 
 // observeCertificate reloads from the cluster storage when another node
 // announced a certificate this node does not serve.
-func (a *Agent) observeCertificate() {
-	f := &a.front
+func (f *front) observeCertificate() {
+	a := f.a
 	if f.certs.Source() != certs.SourceACME {
 		return
 	}
-	reg, ok := a.gossip.Get(certificateKey)
-	if !ok || reg.Clock == f.certClock.Load() {
+	ann, ok := a.state.Certificate()
+	if !ok || ann.Clock == f.certClock.Load() {
 		return
 	}
-	var ob certs.Obtained
-	if err := json.Unmarshal(reg.Value, &ob); err != nil || reg.Node == a.cfg.Node ||
-		ob.Fingerprint == f.certs.State().Fingerprint {
-		f.certClock.Store(reg.Clock)
+	if ann.Node == a.cfg.Node || ann.Fingerprint == f.certs.State().Fingerprint {
+		f.certClock.Store(ann.Clock)
 		return
 	}
 	if !f.reloading.CompareAndSwap(false, true) {
 		return // one reload at a time; the next round looks again
 	}
-	f.certClock.Store(reg.Clock)
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
+	f.certClock.Store(ann.Clock)
+	a.goRun(func() {
 		defer f.reloading.Store(false)
 		ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 		defer cancel()
 		if err := f.certs.Reload(ctx); err != nil {
-			a.log.Warn("reload announced certificate", "from", reg.Node, "err", err)
+			a.log.Warn("reload announced certificate", "from", ann.Node, "err", err)
 			return
 		}
-		a.log.Info("certificate reloaded", "announced_by", reg.Node, "fingerprint", f.certs.State().Fingerprint)
+		a.log.Info("certificate reloaded", "announced_by", ann.Node, "fingerprint", f.certs.State().Fingerprint)
 		a.announce()
-	}()
+	})
 }
 
 // maintenance is the edge's view of cluster maintenance: one atomic load.
 func (f *front) maintenance() edge.Maintenance { return *f.maint.Load() }
 
-// updateEdgeMaintenance rebuilds the edge's maintenance state when the
-// cluster's changed: the register's allow list plus maintenance.allow.
-func (a *Agent) updateEdgeMaintenance() {
-	f := &a.front
-	m := a.maintenanceState()
-	if old := f.maintSrc.Load(); old != nil && old.Clock == m.Clock && old.Active == m.Active {
-		return
-	}
-	em := edge.Maintenance{Active: m.Active, Message: m.Message}
-	if m.Until != nil {
-		em.Until = *m.Until
-	}
-	allow, err := edge.ParsePrefixes(slices.Concat(m.Allow, a.cfg.Maintenance.Allow))
-	if err != nil {
-		a.log.Warn("maintenance allow list", "err", err)
+// setMaintenance rebuilds the edge's maintenance state: site maintenance
+// (the Moodle hold is the controller's), with the register's allow list
+// plus configAllow, the cluster's maintenance.allow lists. A range that
+// does not parse (another node wrote it) is left out alone and logged.
+func (f *front) setMaintenance(m cluster.Maintenance, configAllow []string) {
+	em := edge.Maintenance{Active: m.Active(time.Now()), Message: m.Message, Until: m.Until}
+	allow, invalid := cluster.ParseAllow(m.Allow, configAllow)
+	if len(invalid) > 0 {
+		f.a.log.Warn("maintenance allow list: invalid CIDRs left out", "cidrs", invalid, "set_by", m.SetBy)
 	}
 	em.Allow = allow
+	f.mu.Lock()
+	f.src, f.configAllow = m, configAllow
+	f.mu.Unlock()
 	f.maint.Store(&em)
-	f.maintSrc.Store(&m)
+}
+
+// followAllow rebuilds the edge's maintenance state when the cluster's
+// maintenance.allow lists changed (a node announced a new one).
+func (f *front) followAllow(configAllow []string) {
+	f.mu.Lock()
+	m, same := f.src, slices.Equal(f.configAllow, configAllow)
+	f.mu.Unlock()
+	if !same {
+		f.setMaintenance(m, configAllow)
+	}
 }
 
 // checkBackend asks the backend every second whether it answers, so
 // readiness never waits for it.
-func (a *Agent) checkBackend() {
-	defer a.wg.Done()
+func (f *front) checkBackend() {
+	a := f.a
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		err := a.front.edge.CheckBackend(a.ctx)
+		err := f.edge.CheckBackend(a.ctx)
 		if a.ctx.Err() != nil {
 			return
 		}
-		prev := a.front.backend.Swap(&backendState{err: err, at: time.Now()})
+		prev := f.backend.Swap(&backendState{err: err, at: time.Now()})
 		if (prev.err == nil) != (err == nil) {
 			if err != nil {
 				a.log.Warn("backend down", "err", err)
@@ -325,17 +304,13 @@ func (a *Agent) checkBackend() {
 	}
 }
 
-// edgeChecks adds the edge's readiness checks: edge:backend fails while
-// the backend does not answer; edge:certificate warns when the certificate
+// checks adds the edge's readiness checks: edge:backend fails while the
+// backend does not answer; edge:certificate warns when the certificate
 // ends within 14 days, is not there yet (ACME), or a new one was refused.
-func (a *Agent) edgeChecks(checks map[string][]api.Check) {
-	f := &a.front
-	if f.certs == nil {
-		return
-	}
+func (f *front) checks(checks map[string][]api.Check) {
 	now := time.Now()
 	b := f.backend.Load()
-	bc := api.Check{Status: api.StatusPass, Time: b.at, ObservedValue: a.cfg.Edge.Backend}
+	bc := api.Check{Status: api.StatusPass, Time: b.at, ObservedValue: f.a.cfg.Edge.Backend}
 	if b.err != nil {
 		bc.Status, bc.Output = api.StatusFail, b.err.Error()
 	}
@@ -357,20 +332,11 @@ func (a *Agent) edgeChecks(checks map[string][]api.Check) {
 	checks["edge:certificate"] = []api.Check{cc}
 }
 
-// certificateState is the certificate in /v1/status (nil without an edge).
-func (a *Agent) certificateState() *certs.State {
-	if a.front.certs == nil {
-		return nil
-	}
-	st := a.front.certs.State()
-	return &st
-}
-
 // certExpiry is the end of the served certificate, for the gossip
-// metadata (0 without an edge).
-func (a *Agent) certExpiry() int64 {
-	st := a.certificateState()
-	if st == nil || st.Pending {
+// metadata (0 while ACME has none yet).
+func (f *front) certExpiry() int64 {
+	st := f.certs.State()
+	if st.Pending {
 		return 0
 	}
 	return st.NotAfter.Unix()
@@ -381,8 +347,12 @@ func (a *Agent) certExpiry() int64 {
 // edge, and while ACME has no certificate yet (the self-signed stand-in's
 // expiry would hide that from an expiry alert).
 func (a *Agent) CertificateNotAfter() map[string]time.Time {
-	st := a.certificateState()
-	if st == nil || st.Pending || st.NotAfter.IsZero() || len(st.Names) == 0 {
+	f := a.edgeFront()
+	if f == nil {
+		return nil
+	}
+	st := f.certs.State()
+	if st.Pending || st.NotAfter.IsZero() || len(st.Names) == 0 {
 		return nil
 	}
 	return map[string]time.Time{st.Names[0]: st.NotAfter}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 )
 
@@ -58,7 +59,7 @@ func (h *history) observe(now time.Time, target *api.RevRef, setBy string, membe
 	peak := h.sample(now, members)
 	h.gen++
 	for _, m := range members {
-		if m.Meta.Role == roleWeb {
+		if m.Meta.Role == config.RoleWeb {
 			h.observeMember(now, m)
 		}
 	}
@@ -135,7 +136,7 @@ func (h *history) behindStart(now time.Time, m gossip.Member) time.Time {
 func (h *history) sample(now time.Time, members []gossip.Member) api.LagSample {
 	s := api.LagSample{Time: now}
 	for _, m := range members {
-		if m.Meta.Role != roleWeb || m.State != gossip.StateAlive {
+		if m.Meta.Role != config.RoleWeb || m.State != gossip.StateAlive {
 			continue
 		}
 		s.Web++
@@ -204,9 +205,6 @@ func appendBounded[T any](s []T, v T, limit int) []T {
 // every change and every second, so lag samples are taken while nothing
 // changes.
 func (a *Agent) observeHistory() {
-	var setBy string
-	if reg, ok := a.gossip.Get(targetKey); ok {
-		setBy = reg.Node
-	}
-	a.view.history.observe(time.Now(), a.currentTarget(), setBy, a.gossip.Members())
+	t, _ := a.state.Target()
+	a.view.history.observe(time.Now(), a.currentTarget(), t.SetBy, a.gossip.Members())
 }

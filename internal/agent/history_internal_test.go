@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 )
 
 func webMember(name string, seq uint64, behind time.Time) gossip.Member {
-	m := gossip.Member{Name: name, State: gossip.StateAlive, Meta: gossip.NodeMeta{Role: roleWeb, Seq: seq, Rev: revID(seq)}}
+	m := gossip.Member{Name: name, State: gossip.StateAlive, Meta: gossip.NodeMeta{Role: config.RoleWeb, Seq: seq, Rev: revID(seq)}}
 	if !behind.IsZero() {
 		m.Meta.Behind = behind.Unix()
 	}

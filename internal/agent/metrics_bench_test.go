@@ -32,7 +32,7 @@ func BenchmarkScrape(b *testing.B) {
 	cfg := config.Default()
 	cfg.Node, cfg.Role, cfg.DataDir = "controller", config.RoleController, filepath.Join(dir, "data")
 	cfg.Gossip.Bind, cfg.Cluster.Listen, cfg.API.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Mirror.Source = src
+	cfg.Mirror.Source, cfg.Deploy.RunAs = src, testUser
 	a := agent.New(cfg, agent.Options{Key: testKey, Token: testToken, GossipTiming: gossip.TestTiming()})
 	if err := a.Open(context.Background()); err != nil {
 		b.Fatal(err)

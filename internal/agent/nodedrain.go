@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/errs"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 )
 
@@ -20,10 +21,10 @@ func (a *Agent) SetNodeDrain(ctx context.Context, name string, drained bool, aut
 	}
 	m, ok := a.member(name)
 	if !ok {
-		return api.NotFound(fmt.Sprintf("no member %q", name))
+		return errs.NotFound("no member %q", name)
 	}
 	if m.State != gossip.StateAlive || m.Meta.API == "" {
-		return api.Conflict(fmt.Sprintf("%s is %s: its drain flag cannot be changed now", name, m.State))
+		return errs.Conflict("%s is %s: its drain flag cannot be changed now", name, m.State)
 	}
 	method := http.MethodDelete
 	if drained {

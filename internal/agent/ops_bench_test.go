@@ -115,7 +115,7 @@ func (c *opsCluster) config(node, role string) *config.Config {
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.Mirror.Keep = 2
 	if role == config.RoleController {
-		cfg.Mirror.Source = c.source
+		cfg.Mirror.Source, cfg.Deploy.RunAs = c.source, testUser
 	} else {
 		cfg.Gossip.Join = []string{c.ctl.GossipAddr()}
 		cfg.Mirror.Target = filepath.Join(c.dir, node, "www", "moodle")

@@ -50,23 +50,25 @@ func maintenanceEverywhere(t *testing.T, active bool, agents ...*agent.Agent) {
 
 func TestMaintenanceSpreadsPersistsAndExpires(t *testing.T) {
 	c := newCluster(t)
-	dataroot := filepath.Join(c.dir, "moodledata")
-	if err := os.MkdirAll(dataroot, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// Reopen the controller with a Moodle dataroot.
-	c.ctl.Close()
-	cfg := c.config("controller", "controller")
-	cfg.Mirror.Source = c.source
-	cfg.Maintenance.MoodleDataroot = dataroot
-	c.ctl = c.open(cfg, testKey)
+	dataroot := c.withDataroot(nil)
 	w1, w2 := c.addWeb("web-1"), c.addWeb("web-2")
 	page := filepath.Join(dataroot, "climaintenance.html")
 
-	// Set on a web node: reaches every node, and the controller writes
-	// Moodle's CLI maintenance page.
+	// Site maintenance alone leaves Moodle working: no climaintenance.html.
 	code, _, body := call(t, "PUT", "http://"+w1.LocalAddr()+"/v1/maintenance", testToken,
-		map[string]any{"enabled": true, "message": "Upgrading <now>", "allow": []string{"10.0.0.0/8"}})
+		map[string]any{"enabled": true, "message": "Site only"})
+	if code != 200 {
+		t.Fatalf("PUT maintenance: %d %s", code, body)
+	}
+	maintenanceEverywhere(t, true, c.ctl, w1, w2)
+	if _, err := os.Stat(page); !os.IsNotExist(err) {
+		t.Fatalf("site maintenance wrote climaintenance.html: %v", err)
+	}
+
+	// The Moodle hold set on a web node: reaches every node, and the
+	// controller writes Moodle's CLI maintenance page.
+	code, _, body = call(t, "PUT", "http://"+w1.LocalAddr()+"/v1/maintenance", testToken,
+		map[string]any{"enabled": true, "moodle": true, "message": "Upgrading <now>", "allow": []string{"10.0.0.0/8"}})
 	if code != 200 {
 		t.Fatalf("PUT maintenance: %d %s", code, body)
 	}
@@ -95,31 +97,37 @@ func TestMaintenanceSpreadsPersistsAndExpires(t *testing.T) {
 	})
 
 	// With until, it ends by itself.
-	until := time.Now().Add(1500 * time.Millisecond).UTC()
+	until := time.Now().Add(4 * time.Second).UTC() // long enough to see it on, on a loaded machine
 	code, _, body = call(t, "PUT", "http://"+c.ctl.LocalAddr()+"/v1/maintenance", testToken,
-		map[string]any{"enabled": true, "until": until})
+		map[string]any{"enabled": true, "moodle": true, "until": until})
 	if code != 200 {
 		t.Fatalf("PUT maintenance until: %d %s", code, body)
 	}
 	maintenanceEverywhere(t, true, c.ctl, w1, w2)
+	if _, err := os.Stat(page); err != nil {
+		t.Fatalf("the Moodle hold until %s: %v", until, err)
+	}
 	maintenanceEverywhere(t, false, c.ctl, w1, w2)
 	if time.Now().Before(until) {
 		t.Fatal("maintenance ended before until")
 	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, err := os.Stat(page); !os.IsNotExist(err) {
+			return fmt.Errorf("climaintenance.html still there after until: %v", err)
+		}
+		return nil
+	})
 }
 
 func TestMaintenanceLeavesForeignPage(t *testing.T) {
 	c := newCluster(t)
-	dataroot := filepath.Join(c.dir, "moodledata")
-	os.MkdirAll(dataroot, 0o755)
-	c.ctl.Close()
-	cfg := c.config("controller", "controller")
-	cfg.Mirror.Source = c.source
-	cfg.Maintenance.MoodleDataroot = dataroot
-	c.ctl = c.open(cfg, testKey)
+	dataroot := c.withDataroot(nil)
 	page := filepath.Join(dataroot, "climaintenance.html")
-	call(t, "PUT", "http://"+c.ctl.LocalAddr()+"/v1/maintenance", testToken, map[string]any{"enabled": true})
+	call(t, "PUT", "http://"+c.ctl.LocalAddr()+"/v1/maintenance", testToken, map[string]any{"enabled": true, "moodle": true})
 	maintenanceEverywhere(t, true, c.ctl)
+	if _, err := os.Stat(page); err != nil {
+		t.Fatalf("the Moodle hold wrote no page: %v", err)
+	}
 	// An admin replaces the page by hand: ours no longer, so it stays.
 	if err := os.WriteFile(page, []byte("admin's own page"), 0o644); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/procedure"
 )
 
 var _ api.ClusterView = (*Agent)(nil)
@@ -29,14 +31,18 @@ func (a *Agent) openView() {
 // History implements api.ClusterView.
 func (a *Agent) History() api.History { return a.view.history.snapshot() }
 
-// Deploys implements api.ClusterView.
+// Deploys implements api.ClusterView: the deploys and the after_all
+// follow-ups, newest first.
 func (a *Agent) Deploys() []api.Deploy {
-	r := &a.deploys
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]api.Deploy, 0, len(r.order))
-	for i := len(r.order) - 1; i >= 0; i-- {
-		out = append(out, copyDeploy(r.runs[r.order[i]]))
+	c, ok := a.role.(*controller)
+	if !ok {
+		return nil
+	}
+	recs := append(c.deploys.List(), c.followUps.List()...)
+	slices.SortStableFunc(recs, func(x, y procedure.Record[deployData]) int { return y.Started.Compare(x.Started) })
+	out := make([]api.Deploy, len(recs))
+	for i, r := range recs {
+		out[i] = deployRecord(r)
 	}
 	return out
 }

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"net"
-	"net/http"
 	"sync/atomic"
 )
 
@@ -13,17 +12,13 @@ type wireCounter struct {
 	rx, tx atomic.Int64
 }
 
-// instrument makes the client's transport count through c.
-func (c *wireCounter) instrument(hc *http.Client) {
-	tr := hc.Transport.(*http.Transport)
-	dialer := &net.Dialer{}
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := dialer.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return &countedConn{Conn: conn, c: c}, nil
+// dial connects for agent-to-agent calls and counts through c.
+func (c *wireCounter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
 	}
+	return &countedConn{Conn: conn, c: c}, nil
 }
 
 type countedConn struct {

@@ -8,7 +8,6 @@ package api
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
-	"github.com/nodeagent/nodeagent/internal/clustertls"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
@@ -27,14 +25,12 @@ type Node interface {
 	Status() Status
 	Members() []gossip.Member
 	Revisions() RevisionList
-	// Publish publishes the source tree (controller only: ErrNotController).
-	Publish(ctx context.Context, message string) (mirror.Revision, bool, error)
+	// PublishRevision publishes the source tree (controller only); the
+	// answer's Seconds is the API's to fill.
+	PublishRevision(ctx context.Context, req PublishRequest) (PublishResponse, error)
 	Health() Health
 	Operations
 }
-
-// ErrNotController is returned by Node methods that only a controller does.
-var ErrNotController = errors.New("only the controller does this")
 
 // Config configures the API.
 type Config struct {
@@ -58,6 +54,13 @@ type Config struct {
 	Certs CertService
 	// CertStore serves the cluster certificate storage (controller only).
 	CertStore http.Handler
+
+	// VerifyPeer reports whether a request on the cluster API carries a
+	// cluster client certificate (clustertls.Identity.Verified); nil
+	// refuses every agent-to-agent call.
+	VerifyPeer func(*http.Request) bool
+	// Keyring runs the gossip keyring operations (nil: no /v1/keyring).
+	Keyring KeyringService
 	// View serves the cluster-wide reads of the status page (nil: none).
 	View ClusterView
 }
@@ -99,7 +102,7 @@ func (s *Server) LocalHandler() http.Handler {
 func (s *Server) ClusterHandler() http.Handler {
 	e := s.newEcho("cluster")
 	s.routes(e)
-	c := e.Group("/cluster/v1", middleware.BodyLimit(clusterBodyLimit), requireClusterCert)
+	c := e.Group("/cluster/v1", middleware.BodyLimit(clusterBodyLimit), s.requireClusterCert)
 	if s.cfg.Mirror != nil {
 		h := echo.WrapHandler(http.StripPrefix("/cluster/v1/mirror", s.cfg.Mirror))
 		c.Any("/mirror/*", h)
@@ -108,6 +111,7 @@ func (s *Server) ClusterHandler() http.Handler {
 		c.GET("/meta", func(c echo.Context) error { return c.JSON(http.StatusOK, s.cfg.Meta()) })
 	}
 	s.certStoreRoutes(c)
+	s.keyringClusterRoutes(c)
 	s.reportRoute(c)
 	return e
 }
@@ -144,6 +148,7 @@ func (s *Server) routes(e *echo.Echo) {
 	s.opsRoutes(v1)
 	s.certRoutes(v1)
 	s.dbRoutes(v1)
+	s.keyringRoutes(v1)
 	s.viewRoutes(v1)
 }
 
@@ -162,9 +167,9 @@ func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-func requireClusterCert(next echo.HandlerFunc) echo.HandlerFunc {
+func (s *Server) requireClusterCert(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !clustertls.Verified(c.Request()) {
+		if s.cfg.VerifyPeer == nil || !s.cfg.VerifyPeer(c.Request()) {
 			return problem(http.StatusUnauthorized, "agent endpoints need a cluster client certificate")
 		}
 		return next(c)
@@ -189,10 +194,6 @@ func (s *Server) status(c echo.Context) error {
 	return c.JSON(http.StatusOK, s.nodeStatus())
 }
 
-func (s *Server) members(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"members": s.cfg.Node.Members()})
-}
-
 func (s *Server) revisions(c echo.Context) error {
 	return c.JSON(http.StatusOK, s.cfg.Node.Revisions())
 }
@@ -200,6 +201,9 @@ func (s *Server) revisions(c echo.Context) error {
 // PublishRequest is the body of POST /v1/revisions.
 type PublishRequest struct {
 	Message string `json:"message"`
+	// AllowMissing lets deploy.after_all run when fewer web nodes serve
+	// the new revision than the cluster had.
+	AllowMissing bool `json:"allow_missing,omitempty"`
 }
 
 // PublishResponse is the answer of POST /v1/revisions.
@@ -207,6 +211,9 @@ type PublishResponse struct {
 	mirror.Revision
 	Unchanged bool    `json:"unchanged"`
 	Seconds   float64 `json:"seconds"`
+	// FollowUp is the run (GET it) that waits for every web node to serve
+	// the new revision, then runs deploy.after_all; only when that is set.
+	FollowUp string `json:"follow_up,omitempty"`
 }
 
 func (s *Server) publish(c echo.Context) error {
@@ -215,17 +222,14 @@ func (s *Server) publish(c echo.Context) error {
 		return err
 	}
 	start := time.Now()
-	rev, created, err := s.cfg.Node.Publish(c.Request().Context(), req.Message)
-	if errors.Is(err, ErrNotController) {
-		return problem(http.StatusConflict, "publish runs on the controller; this node is a web node")
-	}
+	res, err := s.cfg.Node.PublishRevision(c.Request().Context(), req)
 	if err != nil {
-		s.log.Error("publish", "err", err)
-		return problem(http.StatusInternalServerError, "publish: "+err.Error())
+		return err
 	}
+	res.Seconds = time.Since(start).Seconds()
 	code := http.StatusOK
-	if created {
+	if !res.Unchanged {
 		code = http.StatusCreated
 	}
-	return c.JSON(code, PublishResponse{Revision: rev, Unchanged: !created, Seconds: time.Since(start).Seconds()})
+	return c.JSON(code, res)
 }

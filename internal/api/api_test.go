@@ -20,15 +20,17 @@ import (
 type fakeNode struct {
 	api.Operations // not used by these tests
 	health         api.Health
+	members        []gossip.Member
 	publish        func(ctx context.Context, msg string) (mirror.Revision, bool, error)
 }
 
 func (f *fakeNode) Status() api.Status          { return api.Status{Node: "n1", Role: "web"} }
-func (f *fakeNode) Members() []gossip.Member    { return nil }
+func (f *fakeNode) Members() []gossip.Member    { return f.members }
 func (f *fakeNode) Revisions() api.RevisionList { return api.RevisionList{} }
 func (f *fakeNode) Health() api.Health          { return f.health }
-func (f *fakeNode) Publish(ctx context.Context, msg string) (mirror.Revision, bool, error) {
-	return f.publish(ctx, msg)
+func (f *fakeNode) PublishRevision(ctx context.Context, req api.PublishRequest) (api.PublishResponse, error) {
+	rev, created, err := f.publish(ctx, req.Message)
+	return api.PublishResponse{Revision: rev, Unchanged: !created}, err
 }
 
 var _ api.Node = (*fakeNode)(nil)
@@ -145,25 +147,27 @@ func TestClusterEndpointsNeedClusterCertificate(t *testing.T) {
 // with its cluster certificate (a deploy barrier does, when gossip is slow).
 func TestClusterMeta(t *testing.T) {
 	key := make([]byte, 32)
-	server, err := clustertls.New(key, "web-1")
+	keys := []clustertls.Key{{Name: "k", Secret: key}}
+	server, err := clustertls.New(clustertls.Config{Node: "web-1"}, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer, err := clustertls.New(key, "controller")
+	peer, err := clustertls.New(clustertls.Config{Node: "controller"}, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := gossip.NodeMeta{Role: "web", API: "10.0.0.5:7947", Seq: 7, Rev: strings.Repeat("ab", 32), Maint: 12, MaintOn: true}
 	srv := httptest.NewUnstartedServer(api.New(api.Config{
 		Node: &fakeNode{}, Token: token,
-		Meta: func() gossip.NodeMeta { return want },
+		Meta:       func() gossip.NodeMeta { return want },
+		VerifyPeer: server.Verified,
 	}).ClusterHandler())
 	srv.TLS = server.ServerConfig()
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 
 	host := strings.TrimPrefix(srv.URL, "https://")
-	resp, err := peer.HTTPClient().Get("https://" + host + "/cluster/v1/meta")
+	resp, err := peer.HTTPClient(nil).Get("https://" + host + "/cluster/v1/meta")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,9 @@ type RestoreRequest struct {
 	// maintenance off.
 	Switch  bool   `json:"switch,omitempty"`
 	Message string `json:"message,omitempty"` // for the maintenance page
+	// AllowMissing lets a switch go on when fewer web nodes serve the new
+	// config.php than the cluster had.
+	AllowMissing bool `json:"allow_missing,omitempty"`
 }
 
 // Restore is a restore run (GET /v1/db/restores/{id}); steps and states as
@@ -93,17 +96,6 @@ func (s *Server) dumps() (DumpService, error) {
 	return s.cfg.Dumps, nil
 }
 
-// dumpError maps the dump package's errors to problems.
-func dumpError(err error) error {
-	switch {
-	case errors.Is(err, dump.ErrRunning):
-		return problem(http.StatusConflict, err.Error())
-	case errors.Is(err, dump.ErrNotFound):
-		return problem(http.StatusNotFound, err.Error())
-	}
-	return err
-}
-
 // postDump starts a dump: 202 with the running record and its future
 // Location; with ?wait=true, 201 with the finished record, or 500 with
 // the reason it failed.
@@ -116,14 +108,14 @@ func (s *Server) postDump(c echo.Context) error {
 	if !wait {
 		rec, err := ds.StartDump()
 		if err != nil {
-			return dumpError(err)
+			return err
 		}
 		c.Response().Header().Set("Location", "/v1/db/dumps/"+rec.Name)
 		return c.JSON(http.StatusAccepted, rec)
 	}
 	rec, err := ds.Dump(c.Request().Context())
 	if errors.Is(err, dump.ErrRunning) {
-		return dumpError(err)
+		return err
 	}
 	if err != nil {
 		return problem(http.StatusInternalServerError, "dump "+rec.Name+" failed (earlier dumps are kept): "+err.Error())
@@ -153,7 +145,7 @@ func (s *Server) getDump(c echo.Context) error {
 	}
 	f, rec, err := ds.OpenDump(c.Param("name"))
 	if err != nil {
-		return dumpError(err)
+		return err
 	}
 	defer f.Close()
 	h := c.Response().Header()
@@ -184,7 +176,7 @@ func (s *Server) postRestore(c echo.Context) error {
 	}
 	r, err := ds.StartRestore(req)
 	if err != nil {
-		return dumpError(err)
+		return err
 	}
 	c.Response().Header().Set("Location", "/v1/db/restores/"+r.ID)
 	return c.JSON(http.StatusAccepted, r)

@@ -18,7 +18,7 @@ import (
 // only. The test checks these lists against the registered routes too.
 var (
 	// Agent-to-agent endpoints: internal, cluster API only.
-	undocumented = []string{"/cluster/v1/mirror/*", "/cluster/v1/meta", "/cluster/v1/report"}
+	undocumented = []string{"/cluster/v1/mirror/*", "/cluster/v1/meta", "/cluster/v1/report", "/cluster/v1/keyring"}
 	// The status page's files: HTML, CSS and JavaScript, not API.
 	pages = []string{"/ui", "/ui/*"}
 	// Documented, but served by the local API only.

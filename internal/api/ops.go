@@ -12,7 +12,7 @@ type Operations interface {
 	Maintenance() Maintenance
 	SetMaintenance(MaintenanceRequest) (Maintenance, error)
 	SetDrain(drained bool) error
-	Rollback(ref string) (RevRef, error)
+	Rollback(RollbackRequest) (RollbackResponse, error)
 	StartDeploy(DeployRequest) (Deploy, error)
 	Deploy(id string) (Deploy, error)
 }
@@ -60,11 +60,11 @@ func (s *Server) rollback(c echo.Context) error {
 	if req.Revision == "" {
 		return problem(http.StatusBadRequest, "revision: a seq or an id prefix is required")
 	}
-	rev, err := s.cfg.Node.Rollback(req.Revision)
+	res, err := s.cfg.Node.Rollback(req)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"target": rev})
+	return c.JSON(http.StatusOK, res)
 }
 
 func (s *Server) startDeploy(c echo.Context) error {

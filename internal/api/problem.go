@@ -8,6 +8,10 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/nodeagent/nodeagent/internal/dump"
+	"github.com/nodeagent/nodeagent/internal/errs"
+	"github.com/nodeagent/nodeagent/internal/mirror"
 )
 
 // Problem is an RFC 9457 problem detail.
@@ -40,8 +44,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 		p = problem(he.Code, detail)
 	default:
-		s.log.Error("request", "method", c.Request().Method, "path", c.Path(), "err", err)
-		p = problem(http.StatusInternalServerError, err.Error())
+		code := statusOf(err)
+		if code == http.StatusInternalServerError {
+			s.log.Error("request", "method", c.Request().Method, "path", c.Path(), "err", err)
+		}
+		p = problem(code, err.Error())
 	}
 	if err := jsonAs(c, p.Status, "application/problem+json", p); err != nil {
 		s.log.Debug("write problem", "err", err)
@@ -69,12 +76,16 @@ func bindJSON(c echo.Context, v any) error {
 	return nil
 }
 
-// BadRequest is an error a Node returns for input it refuses (400).
-func BadRequest(detail string) error { return problem(http.StatusBadRequest, detail) }
-
-// NotFound is an error a Node returns for something unknown (404).
-func NotFound(detail string) error { return problem(http.StatusNotFound, detail) }
-
-// Conflict is an error a Node returns for a request that clashes with the
-// node's role or state (409).
-func Conflict(detail string) error { return problem(http.StatusConflict, detail) }
+// statusOf maps the sentinel errors of the core to status codes: the one
+// place where an error of the operations layer becomes HTTP.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, errs.ErrInvalid), errors.Is(err, mirror.ErrAmbiguous):
+		return http.StatusBadRequest
+	case errors.Is(err, errs.ErrNotFound), errors.Is(err, mirror.ErrNotFound), errors.Is(err, dump.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, errs.ErrConflict), errors.Is(err, dump.ErrRunning):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}

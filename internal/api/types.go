@@ -5,6 +5,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/internal/certs"
 	"github.com/nodeagent/nodeagent/internal/mirror"
+	"github.com/nodeagent/nodeagent/internal/procedure"
 )
 
 // RevRef names a revision.
@@ -51,6 +52,10 @@ type RevisionItem struct {
 	mirror.Revision
 	Target  bool `json:"target,omitempty"`
 	Applied bool `json:"applied,omitempty"`
+	// PinnedChanged names the mirror.pinned files (config.php) that differ
+	// from the revision before it (controller): a database switch shows
+	// here.
+	PinnedChanged []string `json:"pinned_changed,omitempty"`
 }
 
 // RevisionList is the body of GET /v1/revisions: published revisions on a
@@ -98,22 +103,36 @@ func Worst(checks map[string][]Check) string {
 }
 
 // Maintenance is the cluster-wide maintenance state (GET/PUT
-// /v1/maintenance).
+// /v1/maintenance). It has two levels: site maintenance (Enabled), where
+// each web node's edge shows the maintenance page to clients outside the
+// allow list while allowed clients reach a working Moodle; and the Moodle
+// hold (Moodle), where the controller writes Moodle's climaintenance.html,
+// so Moodle answers 503 to everyone and its cron stops.
 type Maintenance struct {
-	Enabled bool       `json:"enabled"`
-	Message string     `json:"message,omitempty"`
-	Allow   []string   `json:"allow,omitempty"`
-	Until   *time.Time `json:"until,omitempty"`
+	Enabled bool   `json:"enabled"`
+	Moodle  bool   `json:"moodle"`
+	Message string `json:"message,omitempty"`
+	// Reason says why it is on (e.g. "deploy <id>: <message>"); never on
+	// the public page.
+	Reason string     `json:"reason,omitempty"`
+	Allow  []string   `json:"allow,omitempty"`
+	Until  *time.Time `json:"until,omitempty"`
 	// Set by the agent when read: the gossip clock and writer of the state,
-	// and whether it is in force now (enabled and before until).
-	Clock  uint64 `json:"clock,omitzero"`
-	SetBy  string `json:"set_by,omitempty"`
-	Active bool   `json:"active"`
+	// whether each level is in force now (set and before until), and the
+	// maintenance.allow lists of the cluster's nodes, which every edge
+	// lets through besides Allow.
+	Clock        uint64   `json:"clock,omitzero"`
+	SetBy        string   `json:"set_by,omitempty"`
+	Active       bool     `json:"active"`
+	MoodleActive bool     `json:"moodle_active"`
+	ConfigAllow  []string `json:"config_allow,omitempty"`
 }
 
-// MaintenanceRequest is the body of PUT /v1/maintenance.
+// MaintenanceRequest is the body of PUT /v1/maintenance: enabled for site
+// maintenance, moodle for the Moodle hold; neither turns both off.
 type MaintenanceRequest struct {
 	Enabled bool       `json:"enabled"`
+	Moodle  bool       `json:"moodle,omitempty"`
 	Message string     `json:"message"`
 	Allow   []string   `json:"allow"`
 	Until   *time.Time `json:"until"`
@@ -130,39 +149,60 @@ type MaintenanceStatus struct {
 type RollbackRequest struct {
 	// Revision is a seq ("3") or an id prefix.
 	Revision string `json:"revision"`
+	// Force rolls back even when a mirror.pinned file (config.php) of the
+	// revision differs from the target's: the site may move to another
+	// database.
+	Force bool `json:"force,omitempty"`
+	// AllowMissing lets deploy.after_all run when fewer web nodes serve
+	// the revision than the cluster had.
+	AllowMissing bool `json:"allow_missing,omitempty"`
+}
+
+// RollbackResponse is the answer of POST /v1/rollback.
+type RollbackResponse struct {
+	Target RevRef `json:"target"`
+	// PinnedChanges are the pinned files a forced rollback changed, with
+	// the database settings that differ.
+	PinnedChanges []string `json:"pinned_changes,omitempty"`
+	// FollowUp is the run that waits for every web node, then runs
+	// deploy.after_all; only when that is set.
+	FollowUp string `json:"follow_up,omitempty"`
 }
 
 // DeployRequest is the body of POST /v1/deploys.
 type DeployRequest struct {
+	// Message is the revision's; it never reaches the maintenance page.
 	Message     string `json:"message"`
 	Maintenance bool   `json:"maintenance"`
+	// MaintenanceMessage is shown on the maintenance pages (site and
+	// Moodle hold); default: a generic upgrade notice.
+	MaintenanceMessage string `json:"maintenance_message,omitempty"`
 	// Run is a shell command run on the controller after every web node
 	// serves the new revision (e.g. Moodle's upgrade script).
 	Run string `json:"run"`
+	// AllowMissing lets the deploy go on when fewer web nodes serve the
+	// new revision than the cluster had (seen in the last hour, at least
+	// deploy.min_web).
+	AllowMissing bool `json:"allow_missing,omitempty"`
 }
 
 // Deploy step and run states.
 const (
-	DeployPending   = "pending"
-	DeployRunning   = "running"
-	DeployOK        = "ok"
-	DeployFailed    = "failed"
-	DeploySucceeded = "succeeded"
+	DeployPending   = procedure.Pending
+	DeployRunning   = procedure.Running
+	DeployOK        = procedure.OK
+	DeployFailed    = procedure.Failed
+	DeploySucceeded = procedure.Succeeded
 )
 
-// DeployStep is one step of a deploy.
-type DeployStep struct {
-	Name     string     `json:"name"`
-	Status   string     `json:"status"`
-	Started  *time.Time `json:"started,omitempty"`
-	Finished *time.Time `json:"finished,omitempty"`
-	Seconds  float64    `json:"seconds"`
-	Detail   string     `json:"detail,omitempty"`
-}
+// DeployStep is one step of a deploy or a restore.
+type DeployStep = procedure.StepRecord
 
-// Deploy is a deploy run (GET /v1/deploys/{id}).
+// Deploy is a deploy run (GET /v1/deploys/{id}), or the follow-up of a
+// plain publish or rollback with deploy.after_all.
 type Deploy struct {
 	ID       string        `json:"id"`
+	Kind     string        `json:"kind"` // deploy, publish, rollback
 	Status   string        `json:"status"`
 	Request  DeployRequest `json:"request"`
 	Started  time.Time     `json:"started"`

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/nodeagent/nodeagent/internal/durable"
 )
 
 // Self-signed certificates live a year and are replaced a month before
@@ -91,10 +93,10 @@ func (m *Manager) makeSelfSigned(certFile, keyFile string) (*tls.Certificate, er
 	}
 	// The key first: a crash in between leaves a pair that does not match,
 	// which the next start replaces.
-	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+	if err := durable.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(certFile, certPEM, 0o644); err != nil {
+	if err := durable.WriteFile(certFile, certPEM, 0o644); err != nil {
 		return nil, err
 	}
 	c, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -102,25 +104,4 @@ func (m *Manager) makeSelfSigned(certFile, keyFile string) (*tls.Certificate, er
 		return nil, err
 	}
 	return &c, nil
-}
-
-// writeFileAtomic writes a file durably through a temporary name.
-func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
-	tmp := name + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, name)
 }

@@ -34,6 +34,7 @@ const (
 	DefaultKeyFile      = "/etc/nodeagent/gossip.key"
 	DefaultTokenFile    = "/etc/nodeagent/api.token"
 	DefaultDumpSchedule = "22 2 * * *"
+	DefaultRunAs        = "www-data"
 )
 
 // Roles.
@@ -59,6 +60,7 @@ type Config struct {
 	Edge *EdgeConfig `yaml:"edge,omitempty"`
 
 	Maintenance MaintenanceConfig `yaml:"maintenance"`
+	Deploy      DeployConfig      `yaml:"deploy"`
 
 	// DB is nil when the file has no db section: no dumps. Only a controller
 	// takes dumps; a web node ignores the section.
@@ -100,6 +102,10 @@ type MirrorConfig struct {
 	Exclude     []string `yaml:"exclude"`      // path.Match globs relative to source
 	AfterSwitch []string `yaml:"after_switch"` // argv run after each switch
 	MaxLag      Duration `yaml:"max_lag"`      // readiness tolerance when behind
+	// Pinned are files (relative to source) that tie a code tree to one
+	// site, such as config.php with the database settings: a rollback to
+	// a revision where one differs is refused unless forced.
+	Pinned []string `yaml:"pinned"`
 }
 
 // EdgeConfig configures the TLS-terminating reverse proxy on web nodes.
@@ -126,8 +132,26 @@ type ACMEConfig struct {
 
 // MaintenanceConfig configures cluster-wide maintenance behaviour.
 type MaintenanceConfig struct {
-	MoodleDataroot string   `yaml:"moodle_dataroot"` // controller: write climaintenance.html here
-	Allow          []string `yaml:"allow"`           // CIDRs let through during maintenance
+	MoodleDataroot string `yaml:"moodle_dataroot"` // controller: write climaintenance.html here
+	// Allow are CIDRs every web node's edge lets through during site
+	// maintenance, wherever the key is set: each node announces its list
+	// in the cluster state and the edges take them all.
+	Allow []string `yaml:"allow"`
+}
+
+// DeployConfig configures the controller's procedures (deploy, the
+// database move, rollbacks).
+type DeployConfig struct {
+	// RunAs is the user that runs commands in the code tree (deploy -run,
+	// after_all): the web server's, so files they create belong to it.
+	RunAs string `yaml:"run_as"`
+	// AfterAll is an argv run once on the controller, in the source tree,
+	// after every web node serves a new revision (deploy, publish,
+	// rollback, database move), e.g. [php, admin/cli/purge_caches.php].
+	AfterAll []string `yaml:"after_all"`
+	// MinWeb is the fewest web nodes that must serve a new revision before
+	// a procedure goes on (besides every web node seen in the last hour).
+	MinWeb int `yaml:"min_web"`
 }
 
 // DBConfig configures nightly database dumps on the controller.
@@ -155,7 +179,8 @@ func Default() *Config {
 		Gossip:  GossipConfig{Bind: DefaultGossipBind, KeyFile: DefaultKeyFile},
 		Cluster: ClusterConfig{Listen: DefaultClusterAddr},
 		API:     APIConfig{Listen: DefaultAPIAddr, TokenFile: DefaultTokenFile},
-		Mirror:  MirrorConfig{Keep: 5, MaxLag: Duration(60 * time.Second)},
+		Mirror:  MirrorConfig{Keep: 5, MaxLag: Duration(60 * time.Second), Pinned: []string{"config.php"}},
+		Deploy:  DeployConfig{RunAs: DefaultRunAs, MinWeb: 1},
 	}
 }
 

@@ -70,7 +70,9 @@ func TestLoadDesignExample(t *testing.T) {
 			Target: "/var/www/html/moodle",
 			Keep:   5,
 			MaxLag: config.Duration(time.Minute),
+			Pinned: []string{"config.php"},
 		},
+		Deploy: config.DeployConfig{RunAs: "www-data", MinWeb: 1},
 		Edge: &config.EdgeConfig{
 			HTTPS:   ":443",
 			HTTP:    ":80",

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -101,7 +102,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
 		name := key.Value
-		keyPath := joinPath(path, name)
+		keyPath := joinPath(path, keyName(name))
 		if key.Kind != yaml.ScalarNode {
 			d.problem(path, key, "keys must be plain names")
 			continue
@@ -130,6 +131,20 @@ func yamlFields(t reflect.Type) map[string]int {
 		}
 	}
 	return m
+}
+
+// keyName is a key as problems name it: quoted unless it is a plain name,
+// so that a problem stays one printable line whatever the file holds.
+func keyName(name string) string {
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return strconv.Quote(name)
+		}
+	}
+	if name == "" {
+		return `""`
+	}
+	return name
 }
 
 func joinPath(parent, key string) string {

@@ -28,6 +28,7 @@ func (c *Config) Validate() error {
 		v.edge(c.Edge)
 	}
 	v.maintenance(&c.Maintenance)
+	v.deploy(&c.Deploy)
 	if c.DB != nil {
 		v.db(c.DB)
 	}
@@ -188,6 +189,26 @@ func (v *validator) mirror(role string, m *MirrorConfig) {
 	if len(m.AfterSwitch) > 0 && m.AfterSwitch[0] == "" {
 		v.addf("mirror.after_switch[0]", "command name must not be empty")
 	}
+	for i, p := range m.Pinned {
+		key := fmt.Sprintf("mirror.pinned[%d]", i)
+		if p == "" || strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "." || strings.HasPrefix(p, "../") || p == ".." {
+			v.addf(key, "must be a clean path relative to mirror.source, got %q", p)
+		}
+	}
+}
+
+func (v *validator) deploy(d *DeployConfig) {
+	if d.RunAs == "" {
+		v.addf("deploy.run_as", "required: a user name (root only when meant)")
+	} else if strings.IndexFunc(d.RunAs, unicode.IsSpace) >= 0 || strings.Contains(d.RunAs, ":") {
+		v.addf("deploy.run_as", "must be a user name, got %q", d.RunAs)
+	}
+	if len(d.AfterAll) > 0 && d.AfterAll[0] == "" {
+		v.addf("deploy.after_all[0]", "command name must not be empty")
+	}
+	if d.MinWeb < 0 {
+		v.addf("deploy.min_web", "must not be negative, got %d", d.MinWeb)
+	}
 }
 
 func (v *validator) edge(e *EdgeConfig) {
@@ -234,7 +255,14 @@ func (v *validator) url(key, raw string, schemes ...string) {
 func (v *validator) maintenance(m *MaintenanceConfig) {
 	v.absPath("maintenance.moodle_dataroot", m.MoodleDataroot)
 	v.cidrs("maintenance.allow", m.Allow)
+	if len(m.Allow) > MaxAllow {
+		v.addf("maintenance.allow", "at most %d ranges, got %d", MaxAllow, len(m.Allow))
+	}
 }
+
+// MaxAllow bounds maintenance.allow: each node announces its list in one
+// gossip message.
+const MaxAllow = 32
 
 func (v *validator) cidrs(key string, cidrs []string) {
 	for i, cidr := range cidrs {

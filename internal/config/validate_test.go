@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -102,6 +103,15 @@ func TestValidateBad(t *testing.T) {
 		{"edge.trusted_proxies bare IP", func(c *config.Config) { c.Edge.TrustedProxies = []string{"10.0.0.4"} }, []string{`edge.trusted_proxies[0]: invalid CIDR "10.0.0.4"`}},
 		{"maintenance.allow bare IP", func(c *config.Config) { c.Maintenance.Allow = []string{"10.0.0.1"} }, []string{`maintenance.allow[0]: invalid CIDR "10.0.0.1"`}},
 		{"moodle_dataroot", func(c *config.Config) { c.Maintenance.MoodleDataroot = "moodledata" }, []string{"maintenance.moodle_dataroot: must be an absolute path"}},
+		{"maintenance.allow too long", func(c *config.Config) { c.Maintenance.Allow = slices.Repeat([]string{"10.0.0.0/8"}, 33) }, []string{"maintenance.allow: at most 32 ranges, got 33"}},
+		{"mirror.pinned", func(c *config.Config) { c.Mirror.Pinned = []string{"config.php", "/etc/passwd", "../x", "a/../b"} }, []string{
+			`mirror.pinned[1]: must be a clean path relative to mirror.source, got "/etc/passwd"`,
+			`mirror.pinned[2]: must be a clean path relative to mirror.source, got "../x"`,
+			`mirror.pinned[3]: must be a clean path relative to mirror.source, got "a/../b"`}},
+		{"deploy.run_as", func(c *config.Config) { c.Deploy.RunAs = "" }, []string{"deploy.run_as: required"}},
+		{"deploy.run_as spaces", func(c *config.Config) { c.Deploy.RunAs = "www data" }, []string{`deploy.run_as: must be a user name, got "www data"`}},
+		{"deploy.after_all", func(c *config.Config) { c.Deploy.AfterAll = []string{"", "x"} }, []string{"deploy.after_all[0]: command name must not be empty"}},
+		{"deploy.min_web", func(c *config.Config) { c.Deploy.MinWeb = -1 }, []string{"deploy.min_web: must not be negative, got -1"}},
 		{"db.driver", func(c *config.Config) { c.DB.Driver = "sqlite" }, []string{`db.driver: must be postgres or mysql, got "sqlite"`}},
 		{"db.host", func(c *config.Config) { c.DB.Host = "" }, []string{"db.host: required"}},
 		{"db.port", func(c *config.Config) { c.DB.Port = 70000 }, []string{"db.port: must be 1-65535"}},

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	sha256 "github.com/minio/sha256-simd"
+
+	"github.com/nodeagent/nodeagent/internal/durable"
 )
 
 // Start begins a dump in the background and returns its record (status
@@ -164,7 +166,7 @@ func (d *Dumper) commit(tmp string, meta sidecarData) error {
 		os.Remove(final)
 		return fmt.Errorf("rename sidecar: %w", err)
 	}
-	return syncDir(dir)
+	return durable.SyncDir(dir)
 }
 
 // sidecarData is the content of NAME.json.
@@ -214,16 +216,4 @@ func hashFile(ctx context.Context, path string) (int64, string, error) {
 		return 0, "", fmt.Errorf("hash %s: %w", filepath.Base(path), err)
 	}
 	return n, hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }

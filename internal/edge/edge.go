@@ -66,6 +66,11 @@ type Config struct {
 	// headers are believed; from anyone else they are dropped.
 	TrustedProxies []netip.Prefix
 
+	// Listen binds a listener for a config key (edge.https, edge.http) and
+	// its address; nil = net.Listen. The agent passes one that reuses the
+	// sockets kept across a restart (internal/handoff).
+	Listen func(key, addr string) (net.Listener, error)
+
 	Logger *slog.Logger
 }
 
@@ -79,7 +84,7 @@ const (
 	backendHeaderTimeout  = 5 * time.Minute // a slow Moodle admin page still answers
 	backendIdleTimeout    = 90 * time.Second
 	backendCheckTimeout   = 5 * time.Second
-	shutdownTimeout       = 5 * time.Second
+	drainTimeout          = 10 * time.Second // requests in flight when the agent stops
 	defaultRetryAfterSecs = 300
 )
 
@@ -169,7 +174,7 @@ func (e *Edge) Listen() error {
 		if s == nil {
 			continue
 		}
-		if err := s.listen(); err != nil {
+		if err := s.bindListener(); err != nil {
 			e.closeListeners()
 			return err
 		}
@@ -195,12 +200,14 @@ func (e *Edge) HTTPSAddr() string { return e.https.addr() }
 // or not yet bound).
 func (e *Edge) HTTPAddr() string { return e.http.addr() }
 
-// Close stops both listeners gracefully: requests in flight get up to 5 s
-// to finish, then every connection (WebSockets included) is closed. It is
-// idempotent and returns the first error.
+// Close drains both listeners (internal/drain): they stop accepting, requests
+// in flight get up to 10 s to finish, idle keep-alive connections up to 1 s
+// to bring one more request (answered with "Connection: close"), then every
+// connection (WebSockets included) is closed. It is idempotent and returns
+// the first error.
 func (e *Edge) Close() error {
 	e.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 		defer cancel()
 		var wg sync.WaitGroup
 		errs := make([]error, 2)

@@ -11,24 +11,32 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/nodeagent/nodeagent/internal/drain"
 )
 
 // server is one listener of the edge: its http.Server, the bound listener
 // and the goroutine serving it.
 type server struct {
-	key  string // config key, for errors and logs
-	bind string // configured address
-	log  *slog.Logger
-	srv  *http.Server
-	tls  *tls.Config // nil: plain HTTP
-	ln   net.Listener
-	wg   sync.WaitGroup
-	base context.CancelFunc // cancels every request context, WebSockets included
+	key    string // config key, for errors and logs
+	bind   string // configured address
+	listen func(key, addr string) (net.Listener, error)
+	log    *slog.Logger
+	srv    *http.Server
+	tls    *tls.Config // nil: plain HTTP
+	ln     net.Listener
+	conns  *drain.Conns
+	wg     sync.WaitGroup
+	base   context.CancelFunc // cancels every request context, WebSockets included
 }
 
 func (e *Edge) newServer(key, bind string, h http.Handler, tlsCfg *tls.Config) *server {
 	base, cancel := context.WithCancel(context.Background())
-	s := &server{key: key, bind: bind, log: e.log.With("listener", key), tls: tlsCfg, base: cancel}
+	s := &server{key: key, bind: bind, listen: e.cfg.Listen, log: e.log.With("listener", key), tls: tlsCfg,
+		base: cancel}
+	if s.listen == nil {
+		s.listen = func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
 	s.srv = &http.Server{
 		Handler:           h,
 		TLSConfig:         tlsCfg,
@@ -37,11 +45,12 @@ func (e *Edge) newServer(key, bind string, h http.Handler, tlsCfg *tls.Config) *
 		ErrorLog:          log.New(serverLog{s.log}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
+	s.conns = drain.Track(s.srv)
 	return s
 }
 
-func (s *server) listen() error {
-	ln, err := net.Listen("tcp", s.bind)
+func (s *server) bindListener() error {
+	ln, err := s.listen(s.key, s.bind)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.key, err)
 	}
@@ -60,22 +69,25 @@ func (s *server) serve() {
 		} else {
 			err = s.srv.Serve(s.ln)
 		}
-		if !errors.Is(err, http.ErrServerClosed) {
+		if !errors.Is(err, http.ErrServerClosed) && !s.conns.Draining() {
 			s.log.Error("edge listener stopped", "err", err)
 		}
 	})
 }
 
-// shutdown lets requests in flight finish until ctx ends, then closes every
-// connection. Hijacked connections (WebSockets) are not waited for: the
-// base context is cancelled, which makes the proxy close them.
+// shutdown drains (internal/drain): it stops accepting, lets requests in
+// flight finish until ctx ends, then closes every connection. Hijacked
+// connections (WebSockets) are not waited for: the base context is
+// cancelled at the end, which makes the proxy close them.
 func (s *server) shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+	err := s.conns.Shutdown(ctx, s.srv, s.ln)
 	s.base()
 	if err != nil { // requests still running at the deadline: cut them
-		err = s.srv.Close()
+		s.log.Warn("drain: requests still running at the deadline are cut", "deadline", drainTimeout)
+		if err = s.srv.Close(); errors.Is(err, net.ErrClosed) {
+			err = nil
+		}
 	}
-	s.closeListener() // bound but never served
 	s.wg.Wait()
 	if err != nil {
 		return fmt.Errorf("%s: close: %w", s.key, err)

@@ -26,6 +26,7 @@ type Config struct {
 	Advertise string   // IP or host[:port] others reach; "" derives it from Bind
 	Join      []string // addresses to join, retried with backoff until one answers
 	Key       []byte   // 32 bytes, required (AES-256-GCM)
+	Keyring   *Keyring // when set, the keys used instead of Key (see keyring.go)
 	Meta      NodeMeta // initial metadata
 	// StateFile is where registers are persisted; "" keeps them in memory only.
 	StateFile string

@@ -129,9 +129,9 @@ func (g *Gossip) prepare(ctx context.Context) (*memberlist.Config, state, error)
 	if err != nil {
 		return nil, state{}, err
 	}
-	keyring, err := memberlist.NewKeyring(nil, g.cfg.Key)
+	keyring, err := g.memberlistKeyring()
 	if err != nil {
-		return nil, state{}, fmt.Errorf("gossip: key: %w", err)
+		return nil, state{}, err
 	}
 	st, err := loadState(g.cfg.StateFile)
 	if err != nil {

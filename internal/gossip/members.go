@@ -86,6 +86,9 @@ func (g *Gossip) leaveIntent(node string, c uint64) bool {
 }
 
 func (g *Gossip) leaveIntentLocked(node string, c uint64) bool {
+	if c >= maxClock {
+		return false
+	}
 	g.clock = max(g.clock, c)
 	if c <= g.leaves[node] || node == g.cfg.Name {
 		return false

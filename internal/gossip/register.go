@@ -9,6 +9,11 @@ import (
 // maxKeyLen bounds register keys.
 const maxKeyLen = 128
 
+// maxClock bounds the Lamport clocks a node accepts from others: far above
+// any real count of writes, and far enough below the top of uint64 that
+// the node's own next write (clock+1) always wins.
+const maxClock = 1 << 62
+
 // Register is one cluster-wide value. The last writer wins: the higher
 // Clock, ties broken by the higher Node name.
 type Register struct {
@@ -26,7 +31,7 @@ func (r Register) newer(old Register) bool {
 }
 
 func (r Register) valid() bool {
-	return r.Node != "" && json.Valid(r.Value)
+	return r.Node != "" && r.Clock < maxClock && json.Valid(r.Value)
 }
 
 func validKey(key string) error {
@@ -136,7 +141,9 @@ func (g *Gossip) mergeState(buf []byte) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.clock = max(g.clock, st.Clock)
+	if st.Clock < maxClock {
+		g.clock = max(g.clock, st.Clock)
+	}
 	for node, c := range st.Left {
 		g.leaveIntentLocked(node, c)
 	}

@@ -2,12 +2,15 @@ package mirror
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nodeagent/nodeagent/internal/durable"
 )
 
 // On-disk layout under the mirror directory (data_dir/mirror), shared by
@@ -22,53 +25,33 @@ import (
 const (
 	manifestsDir = "manifests"
 	revisionsDir = "revisions"
-	tmpPrefix    = ".tmp-"
+	tmpPrefix    = durable.TempPrefix
 )
 
-// writeFileAtomic writes data to name through a temporary file in the same
-// directory, fsyncs it, renames it into place and fsyncs the directory.
-func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
-	return writeFile(name, data, perm, true)
-}
+// writeFileAtomic and syncDir are the one durable write of the agent.
+var (
+	writeFileAtomic = durable.WriteFile
+	syncDir         = durable.SyncDir
+)
 
-// writeFileRenamed is writeFileAtomic without the fsyncs, for a file that a
-// later syncfs of its filesystem makes durable before anything relies on it.
+// writeFileRenamed writes data to name through a temporary file renamed
+// into place, without the fsyncs of writeFileAtomic: for a file that a
+// later syncfs of its filesystem makes durable before anything relies on
+// it.
 func writeFileRenamed(name string, data []byte, perm os.FileMode) error {
-	return writeFile(name, data, perm, false)
-}
-
-func writeFile(name string, data []byte, perm os.FileMode, durable bool) error {
-	dir := filepath.Dir(name)
-	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(name)+"-*")
+	f, err := os.CreateTemp(filepath.Dir(name), tmpPrefix+filepath.Base(name)+"-*")
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
+	defer os.Remove(f.Name()) // no-op after the rename
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err := errors.Join(err, f.Close()); err != nil {
 		return err
 	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return err
-	}
-	if !durable {
-		return nil
-	}
-	return syncDir(dir)
+	return os.Rename(f.Name(), name)
 }
 
 // writeJSONAtomic is writeFileAtomic for a JSON document.
@@ -78,19 +61,6 @@ func writeJSONAtomic(name string, v any) error {
 		return err
 	}
 	return writeFileAtomic(name, append(data, '\n'), 0o644)
-}
-
-// syncDir fsyncs a directory so that renames and creations in it are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
 }
 
 // syncFS flushes the whole filesystem holding dir: one syncfs(2) instead of

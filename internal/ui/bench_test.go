@@ -24,11 +24,11 @@ import (
 //     go test -run '^$' -bench StatusPage -benchtime 2000x -count 3 ./internal/ui/
 func BenchmarkStatusPage(b *testing.B) {
 	c := newCluster(b, 2, 0)
-	id, err := clustertls.New(testKey, "bench")
+	id, err := clustertls.New(clustertls.Config{Node: "bench"}, []clustertls.Key{{Name: "test", Secret: testKey}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	peer := id.HTTPClient()
+	peer := id.HTTPClient(nil)
 	local := &http.Client{}
 	var sess struct {
 		ReadToken string `json:"read_token"`

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -132,4 +133,13 @@ func WriteSecrets(dir string, keyByte byte, token string) (keyFile, tokenFile st
 		return "", "", fmt.Errorf("api token: %w", err)
 	}
 	return keyFile, tokenFile, nil
+}
+
+// RunAs is the deploy.run_as of a benchmark's controller: the user the
+// benchmark runs as, which the agent can always run commands as.
+func RunAs() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "root"
 }

@@ -1,0 +1,4 @@
+package cluster
+
+// MaxCertificateNames is how many names an announcement keeps.
+const MaxCertificateNames = maxCertificateNames
