@@ -73,6 +73,7 @@ const (
 	PhaseSwitch      = "switch"       // switching Target
 	PhaseAfterSwitch = "after_switch" // running AfterSwitch
 	PhaseGC          = "gc"           // removing releases beyond Keep
+	PhaseSpare       = "spare"        // idle: making the warm spare of the current release
 )
 
 // SyncProgress is the state of the Apply in progress; between two, Phase

@@ -60,6 +60,9 @@ func (r *Releases) PrepareSpare(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
+	// Not idle while it runs: a sync arriving now waits for it.
+	r.setPhase(PhaseSpare)
+	defer r.setPhase(PhaseIdle)
 	r.spare.id = ""
 	dir := r.spareDir()
 	if err := removeTree(dir); err != nil {
