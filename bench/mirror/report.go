@@ -39,8 +39,8 @@ func (r *report) markdown() string {
 		m.nproc, m.cpu, m.memory, m.kernel, m.fs, m.goVersion, m.rsync)
 	fmt.Fprintf(&b, "- Load average (1 min): %s at the start, %s at the end\n", m.loadStart, r.loadEnd)
 	fmt.Fprintf(&b, "- Command: `%s` (%s)\n", r.command, r.agent)
-	fmt.Fprintf(&b, "- Medians of %d cold runs (rows 1, 3, 6) and %d 1-file changes (rows 2, 4, 5; the first changes "+
-		"follow the initial sync of the web nodes at once); "+
+	fmt.Fprintf(&b, "- Medians of %d cold runs (rows 1, 3, 6) and %d 1-file changes (rows 2, 4, 5; the first change "+
+		"follows the initial sync as soon as both web nodes are idle: synced, and their warm spare made); "+
 		"the anchors run in the same loops. Page cache warm for everything (the tree is read once "+
 		"before the first timing, caches are never dropped). Row 3: the web agent is already running, "+
 		"joined and empty when the cold publish starts; the sync is timed from the first `/v1/status` "+
