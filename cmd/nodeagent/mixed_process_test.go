@@ -58,7 +58,12 @@ func TestProcessMixedVersions(t *testing.T) {
 			writeFile(t, filepath.Join(pc.source, "lib/big.php"), code, 0o644)
 			writeFile(t, filepath.Join(pc.source, "pix/i.png"), string(mirrortest.Content(nil, "png", 300<<10)), 0o644)
 			writeRandomTree(t, pc.source, 200, 20000, 4)
-			pc.writeConfig("controller", "controller")
+			ctlConfig := pc.writeConfig("controller", "controller")
+			if tc.ctl == old {
+				// The old version knows no deploy section: its strict
+				// config would refuse the key.
+				withoutLine(t, ctlConfig, "deploy:")
+			}
 			pc.writeConfig("web-1", "web")
 			pc.writeConfig("web-2", "web")
 			pc.startBin("controller", tc.ctl)
@@ -84,4 +89,20 @@ func TestProcessMixedVersions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withoutLine removes from the file the lines that start with prefix.
+func withoutLine(t *testing.T, name, prefix string) {
+	t.Helper()
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			kept = append(kept, line)
+		}
+	}
+	writeFile(t, name, strings.Join(kept, "\n"), 0o644)
 }
