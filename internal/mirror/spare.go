@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 )
 
@@ -22,6 +23,9 @@ import (
 // else by linking the current release whole. Open removes it, and the idle
 // node makes it again: a spare is never trusted across a crash.
 const spareName = ".spare"
+
+// spareGCPercent is the GOGC the making of a spare runs with.
+const spareGCPercent = 20
 
 // spare is what the release store knows of its spare; applyMu guards it.
 type spare struct {
@@ -74,6 +78,9 @@ func (r *Releases) PrepareSpare(ctx context.Context) error {
 	}
 	// Like a sync, leave no manifest in memory behind for the idle node.
 	defer func() { r.base.id, r.base.m = "", nil }()
+	// Background work of an idle node: collect its garbage (paths of every
+	// file) eagerly rather than let the heap double, as a sync may.
+	defer debug.SetGCPercent(debug.SetGCPercent(spareGCPercent))
 	// The spare is no sync: keep the progress of the last one as it was.
 	files, bytes := r.filesDone.Load(), r.bytesDone.Load()
 	defer func() { r.filesDone.Store(files); r.bytesDone.Store(bytes) }()
