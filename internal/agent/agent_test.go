@@ -121,11 +121,12 @@ func (c *cluster) publish(msg string) {
 	}
 }
 
-// converged waits until every web node's target equals the source.
+// converged waits until every web node's target equals the source (a
+// first sync after a join can take long on a loaded 2-core machine).
 func (c *cluster) converged(nodes ...string) {
 	c.t.Helper()
 	for _, n := range nodes {
-		testutil.Eventually(c.t, 20*time.Second, func() error {
+		testutil.Eventually(c.t, 60*time.Second, func() error {
 			if d := mirrortest.DiffTrees(c.source, c.target(n)); d != nil {
 				return fmt.Errorf("%s: %s", n, strings.Join(d, "; "))
 			}

@@ -36,6 +36,7 @@ type controller struct {
 
 	mu           sync.Mutex
 	followCancel context.CancelCauseFunc // the follow-up in progress
+	pendingMu    sync.Mutex              // data_dir/follow-up.json
 }
 
 var _ role = (*controller)(nil)
@@ -66,6 +67,9 @@ func (c *controller) openLocal(ctx context.Context) error {
 		return fmt.Errorf("deploy.run_as: %w", err)
 	}
 	m := c.a.cfg.Mirror
+	if err := moodle.RemoveConfigLeftovers(m.Source); err != nil {
+		c.a.log.Warn("remove leftovers of config.php before publishing", "source", m.Source, "err", err)
+	}
 	c.store = mirror.NewStore(mirror.StoreConfig{
 		Dir: c.a.mirrorDir(), Source: m.Source, Exclude: m.Exclude, Keep: m.Keep, Logger: c.a.log,
 	})
@@ -76,8 +80,14 @@ func (c *controller) openLocal(ctx context.Context) error {
 }
 
 // openCluster makes the latest revision the cluster target when the
-// cluster has none yet.
-func (c *controller) openCluster(context.Context) error { return c.initTarget() }
+// cluster has none yet, and resumes a follow-up the last stop cut short.
+func (c *controller) openCluster(context.Context) error {
+	if err := c.initTarget(); err != nil {
+		return err
+	}
+	c.resumeFollowUp()
+	return nil
+}
 
 // stop waits for the procedures, which end with the agent's context.
 func (c *controller) stop() error {

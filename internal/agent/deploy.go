@@ -32,7 +32,7 @@ func (c *controller) deploySteps(req api.DeployRequest) []procedure.Step[deployD
 	if message == "" {
 		message = defaultUpgradeMessage
 	}
-	site := &siteMaintenance{c: c, message: message}
+	site := &siteMaintenance{c: c, kind: "deploy", message: message}
 	var steps []step
 	if req.Maintenance {
 		steps = append(steps, step{Name: "maintenance on", Do: func(ctx context.Context, r *run) (string, error) {
@@ -56,7 +56,8 @@ func (c *controller) deploySteps(req api.DeployRequest) []procedure.Step[deployD
 	)
 	if req.Run != "" {
 		steps = append(steps, step{Name: "run", Do: func(ctx context.Context, r *run) (string, error) {
-			return c.runHeld(ctx, req.Run, deployReason(r.ID(), req.Message))
+			site.reason = deployReason(r.ID(), req.Message)
+			return c.runHeld(ctx, req.Run, site)
 		}})
 	}
 	if c.hasAfterAll() {

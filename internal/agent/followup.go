@@ -2,10 +2,16 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/nodeagent/nodeagent/internal/api"
+	"github.com/nodeagent/nodeagent/internal/durable"
 	"github.com/nodeagent/nodeagent/internal/mirror"
 	"github.com/nodeagent/nodeagent/internal/procedure"
 )
@@ -16,15 +22,8 @@ import (
 
 // afterAll runs deploy.after_all in the source tree as deploy.run_as.
 func (c *controller) afterAll(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, runTimeout)
-	defer cancel()
 	argv := c.a.cfg.Deploy.AfterAll
-	out, err := c.runAs.Run(ctx, c.a.cfg.Mirror.Source, argv...)
-	c.a.log.Info("deploy.after_all", "argv", argv, "user", c.runAs.Name, "err", err, "output", out)
-	if err != nil {
-		return "", fmt.Errorf("deploy.after_all %q as %s: %v; output: %s", strings.Join(argv, " "), c.runAs.Name, err, out)
-	}
-	return out, nil
+	return c.runInSource(ctx, fmt.Sprintf("deploy.after_all %q", strings.Join(argv, " ")), argv...)
 }
 
 // hasAfterAll reports whether deploy.after_all is set.
@@ -40,19 +39,103 @@ func (c *controller) followUp(kind string, rev api.RevRef, allowMissing bool) (s
 	}
 	ctx, cancel := context.WithCancelCause(c.a.ctx)
 	c.supersedeFollowUp(fmt.Errorf("superseded by the %s of revision %d", kind, rev.Seq), cancel)
+	pending := pendingFollowUp{Kind: kind, Revision: rev, AllowMissing: allowMissing}
+	if err := c.savePending(&pending); err != nil {
+		c.a.log.Warn("remember the follow-up across a restart", "err", err)
+	}
 	simple := procedure.Simple[deployData]
 	steps := []procedure.Step[deployData]{
 		simple("wait for web nodes", func(ctx context.Context) (string, error) {
 			return c.waitRevision(ctx, rev.ID, fmt.Sprintf("serve revision %d", rev.Seq), allowMissing)
 		}),
-		simple("after all", c.afterAll),
+		simple("after all", func(ctx context.Context) (string, error) {
+			out, err := c.afterAll(ctx)
+			if err == nil {
+				c.donePending(rev.ID)
+			}
+			return out, err
+		}),
 	}
-	rec, err := c.followUps.Start(ctx, deployData{Kind: kind, Revision: &rev}, steps, nil)
+	rec, err := c.followUps.Start(ctx, deployData{Kind: kind, Revision: &rev}, steps, func(procedure.Record[deployData]) string {
+		if c.a.ctx.Err() == nil { // failed or superseded; one the agent's stop cut is resumed at the next start
+			c.donePending(rev.ID)
+		}
+		return ""
+	})
 	if err != nil {
 		cancel(err)
 		return "", err
 	}
 	return "/v1/deploys/" + rec.ID, nil
+}
+
+// pendingFollowUp is the follow-up in progress, kept in data_dir so that
+// one the agent's stop (a restart, an upgrade, a crash) cut short runs at
+// the next start: otherwise nothing would ever run deploy.after_all for
+// that revision (a publish of the unchanged tree follows nothing up).
+type pendingFollowUp struct {
+	Kind         string     `json:"kind"`
+	Revision     api.RevRef `json:"revision"`
+	AllowMissing bool       `json:"allow_missing,omitempty"`
+}
+
+func (c *controller) pendingFile() string {
+	return filepath.Join(c.a.cfg.DataDir, "follow-up.json")
+}
+
+// savePending records p as the follow-up in progress.
+func (c *controller) savePending(p *pendingFollowUp) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	return durable.WriteFile(c.pendingFile(), append(b, '\n'), 0o600)
+}
+
+// donePending forgets the follow-up of revision id, unless a newer one
+// replaced it.
+func (c *controller) donePending(id string) {
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	if p, ok := c.loadPendingLocked(); ok && p.Revision.ID != id {
+		return
+	}
+	if err := os.Remove(c.pendingFile()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		c.a.log.Warn("forget the follow-up", "err", err)
+	}
+}
+
+func (c *controller) loadPendingLocked() (pendingFollowUp, bool) {
+	var p pendingFollowUp
+	b, err := os.ReadFile(c.pendingFile())
+	if err != nil || json.Unmarshal(b, &p) != nil || p.Revision.ID == "" {
+		return p, false
+	}
+	return p, true
+}
+
+// resumeFollowUp starts again, at start, a follow-up the agent's last stop
+// cut short, if its revision is still the cluster target.
+func (c *controller) resumeFollowUp() {
+	c.pendingMu.Lock()
+	p, ok := c.loadPendingLocked()
+	c.pendingMu.Unlock()
+	if !ok {
+		return
+	}
+	if t := c.a.currentTarget(); !c.hasAfterAll() || t == nil || t.ID != p.Revision.ID {
+		c.donePending(p.Revision.ID) // a newer target: its own follow-up, if any, is the one that counts
+		return
+	}
+	path, err := c.followUp(p.Kind, p.Revision, p.AllowMissing)
+	if err != nil {
+		c.a.log.Warn("resume the follow-up cut short by the last stop", "revision", p.Revision.Seq, "err", err)
+		return
+	}
+	c.a.log.Info("deploy.after_all had not run for the target when the agent stopped: following it up again",
+		"revision", p.Revision.Seq, "follow_up", path)
 }
 
 // supersedeFollowUp cancels the follow-up in progress, if any, with

@@ -137,3 +137,55 @@ func publishFollowUp(t *testing.T, c *cluster) string {
 	}
 	return pub.FollowUp
 }
+
+// TestAfterAllFollowUpSurvivesRestart: a controller restarted (an upgrade,
+// a crash) while the follow-up of a publish waits for a web node runs
+// deploy.after_all once that node serves the revision. Before, the
+// follow-up died with the process and nothing ever ran after_all for that
+// revision: a publish of the unchanged tree follows nothing up.
+func TestAfterAllFollowUpSurvivesRestart(t *testing.T) {
+	c := newCluster(t)
+	cut := new(atomic.Bool)
+	web := c.addCuttableWeb("web-1", cut)
+	c.publish("first")
+	c.converged("web-1")
+	log := filepath.Join(c.dir, "after-all.log")
+	script := fmt.Sprintf(`if cmp -s index.php %s; then echo served; else echo early; fi >> %s`,
+		filepath.Join(c.target("web-1"), "index.php"), log)
+	c.ctl.Close()
+	cfg := c.config("controller", "controller")
+	cfg.Mirror.Source, cfg.Gossip.Join = c.source, []string{web.GossipAddr()}
+	cfg.Deploy.AfterAll = []string{"/bin/sh", "-c", script}
+	c.ctl = c.open(cfg, testKey)
+
+	cut.Store(true)
+	writeTree(t, c.source, map[string]string{"index.php": "<?php echo 2;"})
+	path := publishFollowUp(t, c)
+	var d api.Deploy
+	getJSON(t, c.ctl, path, &d)
+	if d.Status != api.DeployRunning {
+		t.Fatalf("the follow-up does not wait for the cut-off web node: %+v", d)
+	}
+	c.ctl.Close()
+	c.ctl = c.open(cfg, testKey)
+	cut.Store(false)
+	testutil.Eventually(t, 60*time.Second, func() error {
+		if b, _ := os.ReadFile(log); strings.TrimSpace(string(b)) != "served" {
+			return fmt.Errorf("after_all ran: %q, want once, once web-1 served revision 2", b)
+		}
+		return nil
+	})
+	var list api.DeployList
+	getJSON(t, c.ctl, "/v1/deploys", &list)
+	if len(list.Deploys) != 1 || list.Deploys[0].Kind != "publish" || list.Deploys[0].Status != api.DeploySucceeded ||
+		list.Deploys[0].Revision == nil || list.Deploys[0].Revision.Seq != 2 {
+		t.Fatalf("deploys after the restart: %+v", list.Deploys)
+	}
+	// Done: the next start has nothing to follow up.
+	c.ctl.Close()
+	c.ctl = c.open(cfg, testKey)
+	getJSON(t, c.ctl, "/v1/deploys", &list)
+	if len(list.Deploys) != 0 {
+		t.Fatalf("a finished follow-up ran again at the next start: %+v", list.Deploys)
+	}
+}

@@ -168,14 +168,31 @@ func TestSiteMaintenanceLetsAllowedClientsIn(t *testing.T) {
 func TestDeployHoldsMoodleDuringRun(t *testing.T) {
 	mc := newMoodleCluster(t, "10.0.0.0/8")
 	writeTree(t, mc.source, map[string]string{"version.php": "<?php $version = 2;"})
-	proceed := filepath.Join(mc.dir, "proceed")
-	body := map[string]any{"message": "fix MDL-1234 secret detail", "maintenance": true,
-		"maintenance_message": "Upgrading to 4.5", "run": "while [ ! -e " + proceed + " ]; do sleep 0.05; done"}
+	d, proceed := mc.heldDeploy(t, map[string]any{"message": "fix MDL-1234 secret detail", "maintenance": true,
+		"maintenance_message": "Upgrading to 4.5"})
+	mc.expect(t, adminClient, http.StatusServiceUnavailable, true, "Upgrading to 4.5")
+	a, err := mc.get(t, publicClient)
+	if err != nil || a.code != http.StatusServiceUnavailable || a.standIn || !strings.Contains(a.body, "Upgrading to 4.5") ||
+		strings.Contains(a.body, "MDL-1234") {
+		t.Fatalf("the public during the run: %+v %v", a, err)
+	}
+	if d = mc.finish(t, d, proceed); d.Status != api.DeploySucceeded || !strings.Contains(step(d, "run").Detail, "Moodle held") {
+		t.Fatalf("deploy: %+v", d)
+	}
+	mc.expect(t, adminClient, http.StatusOK, true, "moodle front page")
+	mc.expect(t, publicClient, http.StatusOK, true, "moodle front page")
+}
+
+// heldDeploy starts a deploy whose -run command waits for the file
+// proceed, and returns once the command runs (with Moodle held).
+func (mc *moodleCluster) heldDeploy(t *testing.T, body map[string]any) (d api.Deploy, proceed string) {
+	t.Helper()
+	proceed = filepath.Join(mc.dir, "proceed")
+	body["run"] = "while [ ! -e " + proceed + " ]; do sleep 0.05; done"
 	code, _, resp := call(t, "POST", "http://"+mc.ctl.LocalAddr()+"/v1/deploys", testToken, body)
 	if code != http.StatusAccepted {
 		t.Fatalf("deploy: %d %s", code, resp)
 	}
-	var d api.Deploy
 	testutil.Eventually(t, 30*time.Second, func() error {
 		getJSON(t, mc.ctl, "/v1/deploys/"+idOf(t, resp), &d)
 		if s := step(d, "run"); s.Status != api.DeployRunning {
@@ -183,12 +200,13 @@ func TestDeployHoldsMoodleDuringRun(t *testing.T) {
 		}
 		return nil
 	})
-	mc.expect(t, adminClient, http.StatusServiceUnavailable, true, "Upgrading to 4.5")
-	a, err := mc.get(t, publicClient)
-	if err != nil || a.code != http.StatusServiceUnavailable || a.standIn || !strings.Contains(a.body, "Upgrading to 4.5") ||
-		strings.Contains(a.body, "MDL-1234") {
-		t.Fatalf("the public during the run: %+v %v", a, err)
-	}
+	return d, proceed
+}
+
+// finish lets the command of heldDeploy end and returns the deploy once it
+// ended.
+func (mc *moodleCluster) finish(t *testing.T, d api.Deploy, proceed string) api.Deploy {
+	t.Helper()
 	if err := os.WriteFile(proceed, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -199,11 +217,7 @@ func TestDeployHoldsMoodleDuringRun(t *testing.T) {
 		}
 		return nil
 	})
-	if d.Status != api.DeploySucceeded || !strings.Contains(step(d, "run").Detail, "Moodle held") {
-		t.Fatalf("deploy: %+v", d)
-	}
-	mc.expect(t, adminClient, http.StatusOK, true, "moodle front page")
-	mc.expect(t, publicClient, http.StatusOK, true, "moodle front page")
+	return d
 }
 
 func idOf(t *testing.T, body []byte) string {
@@ -312,5 +326,135 @@ func TestMaintenanceToggleRace(t *testing.T) {
 	})
 	if lines := logs.take(); len(lines) > 0 {
 		t.Fatalf("%d WARN/ERROR lines during the toggles:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+// TestDeployHoldOutlastsMaintenanceUntil: site maintenance an operator put
+// on with an end (maintenance on -for) does not end the Moodle hold of a
+// deploy's -run step: Moodle stays held (climaintenance.html) until the
+// command is done, past the end; then, the end being past, maintenance is
+// off. Before, the hold took the until over and Moodle served (and ran its
+// cron) in the middle of the upgrade.
+func TestDeployHoldOutlastsMaintenanceUntil(t *testing.T) {
+	mc := newMoodleCluster(t, "10.0.0.0/8")
+	until := time.Now().Add(10 * time.Second).UTC() // the run step starts well before, on a loaded machine too
+	mc.setMaintenance(t, mc.ctl, api.MaintenanceRequest{Enabled: true, Message: "Back soon", Until: &until})
+	d, proceed := mc.heldDeploy(t, map[string]any{})
+	if s := step(d, "run"); s.Started == nil || !s.Started.Before(until) {
+		t.Fatalf("the run step started at %v, after the maintenance's end %v: nothing tested", s.Started, until)
+	}
+	page := filepath.Join(mc.dataroot, "climaintenance.html")
+	testutil.Eventually(t, 10*time.Second, func() error { _, err := os.Stat(page); return err }) // the step holds Moodle first
+	for time.Now().Before(until.Add(2500 * time.Millisecond)) {                                  // the watch loop applies an end within a second
+		if _, err := os.Stat(page); err != nil {
+			t.Fatalf("Moodle released while the command runs (the maintenance's end %v passed): %v", until, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mc.expect(t, adminClient, http.StatusServiceUnavailable, true, "")
+	if d = mc.finish(t, d, proceed); d.Status != api.DeploySucceeded {
+		t.Fatalf("deploy: %+v", d)
+	}
+	var m api.Maintenance
+	getJSON(t, mc.ctl, "/v1/maintenance", &m)
+	if m.Active || m.MoodleActive {
+		t.Fatalf("maintenance after the deploy, its end past: %+v", m)
+	}
+	mc.expect(t, publicClient, http.StatusOK, true, "moodle front page")
+}
+
+// TestDeployRetryEndsWhatTheFailedOneLeft: a deploy whose -run command
+// fails leaves site maintenance on and Moodle held, as it must; the retry
+// after the fix, once it succeeds, ends both: the site is back. Before, the
+// retry took the maintenance for an operator's ("already on: left as it
+// is", "Moodle already held"), reported success and left the site down.
+// The same without -maintenance: a retried -run releases the hold the
+// failed one left.
+func TestDeployRetryEndsWhatTheFailedOneLeft(t *testing.T) {
+	mc := newMoodleCluster(t, "10.0.0.0/8")
+	page := filepath.Join(mc.dataroot, "climaintenance.html")
+	for _, maint := range []bool{true, false} {
+		d := runDeploy(t, mc.ctl, map[string]any{"message": "upgrade", "maintenance": maint, "run": "echo broken; exit 3"})
+		if d.Status != api.DeployFailed {
+			t.Fatalf("deploy with a failing command: %+v", d)
+		}
+		if _, err := os.Stat(page); err != nil {
+			t.Fatalf("Moodle not held after the failed upgrade: %v", err)
+		}
+		d = runDeploy(t, mc.ctl, map[string]any{"message": "upgrade, fixed", "maintenance": maint, "run": "true"})
+		if d.Status != api.DeploySucceeded {
+			t.Fatalf("the retry: %+v", d)
+		}
+		var m api.Maintenance
+		getJSON(t, mc.ctl, "/v1/maintenance", &m)
+		if m.Active || m.MoodleActive {
+			t.Fatalf("maintenance %v: after the retry succeeded, maintenance stays: %+v\nsteps %+v", maint, m, d.Steps)
+		}
+		if _, err := os.Stat(page); !os.IsNotExist(err) {
+			t.Fatalf("maintenance %v: climaintenance.html after the retry succeeded: %v", maint, err)
+		}
+		mc.expect(t, publicClient, http.StatusOK, true, "moodle front page")
+	}
+}
+
+// TestDeployKeepsAnOperatorsHold: a Moodle hold an operator set, with an
+// end, stays theirs through a deploy with -maintenance: afterwards it is
+// still on, with its end and without the deploy's reason, so it ends when
+// they said and a later deploy does not take it for one a failed deploy
+// left. Before, the deploy's site maintenance dropped the end and wrote
+// its own reason over the hold's.
+func TestDeployKeepsAnOperatorsHold(t *testing.T) {
+	mc := newMoodleCluster(t, "10.0.0.0/8")
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	mc.setMaintenance(t, mc.ctl, api.MaintenanceRequest{Moodle: true, Message: "Held by the admin", Until: &until})
+	d := runDeploy(t, mc.ctl, map[string]any{"message": "code only", "maintenance": true})
+	if d.Status != api.DeploySucceeded {
+		t.Fatalf("deploy: %+v", d)
+	}
+	var m api.Maintenance
+	getJSON(t, mc.ctl, "/v1/maintenance", &m)
+	if m.Active || !m.MoodleActive || m.Until == nil || !m.Until.Equal(until) || m.Reason != "" {
+		t.Fatalf("the operator's hold after the deploy: %+v", m)
+	}
+	if _, err := os.Stat(filepath.Join(mc.dataroot, "climaintenance.html")); err != nil {
+		t.Fatalf("the operator's hold was released: %v", err)
+	}
+}
+
+// TestDeployStoppedByTheAgentSaysSo: a -run command cut short because the
+// controller's agent stops (a restart, a package upgrade) is reported as
+// that, not as a bare "signal: killed" that reads like the command's own
+// crash; Moodle stays held.
+func TestDeployStoppedByTheAgentSaysSo(t *testing.T) {
+	mc := newMoodleCluster(t)
+	d, _ := mc.heldDeploy(t, map[string]any{"message": "upgrade"})
+	mc.ctl.Close()
+	d, err := mc.ctl.Deploy(d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status != api.DeployFailed || !strings.Contains(step(d, "run").Detail, "killed: the agent is stopping") {
+		t.Fatalf("deploy cut by the agent's stop: %+v", d)
+	}
+	if _, err := os.Stat(filepath.Join(mc.dataroot, "climaintenance.html")); err != nil {
+		t.Fatalf("Moodle released after a cut upgrade: %v", err)
+	}
+}
+
+// TestDeployHoldShowsTheMaintenanceMessage: without -maintenance, the
+// Moodle hold of -run shows -maintenance-message (or the generic upgrade
+// notice), as the API documents, not Moodle's default text; never -m.
+func TestDeployHoldShowsTheMaintenanceMessage(t *testing.T) {
+	mc := newMoodleCluster(t)
+	d, proceed := mc.heldDeploy(t, map[string]any{"message": "MDL-1234 internal", "maintenance_message": "Back at ten"})
+	testutil.Eventually(t, 10*time.Second, func() error {
+		b, err := os.ReadFile(filepath.Join(mc.dataroot, "climaintenance.html"))
+		if err != nil || !strings.Contains(string(b), "Back at ten") || strings.Contains(string(b), "MDL-1234") {
+			return fmt.Errorf("climaintenance.html: %v %q", err, b)
+		}
+		return nil
+	})
+	if d = mc.finish(t, d, proceed); d.Status != api.DeploySucceeded {
+		t.Fatalf("deploy: %+v", d)
 	}
 }

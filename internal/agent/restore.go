@@ -229,7 +229,7 @@ func (s *dbService) switchSteps(req api.RestoreRequest, restore procedure.Step[r
 	type run = procedure.Run[restoreData]
 	simple := procedure.Simple[restoreData]
 	c := s.c
-	site := &siteMaintenance{c: c, message: req.Message}
+	site := &siteMaintenance{c: c, kind: "database move", message: req.Message}
 	if site.message == "" {
 		site.message = "This site is moving to a new database server and will be back shortly."
 	}

@@ -3,12 +3,15 @@ package agent_test
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/agent"
+	"github.com/nodeagent/nodeagent/internal/durable"
 	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
@@ -40,5 +43,33 @@ func TestRestartBeforeJoinLogsNoError(t *testing.T) {
 		if strings.HasPrefix(l, "ERROR") {
 			t.Errorf("logged while joining: %s", l)
 		}
+	}
+}
+
+// TestStartRemovesConfigLeftovers: a controller killed while it rewrote
+// config.php (a database move) left a whole copy of it, the new password
+// in it, under a name that does not end in .php. At the next start it is
+// removed before anything is published: it never reaches a web node's
+// docroot, where a web server without nginx's dot-file rule would send it
+// as text. Leftovers of climaintenance.html go from Moodle's dataroot too.
+func TestStartRemovesConfigLeftovers(t *testing.T) {
+	c := newCluster(t)
+	c.ctl.Close()
+	leftover := filepath.Join(c.source, durable.TempPrefix+"config.php-4242")
+	writeTree(t, c.source, map[string]string{filepath.Base(leftover): "<?php $CFG->dbpass = 'new-secret';"})
+	writeTree(t, filepath.Join(c.dir, "moodledata"), map[string]string{durable.TempPrefix + "climaintenance.html-77": "held"})
+	dataroot := c.withDataroot(nil)
+	c.addWeb("web-1")
+	c.publish("after the crash")
+	c.converged("web-1")
+	if _, err := os.Stat(filepath.Join(c.target("web-1"), filepath.Base(leftover))); !os.IsNotExist(err) {
+		t.Fatalf("the leftover copy of config.php reached web-1: %v", err)
+	}
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Fatalf("the leftover is still in the source: %v", err)
+	}
+	ents, _ := os.ReadDir(dataroot)
+	if len(ents) != 0 {
+		t.Fatalf("dataroot: %v", ents)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -82,6 +83,32 @@ func write(name string, data []byte, setMode func(*os.File) error) (err error) {
 		return err
 	}
 	return SyncDir(dir)
+}
+
+// RemoveLeftovers removes the temporary files a crash (kill -9, power
+// loss) left behind while name was being replaced. Whoever writes a file
+// in a directory it does not otherwise own (a code tree that is published,
+// Moodle's dataroot) calls it before it relies on the directory's content:
+// a leftover is a whole copy of the file under another name.
+func RemoveLeftovers(name string) error {
+	dir, prefix := filepath.Dir(name), TempPrefix+filepath.Base(name)+"-"
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), prefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // SyncDir fsyncs a directory so that the renames and creations in it are

@@ -130,3 +130,27 @@ func owner(fi os.FileInfo) string {
 	}
 	return "?"
 }
+
+// TestRemoveLeftovers: the temporary copies a crash left of one file go,
+// nothing else does.
+func TestRemoveLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "config.php")
+	keep := []string{"config.php", durable.TempPrefix + "other.php-1", "x" + durable.TempPrefix + "config.php-1"}
+	for _, n := range append([]string{durable.TempPrefix + "config.php-123", durable.TempPrefix + "config.php-9"}, keep...) {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("<?php $CFG->dbpass = 'x';"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := durable.RemoveLeftovers(name); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if strings.Join(got, " ") != strings.Join([]string{".tmp-other.php-1", "config.php", "x.tmp-config.php-1"}, " ") {
+		t.Fatalf("left: %q", got)
+	}
+}

@@ -28,17 +28,19 @@ func newTransport() *http.Transport {
 }
 
 // newProxy returns the reverse proxy to the backend. Bodies stream both
-// ways through 32 KiB pooled buffers; responses of unknown length
-// (chunked, e.g. Moodle's progress output) and event streams are flushed
-// on every write by httputil.ReverseProxy itself. Upgrades (WebSocket)
-// are passed through.
+// ways through 32 KiB pooled buffers, and what the backend sent is passed
+// on at once (FlushInterval -1), as nginx does: without it a response of
+// known length keeps a partial read (up to the server's 4 KiB write
+// buffer) until the backend sends more, so a download whose backend pauses
+// stalls short of what was sent. Upgrades (WebSocket) are passed through.
 func (e *Edge) newProxy() http.Handler {
 	return &httputil.ReverseProxy{
-		Rewrite:      e.rewrite,
-		Transport:    e.transport,
-		BufferPool:   &bufferPool{},
-		ErrorHandler: e.proxyError,
-		ErrorLog:     slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+		Rewrite:       e.rewrite,
+		Transport:     e.transport,
+		BufferPool:    &bufferPool{},
+		FlushInterval: -1,
+		ErrorHandler:  e.proxyError,
+		ErrorLog:      slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
 	}
 }
 

@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"strconv"
 	"sync"
@@ -85,15 +87,18 @@ func TestUploadStreams(t *testing.T) {
 // with a known length and chunked.
 func TestDownloadStreams(t *testing.T) {
 	pki := newTestPKI(t)
-	clientGotFirst := make(chan struct{}, 1)
+	var gates sync.Map // request id -> chan struct{}: the client got the first piece
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("length") == "known" {
-			w.Header().Set("Content-Length", strconv.Itoa(2*chunk))
+		q := r.URL.Query()
+		first, _ := strconv.Atoi(q.Get("first"))
+		gate, _ := gates.Load(q.Get("id"))
+		if q.Get("length") == "known" {
+			w.Header().Set("Content-Length", strconv.Itoa(first+chunk))
 		}
-		w.Write(make([]byte, chunk))
+		w.Write(make([]byte, first))
 		http.NewResponseController(w).Flush()
 		select {
-		case <-clientGotFirst:
+		case <-gate.(chan struct{}):
 		case <-r.Context().Done():
 			return
 		}
@@ -102,32 +107,43 @@ func TestDownloadStreams(t *testing.T) {
 	defer backend.Close()
 	e := startEdge(t, pki, backend.URL, nil)
 
+	// A first piece smaller than the server's write buffer is what a
+	// proxy that does not flush keeps back; a whole MiB is the common case.
 	for proto, c := range protocolClients(t, pki) {
 		for _, length := range []string{"known", "chunked"} {
-			t.Run(proto+" "+length, func(t *testing.T) {
-				resp, err := c.Get("https://" + e.HTTPSAddr() + "/pluginfile.php?length=" + length)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				first := make(chan error, 1)
-				go func() {
-					_, err := io.ReadFull(resp.Body, make([]byte, chunk))
-					first <- err
-				}()
-				select {
-				case err := <-first:
+			for _, first := range []int{100, chunk} {
+				name := fmt.Sprintf("%s %s %d", proto, length, first)
+				t.Run(name, func(t *testing.T) {
+					gate := make(chan struct{})
+					gates.Store(name, gate)
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					defer cancel()
+					q := url.Values{"id": {name}, "length": {length}, "first": {strconv.Itoa(first)}}
+					req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+e.HTTPSAddr()+"/pluginfile.php?"+q.Encode(), nil)
+					resp, err := c.Do(req)
 					if err != nil {
 						t.Fatal(err)
 					}
-				case <-time.After(30 * time.Second):
-					t.Fatal("the client got nothing while the backend was still sending: the edge buffers downloads")
-				}
-				clientGotFirst <- struct{}{}
-				if n, err := io.Copy(io.Discard, resp.Body); err != nil || n != chunk {
-					t.Errorf("rest of the body: %d bytes, %v; want %d", n, err, chunk)
-				}
-			})
+					defer resp.Body.Close()
+					got := make(chan error, 1)
+					go func() {
+						_, err := io.ReadFull(resp.Body, make([]byte, first))
+						got <- err
+					}()
+					select {
+					case err := <-got:
+						if err != nil {
+							t.Fatal(err)
+						}
+					case <-time.After(30 * time.Second):
+						t.Fatal("the client did not get what the backend sent before pausing: the edge holds downloads back")
+					}
+					close(gate)
+					if n, err := io.Copy(io.Discard, resp.Body); err != nil || n != chunk {
+						t.Errorf("rest of the body: %d bytes, %v; want %d", n, err, chunk)
+					}
+				})
+			}
 		}
 	}
 }

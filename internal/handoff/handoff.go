@@ -117,36 +117,86 @@ func (s *Sockets) Listen(name, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// adopt returns the inherited socket name if it serves addr. replaced
-// reports that one was there but did not match (and is now closed).
+// adopt returns an inherited socket that serves addr: the one kept under
+// name, or, for an explicit port, one kept under another key (the config
+// moved the port between keys: binding it anew would fail while the kept
+// socket holds it, at every start). replaced reports that name's own
+// socket did not match (and is now closed and out of the fd store).
 func (s *Sockets) adopt(name, addr string) (ln *net.TCPListener, replaced bool) {
+	if ln := s.take(name, name, addr); ln != nil {
+		return ln, false
+	}
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "0" {
+		for _, other := range s.spareNames() {
+			if other == name {
+				continue
+			}
+			if ln := s.take(other, name, addr); ln != nil {
+				return ln, false
+			}
+		}
+	}
+	return nil, s.drop(name, addr)
+}
+
+func (s *Sockets) spareNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.spare))
+}
+
+// take claims the socket kept under from for the key name if it serves
+// addr; one kept under another key leaves the fd store under that key
+// (Store keeps it under name).
+func (s *Sockets) take(from, name, addr string) *net.TCPListener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files := s.spare[from]
+	if len(files) == 0 {
+		return nil
+	}
+	ln, err := fileListener(files[0])
+	if err != nil {
+		return nil
+	}
+	if ok, err := serves(ln.Addr().(*net.TCPAddr), addr); err != nil || !ok {
+		ln.Close()
+		return nil
+	}
+	if len(files) > 1 {
+		s.log.Warn("several sockets kept under one name: using the first", "name", from, "count", len(files))
+	}
+	delete(s.spare, from)
+	closeFiles(files...)
+	if from != name {
+		s.log.Info("socket kept under another key now serves this one", "key", name, "was", from, "addr", ln.Addr().String())
+		s.forget(from)
+		return ln
+	}
+	s.log.Info("listening on the socket kept across the restart", "key", name, "addr", ln.Addr().String())
+	return ln
+}
+
+// drop closes the socket kept under name, which does not serve addr, and
+// removes it from the fd store; false when there was none.
+func (s *Sockets) drop(name, addr string) bool {
 	s.mu.Lock()
 	files := s.spare[name]
 	delete(s.spare, name)
 	s.mu.Unlock()
 	if len(files) == 0 {
-		return nil, false
+		return false
 	}
-	defer closeFiles(files...)
-	if len(files) > 1 {
-		s.log.Warn("several sockets kept under one name: using the first", "name", name, "count", len(files))
-	}
-	ln, err := fileListener(files[0])
-	if err == nil {
-		var ok bool
-		if ok, err = serves(ln.Addr().(*net.TCPAddr), addr); err == nil && ok {
-			s.log.Info("listening on the socket kept across the restart", "key", name, "addr", ln.Addr().String())
-			return ln, false
-		}
-		if err == nil {
-			err = fmt.Errorf("it listens on %s, the config says %s", ln.Addr(), addr)
-		}
+	reason := "not a listening TCP socket"
+	if ln, err := fileListener(files[0]); err == nil {
+		reason = fmt.Sprintf("it listens on %s, the config says %s", ln.Addr(), addr)
 		ln.Close()
 	}
+	closeFiles(files...)
 	s.log.Warn("socket kept from the previous run not used: closing it, binding the configured address",
-		"key", name, "addr", addr, "reason", err)
+		"key", name, "addr", addr, "reason", reason)
 	s.forget(name)
-	return nil, true
+	return true
 }
 
 // fileListener makes a listener of an inherited fd, which must be a

@@ -205,3 +205,47 @@ func TestListenFresh(t *testing.T) {
 	s.Close()
 	refused(t, addr)
 }
+
+// TestPortMovedToAnotherKey: a port the config moved from one key to
+// another (edge.http turned off and its port given to cluster.listen, or
+// two keys swapping ports) is taken over under the new key, not bound
+// anew: the kept socket holds the address, so a new bind failed, the
+// start failed, and systemd, which passes the socket back at every start,
+// restarted the agent into the same failure for ever.
+func TestPortMovedToAnotherKey(t *testing.T) {
+	notify := newNotifySocket(t)
+	a, b := listenLocal(t), listenLocal(t)
+	pass(t, map[string]net.Listener{"api.listen": a, "cluster.listen": b})
+	aIno, bIno, aAddr, bAddr := inode(t, a), inode(t, b), a.Addr().String(), b.Addr().String()
+	a.Close()
+	b.Close()
+
+	s := handoff.New(handoff.Config{Notifier: handoff.NewNotifier()})
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The two keys swap their ports.
+	ln, err := s.Listen("api.listen", bAddr)
+	if err != nil {
+		t.Fatalf("api.listen on the port cluster.listen had: %v", err)
+	}
+	defer ln.Close()
+	ln2, err := s.Listen("cluster.listen", aAddr)
+	if err != nil {
+		t.Fatalf("cluster.listen on the port api.listen had: %v", err)
+	}
+	defer ln2.Close()
+	if inode(t, ln) != bIno || inode(t, ln2) != aIno {
+		t.Error("a new socket, not the one kept for the port")
+	}
+	var msgs []string
+	for range 2 {
+		msg, _ := notify.next(t)
+		msgs = append(msgs, msg)
+	}
+	slices.Sort(msgs)
+	if want := []string{"FDSTOREREMOVE=1\nFDNAME=api.listen", "FDSTOREREMOVE=1\nFDNAME=cluster.listen"}; !slices.Equal(msgs, want) {
+		t.Errorf("told the fd store %q, want %q (the sockets are stored anew under their new keys)", msgs, want)
+	}
+}

@@ -1,7 +1,6 @@
 package moodle
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/nodeagent/nodeagent/internal/durable"
@@ -25,10 +26,12 @@ const PageName = "climaintenance.html"
 const DefaultHoldMessage = "This site is undergoing maintenance and is currently not available"
 
 // Dataroot holds and releases Moodle through climaintenance.html in a
-// dataroot. It removes only a page it wrote itself: the hash of what it
-// wrote is kept in a mark file, so a page an admin wrote by hand (with
-// admin/cli/maintenance.php) stays. Calls are serialised: one owner of the
-// file.
+// dataroot. It removes only a page it wrote itself, and never overwrites
+// one it did not write: a page an admin wrote (with
+// admin/cli/maintenance.php) stays. The hashes of the pages it wrote are
+// kept in a mark file, written before the page, so that a crash at any
+// moment leaves a page that the next Release recognises as its own. Calls
+// are serialised: one owner of the file.
 type Dataroot struct {
 	dir  string
 	mark string
@@ -50,8 +53,12 @@ func (d *Dataroot) Page() string { return filepath.Join(d.dir, PageName) }
 
 // Check fails when the agent cannot create files in dataroot (a wrong
 // path, or one the service keeps read-only): found only at the next hold,
-// Moodle would keep running its cron through an upgrade.
+// Moodle would keep running its cron through an upgrade. It removes what a
+// crash left of the page's writing.
 func (d *Dataroot) Check() error {
+	if err := durable.RemoveLeftovers(d.Page()); err != nil {
+		d.log.Warn("remove leftovers of climaintenance.html", "err", err)
+	}
 	f, err := os.CreateTemp(d.dir, durable.TempPrefix+"nodeagent-check-*")
 	if err != nil {
 		var pe *fs.PathError
@@ -65,36 +72,54 @@ func (d *Dataroot) Check() error {
 }
 
 // Hold writes climaintenance.html with message (HTML-escaped), as
-// admin/cli/maintenance.php --enable does.
+// admin/cli/maintenance.php --enable does. A page someone else wrote is
+// left as it is: Moodle is held by it already.
 func (d *Dataroot) Hold(message string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	body := holdPage(message)
-	if err := durable.WriteFile(d.Page(), body, 0o644); err != nil {
-		return err
-	}
-	return durable.WriteFile(d.mark, fmt.Appendf(nil, "%x\n", sha256.Sum256(body)), 0o600)
-}
-
-// Release removes climaintenance.html if it is the page Hold wrote last;
-// a page changed or written by someone else is left in place (and
-// logged).
-func (d *Dataroot) Release() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	want, err := os.ReadFile(d.mark)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil // nothing of ours to remove
-	}
+	marks, err := d.marks()
 	if err != nil {
 		return err
 	}
 	cur, err := os.ReadFile(d.Page())
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		marks = nil
 	case err != nil:
 		return err
-	case bytes.Equal(bytes.TrimSpace(want), fmt.Appendf(nil, "%x", sha256.Sum256(cur))):
+	case !slices.Contains(marks, pageHash(cur)):
+		d.log.Warn("climaintenance.html was written by someone else: left as it is", "path", d.Page())
+		return nil
+	default:
+		marks = []string{pageHash(cur)}
+	}
+	// The new page is marked before it is written, the old one unmarked
+	// after: either may be on disk when the agent dies in between.
+	if err := d.writeMarks(append(marks, pageHash(body))); err != nil {
+		return err
+	}
+	if err := durable.WriteFile(d.Page(), body, 0o644); err != nil {
+		return err
+	}
+	return d.writeMarks([]string{pageHash(body)})
+}
+
+// Release removes climaintenance.html if Hold wrote it; a page changed
+// or written by someone else is left in place (and logged).
+func (d *Dataroot) Release() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	marks, err := d.marks()
+	if err != nil || len(marks) == 0 {
+		return err // nothing of ours to remove
+	}
+	cur, err := os.ReadFile(d.Page())
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	case slices.Contains(marks, pageHash(cur)):
 		if err := os.Remove(d.Page()); err != nil {
 			return err
 		}
@@ -103,6 +128,24 @@ func (d *Dataroot) Release() error {
 	}
 	return os.Remove(d.mark)
 }
+
+// marks are the hashes of the pages Hold may have left on disk.
+func (d *Dataroot) marks() ([]string, error) {
+	b, err := os.ReadFile(d.mark)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(b)), nil
+}
+
+func (d *Dataroot) writeMarks(marks []string) error {
+	return durable.WriteFile(d.mark, []byte(strings.Join(marks, "\n")+"\n"), 0o600)
+}
+
+func pageHash(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
 
 func holdPage(message string) []byte {
 	if message == "" {

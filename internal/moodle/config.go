@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,6 +31,14 @@ func configPHPLine(key string) *regexp.Regexp {
 // phpQuote returns s as a PHP single-quoted string.
 func phpQuote(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// RemoveConfigLeftovers removes what a crash while config.php was being
+// rewritten left in the code tree dir: whole copies of config.php, the
+// database password included, under names that do not end in .php, which
+// the next publish would copy into every web node's docroot.
+func RemoveConfigLeftovers(dir string) error {
+	return durable.RemoveLeftovers(filepath.Join(dir, "config.php"))
 }
 
 // RewriteConfig sets the given values in config.php, keeping every

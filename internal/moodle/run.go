@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // User is the account commands in the code tree run as: the web server's
@@ -51,9 +52,15 @@ func LookupUser(name string) (*User, error) {
 	return out, nil
 }
 
+// waitDelay bounds how long Run waits, once the command has ended or been
+// killed, for a process it left behind that still holds its output.
+const waitDelay = 5 * time.Second
+
 // Command is a command run in Moodle's code tree as u, with u's HOME and a
 // clean environment: nothing of the agent's (no secrets, no
-// NOTIFY_SOCKET) reaches it.
+// NOTIFY_SOCKET) reaches it. It runs in a process group of its own, and
+// when ctx ends the whole group is killed: a `sh -c` command's children
+// (php, a pipeline) too, not only the shell.
 func (u *User) Command(ctx context.Context, dir string, argv ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = dir
@@ -61,9 +68,12 @@ func (u *User) Command(ctx context.Context, dir string, argv ...string) *exec.Cm
 		"HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "SHELL=/bin/sh", "LANG=C.UTF-8",
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if uint32(os.Geteuid()) != u.UID || uint32(os.Getegid()) != u.GID {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}
 	}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = waitDelay
 	return cmd
 }
 
