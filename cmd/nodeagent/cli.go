@@ -42,6 +42,7 @@ func commands() []command {
 		{"drain", "take this node out of the load balancer", runDrain(true)},
 		{"undrain", "put this node back into the load balancer", runDrain(false)},
 		{"deploy", "maintenance on, publish, wait for every web node, run, maintenance off", runDeploy},
+		{"verify", "check the served release against its manifest; -repair puts it back (web)", runVerify},
 		{"certs", "show the edge certificate; certs reload: reload it now", runCerts},
 		{"db", "controller: dump [-wait] | dumps | restore NAME -host H ... [-switch]", runDB},
 		{"keygen", "print a new gossip key", runKeygen},

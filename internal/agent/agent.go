@@ -29,6 +29,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/clustertls"
 	"github.com/nodeagent/nodeagent/internal/config"
 	"github.com/nodeagent/nodeagent/internal/gossip"
+	"github.com/nodeagent/nodeagent/internal/guard"
 )
 
 // Options are settings that do not come from the config file.
@@ -224,21 +225,16 @@ func (a *Agent) serve(token string) {
 	}
 	a.role.apiConfig(&cfg)
 	srv := api.New(cfg)
-	a.localSrv = newHTTPServer(srv.LocalHandler())
-	a.clusterSrv = newHTTPServer(srv.ClusterHandler())
+	// Header limits, deadlines that trail the progress of bodies and
+	// answers, connection caps (internal/guard), on whatever listeners
+	// were bound or inherited.
+	local, cluster := guard.Local(), guard.Cluster()
+	a.localSrv = local.Server(srv.LocalHandler())
+	a.clusterSrv = cluster.Server(srv.ClusterHandler())
 	a.clusterSrv.TLSConfig = a.id.ServerConfig()
 	a.drainAPI()
-	a.goServe(a.localSrv, a.localLn, false)
-	a.goServe(a.clusterSrv, a.clusterLn, true)
-}
-
-func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
+	a.goServe(a.localSrv, local.Listen(a.localLn, "api.listen", a.log), false)
+	a.goServe(a.clusterSrv, cluster.Listen(a.clusterLn, "cluster.listen", a.log), true)
 }
 
 func (a *Agent) goServe(srv *http.Server, ln net.Listener, tls bool) {

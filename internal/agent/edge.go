@@ -79,7 +79,7 @@ func (w *web) openEdge(ctx context.Context) error {
 		HTTPS: ec.HTTPS, HTTP: ec.HTTP, Backend: backend,
 		TLS: f.certs.TLSConfig(), ACME: f.certs.HTTPChallengeHandler,
 		Maintenance: f.maintenance, MaintenancePage: ec.MaintenancePage,
-		TrustedProxies: trusted, Listen: a.opts.Listen, Logger: a.log,
+		TrustedProxies: trusted, MaxConnsPerClient: ec.MaxConnsPerClient, Listen: a.opts.Listen, Logger: a.log,
 	})
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -21,7 +22,8 @@ type web struct {
 	a      *Agent
 	rels   *mirror.Releases
 	syncer *mirror.Syncer
-	front  *front // nil without an edge section
+	audit  *mirror.Auditor // integrity of the served release (integrity.go)
+	front  *front          // nil without an edge section
 
 	mu     sync.Mutex
 	target mirror.Revision // the cluster target last handed to the syncer
@@ -52,7 +54,7 @@ func (w *web) openLocal(ctx context.Context) error {
 	if err := w.syncer.Open(ctx); err != nil {
 		return fmt.Errorf("mirror syncer: %w", err)
 	}
-	return nil
+	return w.openAudit(ctx)
 }
 
 // openCluster starts the edge, which follows the cluster's maintenance
@@ -60,10 +62,11 @@ func (w *web) openLocal(ctx context.Context) error {
 func (w *web) openCluster(ctx context.Context) error { return w.openEdge(ctx) }
 
 func (w *web) stop() error {
+	err := w.closeAudit()
 	if w.syncer == nil {
-		return nil
+		return err
 	}
-	return w.syncer.Close()
+	return errors.Join(err, w.syncer.Close())
 }
 
 func (w *web) closeCluster() error { return nil }
@@ -81,6 +84,7 @@ func (w *web) apiConfig(cfg *api.Config) {
 	if w.front != nil {
 		cfg.Certs = w.front.certs
 	}
+	w.integrity(cfg)
 }
 
 // observe hands a new target to the syncer, tracks the lag, and lets the
@@ -205,6 +209,7 @@ func (w *web) status(st *api.Status) {
 		cs := w.front.certs.State()
 		st.Certificate = &cs
 	}
+	w.integrityStatus(st)
 }
 
 // checkRevision fails when the node never synced, or has been behind the
@@ -256,6 +261,7 @@ func (w *web) checks(checks map[string][]api.Check) {
 	if w.front != nil {
 		w.front.checks(checks)
 	}
+	w.integrityChecks(checks)
 }
 
 func (w *web) meta(m *gossip.NodeMeta) {

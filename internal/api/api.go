@@ -54,6 +54,8 @@ type Config struct {
 	Certs CertService
 	// CertStore serves the cluster certificate storage (controller only).
 	CertStore http.Handler
+	// Integrity checks the served release (web nodes; nil otherwise).
+	Integrity IntegrityService
 
 	// VerifyPeer reports whether a request on the cluster API carries a
 	// cluster client certificate (clustertls.Identity.Verified); nil
@@ -148,6 +150,7 @@ func (s *Server) routes(e *echo.Echo) {
 	s.opsRoutes(v1)
 	s.certRoutes(v1)
 	s.dbRoutes(v1)
+	s.integrityRoutes(v1)
 	s.keyringRoutes(v1)
 	s.viewRoutes(v1)
 }

@@ -8,9 +8,25 @@ import (
 )
 
 // RequestObserver is told about every answered request: which API (local
-// or cluster), the method, the registered route template ("" when no route
-// matched) and the status code.
+// or cluster), the method (one of a fixed set, else "other"), the
+// registered route template ("" when no route matched) and the status
+// code. Each value comes from a bounded set, whatever clients send, so
+// they can label metrics.
 type RequestObserver func(api, method, route string, code int, took time.Duration)
+
+// MethodOther stands for every request method outside the standard ones:
+// a client may send any token as a method.
+const MethodOther = "other"
+
+// Method returns m if it is a standard HTTP method, else MethodOther.
+func Method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return MethodOther
+}
 
 // observe reports each request to the configured RequestObserver.
 func (s *Server) observe(api string) echo.MiddlewareFunc {
@@ -26,10 +42,19 @@ func (s *Server) observe(api string) echo.MiddlewareFunc {
 			if c.Response().Status == http.StatusNotFound && route != "" && !s.isRoute(c, route) {
 				route = ""
 			}
-			s.cfg.ObserveRequest(api, c.Request().Method, route, c.Response().Status, time.Since(start))
+			s.cfg.ObserveRequest(api, Method(c.Request().Method), route, statusCode(c.Response().Status), time.Since(start))
 			return nil
 		}
 	}
+}
+
+// statusCode keeps a code in 100-599 (what this server sends); anything
+// else becomes 0.
+func statusCode(code int) int {
+	if code < 100 || code > 599 {
+		return 0
+	}
+	return code
 }
 
 // isRoute reports whether route is a registered route rather than one of

@@ -38,6 +38,8 @@ type Status struct {
 	// Certificate is the edge's certificate (web nodes with an edge).
 	Certificate *certs.State `json:"certificate,omitempty"`
 	DB          *DBStatus    `json:"db,omitempty"` // controller with a db section
+	// Integrity is the background audit of the served release (web).
+	Integrity *mirror.AuditStatus `json:"integrity,omitempty"`
 }
 
 // Transfer counts the bytes of this node's calls to other agents (content

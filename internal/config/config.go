@@ -106,6 +106,23 @@ type MirrorConfig struct {
 	// site, such as config.php with the database settings: a rollback to
 	// a revision where one differs is refused unless forced.
 	Pinned []string `yaml:"pinned"`
+	// Audit configures the background integrity audit of the served
+	// release (web).
+	Audit AuditConfig `yaml:"audit"`
+}
+
+// AuditConfig configures the integrity audit of a web node's served
+// release against its manifest.
+type AuditConfig struct {
+	// CheckInterval: how often every entry is compared with what the
+	// agent placed (type, owner, mode, inode, mtime, size; extras), without
+	// reading content; 0 = never.
+	CheckInterval Duration `yaml:"check_interval"`
+	// HashPeriod: every file's SHA-256 is checked once per period, the
+	// work spread evenly over it; 0 = never.
+	HashPeriod Duration `yaml:"hash_period"`
+	// Repair: put back by itself what an audit finds.
+	Repair bool `yaml:"repair"`
 }
 
 // EdgeConfig configures the TLS-terminating reverse proxy on web nodes.
@@ -121,6 +138,10 @@ type EdgeConfig struct {
 	// TrustedProxies are CIDRs of peers (e.g. the load balancer) whose
 	// X-Forwarded-* headers the edge believes.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// MaxConnsPerClient bounds the connections one client address holds
+	// open; 0 = no bound (clients behind one NAT share an address).
+	// Trusted proxies are never bounded.
+	MaxConnsPerClient int `yaml:"max_conns_per_client"`
 }
 
 // ACMEConfig configures certificate issuance through ACME.
@@ -179,8 +200,9 @@ func Default() *Config {
 		Gossip:  GossipConfig{Bind: DefaultGossipBind, KeyFile: DefaultKeyFile},
 		Cluster: ClusterConfig{Listen: DefaultClusterAddr},
 		API:     APIConfig{Listen: DefaultAPIAddr, TokenFile: DefaultTokenFile},
-		Mirror:  MirrorConfig{Keep: 5, MaxLag: Duration(60 * time.Second), Pinned: []string{"config.php"}},
-		Deploy:  DeployConfig{RunAs: DefaultRunAs, MinWeb: 1},
+		Mirror: MirrorConfig{Keep: 5, MaxLag: Duration(60 * time.Second), Pinned: []string{"config.php"},
+			Audit: AuditConfig{CheckInterval: Duration(time.Minute), HashPeriod: Duration(24 * time.Hour)}},
+		Deploy: DeployConfig{RunAs: DefaultRunAs, MinWeb: 1},
 	}
 }
 

@@ -71,6 +71,7 @@ func TestLoadDesignExample(t *testing.T) {
 			Keep:   5,
 			MaxLag: config.Duration(time.Minute),
 			Pinned: []string{"config.php"},
+			Audit:  config.AuditConfig{CheckInterval: config.Duration(time.Minute), HashPeriod: config.Duration(24 * time.Hour)},
 		},
 		Deploy: config.DeployConfig{RunAs: "www-data", MinWeb: 1},
 		Edge: &config.EdgeConfig{
@@ -205,6 +206,8 @@ func TestParseDecodeErrors(t *testing.T) {
 			[]string{`db.port: must be an integer, got "5432" (line 2)`}},
 		{"duration without unit", "mirror:\n  max_lag: 60\n",
 			[]string{`mirror.max_lag: invalid duration "60" (use e.g. 30s, 5m, 1h30m) (line 2)`}},
+		{"bool", "mirror:\n  audit: {repair: yes please}\n",
+			[]string{`mirror.audit.repair: must be true or false, got "yes please" (line 2)`}},
 		{"list", "gossip:\n  join: 10.0.0.4:7946\n",
 			[]string{`gossip.join: must be a list, got "10.0.0.4:7946" (line 2)`}},
 		{"list element", "maintenance:\n  allow: [10.0.0.0/8, [x]]\n",

@@ -73,6 +73,8 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		}
 	case reflect.Int:
 		d.integer(n, v, path, null)
+	case reflect.Bool:
+		d.boolean(n, v, path, null)
 	case reflect.Slice:
 		d.list(n, v, path, null)
 	default:
@@ -165,6 +167,19 @@ func (d *decoder) integer(n *yaml.Node, v reflect.Value, path string, null bool)
 		return
 	}
 	v.SetInt(int64(i))
+}
+
+func (d *decoder) boolean(n *yaml.Node, v reflect.Value, path string, null bool) {
+	if null {
+		v.SetBool(false)
+		return
+	}
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+		d.problem(path, n, "must be true or false, got %s", describe(n))
+		return
+	}
+	v.SetBool(b)
 }
 
 func (d *decoder) list(n *yaml.Node, v reflect.Value, path string, null bool) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -189,6 +190,12 @@ func (v *validator) mirror(role string, m *MirrorConfig) {
 	if len(m.AfterSwitch) > 0 && m.AfterSwitch[0] == "" {
 		v.addf("mirror.after_switch[0]", "command name must not be empty")
 	}
+	if a := m.Audit.CheckInterval; a != 0 && a.Std() < time.Second {
+		v.addf("mirror.audit.check_interval", "must be 0 (off) or at least 1s, got %s", a)
+	}
+	if h := m.Audit.HashPeriod; h != 0 && h.Std() < time.Minute {
+		v.addf("mirror.audit.hash_period", "must be 0 (off) or at least 1m, got %s", h)
+	}
 	for i, p := range m.Pinned {
 		key := fmt.Sprintf("mirror.pinned[%d]", i)
 		if p == "" || strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "." || strings.HasPrefix(p, "../") || p == ".." {
@@ -238,6 +245,7 @@ func (v *validator) edge(e *EdgeConfig) {
 		v.addf("edge.acme.email", "invalid email address %q", e.ACME.Email)
 	}
 	v.cidrs("edge.trusted_proxies", e.TrustedProxies)
+	v.atLeast("edge.max_conns_per_client", e.MaxConnsPerClient, 0)
 }
 
 func (v *validator) url(key, raw string, schemes ...string) {

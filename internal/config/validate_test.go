@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodeagent/nodeagent/internal/config"
 )
@@ -41,6 +42,8 @@ func TestValidateValid(t *testing.T) {
 		"ipv6 listen":           func(c *config.Config) { c.API.Listen = "[::1]:7948" },
 		"localhost listen":      func(c *config.Config) { c.API.Listen = "localhost:9999" },
 		"edge on other address": func(c *config.Config) { c.Edge.HTTPS = "10.0.0.5:7948" },
+		"audit off":             func(c *config.Config) { c.Mirror.Audit = config.AuditConfig{} },
+		"audit repairs":         func(c *config.Config) { c.Mirror.Audit.Repair = true },
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -88,6 +91,9 @@ func TestValidateBad(t *testing.T) {
 		{"exclude bad glob", func(c *config.Config) { c.Mirror.Exclude = []string{"*.log", "[a-"} }, []string{`mirror.exclude[1]: invalid glob "[a-"`}},
 		{"exclude absolute", func(c *config.Config) { c.Mirror.Exclude = []string{"/cache"} }, []string{"mirror.exclude[0]: must be relative"}},
 		{"after_switch empty argv0", func(c *config.Config) { c.Mirror.AfterSwitch = []string{"", "reload"} }, []string{"mirror.after_switch[0]: command name must not be empty"}},
+		{"audit.check_interval", func(c *config.Config) { c.Mirror.Audit.CheckInterval = config.Duration(time.Millisecond) }, []string{"mirror.audit.check_interval: must be 0 (off) or at least 1s"}},
+		{"audit.hash_period", func(c *config.Config) { c.Mirror.Audit.HashPeriod = config.Duration(time.Second) }, []string{"mirror.audit.hash_period: must be 0 (off) or at least 1m"}},
+		{"edge.max_conns_per_client", func(c *config.Config) { c.Edge.MaxConnsPerClient = -1 }, []string{"edge.max_conns_per_client: must be at least 0"}},
 		{"edge.https", func(c *config.Config) { c.Edge.HTTPS = "" }, []string{"edge.https: required"}},
 		{"edge.http", func(c *config.Config) { c.Edge.HTTP = "80" }, []string{"edge.http: must be host:port"}},
 		{"edge.backend no scheme", func(c *config.Config) { c.Edge.Backend = "127.0.0.1:8080" }, []string{"edge.backend: must be a http:// or https:// URL"}},

@@ -66,6 +66,11 @@ type Config struct {
 	// headers are believed; from anyone else they are dropped.
 	TrustedProxies []netip.Prefix
 
+	// MaxConnsPerClient bounds the connections one client address holds
+	// (0: no bound, the default: browsers behind a NAT share one address).
+	// Trusted proxies are never bounded.
+	MaxConnsPerClient int
+
 	// Listen binds a listener for a config key (edge.https, edge.http) and
 	// its address; nil = net.Listen. The agent passes one that reuses the
 	// sockets kept across a restart (internal/handoff).
@@ -74,12 +79,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Timeouts of the listeners and of the connection to the backend. There is
-// deliberately no overall read or write timeout: a large upload or download
-// may take as long as it takes while bytes keep moving.
+// Timeouts of the connection to the backend (the listeners' are
+// internal/guard's). There is deliberately no overall read or write
+// timeout: a large upload or download may take as long as it takes while
+// bytes keep moving.
 const (
-	readHeaderTimeout     = 10 * time.Second
-	idleTimeout           = 2 * time.Minute
 	backendDialTimeout    = 5 * time.Second
 	backendHeaderTimeout  = 5 * time.Minute // a slow Moodle admin page still answers
 	backendIdleTimeout    = 90 * time.Second

@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/nodeagent/nodeagent/internal/drain"
+	"github.com/nodeagent/nodeagent/internal/guard"
 )
 
 // server is one listener of the edge: its http.Server, the bound listener
@@ -25,6 +26,7 @@ type server struct {
 	srv    *http.Server
 	tls    *tls.Config // nil: plain HTTP
 	ln     net.Listener
+	lim    guard.Limits
 	conns  *drain.Conns
 	wg     sync.WaitGroup
 	base   context.CancelFunc // cancels every request context, WebSockets included
@@ -33,18 +35,17 @@ type server struct {
 func (e *Edge) newServer(key, bind string, h http.Handler, tlsCfg *tls.Config) *server {
 	base, cancel := context.WithCancel(context.Background())
 	s := &server{key: key, bind: bind, listen: e.cfg.Listen, log: e.log.With("listener", key), tls: tlsCfg,
-		base: cancel}
+		base: cancel, lim: guard.Edge(e.cfg.MaxConnsPerClient, e.trusted)}
 	if s.listen == nil {
 		s.listen = func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 	}
-	s.srv = &http.Server{
-		Handler:           h,
-		TLSConfig:         tlsCfg,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		ErrorLog:          log.New(serverLog{s.log}, "", 0),
-		BaseContext:       func(net.Listener) context.Context { return base },
-	}
+	// Header and body limits, deadlines that trail the progress of bodies
+	// and responses: no overall limit, so large transfers take as long as
+	// they take while bytes keep moving.
+	s.srv = s.lim.Server(h)
+	s.srv.TLSConfig = tlsCfg
+	s.srv.ErrorLog = log.New(serverLog{s.log}, "", 0)
+	s.srv.BaseContext = func(net.Listener) context.Context { return base }
 	s.conns = drain.Track(s.srv)
 	return s
 }
@@ -62,12 +63,15 @@ func (s *server) serve() {
 	if s.ln == nil {
 		return
 	}
+	// Connection caps on whatever listener was bound or inherited; the
+	// server's Shutdown closes this wrapper too.
+	ln := s.lim.Listen(s.ln, s.key, s.log)
 	s.wg.Go(func() {
 		var err error
 		if s.tls != nil {
-			err = s.srv.ServeTLS(s.ln, "", "")
+			err = s.srv.ServeTLS(ln, "", "")
 		} else {
-			err = s.srv.Serve(s.ln)
+			err = s.srv.Serve(ln)
 		}
 		if !errors.Is(err, http.ErrServerClosed) && !s.conns.Draining() {
 			s.log.Error("edge listener stopped", "err", err)

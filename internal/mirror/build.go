@@ -33,6 +33,9 @@ type contentKey struct {
 type fileLink struct {
 	entry int    // index in the manifest
 	src   string // files: the path in the kept release
+	// want is the identity the agent recorded for src (nil: none, the
+	// content is checked instead).
+	want *fileIdentity
 }
 
 // fetchObject is content to download and the files that carry it.
@@ -67,11 +70,17 @@ func (r *Releases) buildTree(ctx context.Context, dir string, m *Manifest, src S
 	return setDirModes(dir, m, dirs)
 }
 
-// updateTree turns dir, a recycled release holding the tree of old, into
-// the tree of m: it removes what m lacks or has changed, deepest first,
-// then makes what is new. Files are never written in place, as other
-// releases may share them: a changed file is unlinked and placed anew.
-func (r *Releases) updateTree(ctx context.Context, dir string, old, m *Manifest, src Source) error {
+// updateTree turns dir, a recycled release holding the tree of old (with
+// identities oldIDs), into the tree of m: it takes out what does not match
+// old (see reconcile.go), removes what m lacks or has changed, deepest
+// first, then makes what is new. Files are never written in place, as
+// other releases may share them: a changed file is unlinked and placed
+// anew.
+func (r *Releases) updateTree(ctx context.Context, dir string, old *Manifest, oldIDs identities, m *Manifest, src Source) error {
+	plan, err := r.inspectRecycled(ctx, dir, old, oldIDs)
+	if err != nil {
+		return err
+	}
 	// Directories the agent may not write to (without root's override)
 	// are opened up until setDirModes.
 	var chmods []int
@@ -82,15 +91,24 @@ func (r *Releases) updateTree(ctx context.Context, dir string, old, m *Manifest,
 			}
 		}
 	}
+	if err := plan.apply(r.newQuarantine(filepath.Base(dir)), dir); err != nil {
+		return err
+	}
 	if err := removeChanged(dir, old, m); err != nil {
 		return err
 	}
 	var mkdirs, place []int
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		o, existed := old.lookup(e.Path)
-		if existed && *o == *e && (e.Type != TypeDir || e.Mode&0o700 == 0o700) {
-			continue // unchanged, and its mode was never relaxed
+		oi := old.index(e.Path)
+		existed := oi >= 0 && !plan.gone[e.Path]
+		var o *Entry
+		if existed {
+			o = &old.Entries[oi]
+		}
+		if existed && *o == *e && (e.Type != TypeDir || e.Mode&0o700 == 0o700 && !plan.fixDirs[e.Path]) {
+			r.building[i] = oldIDs[oi] // checked by the inspection
+			continue                   // unchanged, and its mode was never relaxed
 		}
 		switch {
 		case e.Type != TypeDir:
@@ -245,6 +263,7 @@ func (r *Releases) planFiles(m *Manifest, place []int) ([]fileLink, []*fetchObje
 	type source struct {
 		path string // in a kept release; "" while missing
 		size int64
+		want *fileIdentity
 	}
 	want := make(map[contentKey]*source, len(place))
 	missing, missingBytes := 0, int64(0)
@@ -260,6 +279,10 @@ func (r *Releases) planFiles(m *Manifest, place []int) ([]fileLink, []*fetchObje
 	}
 	resolve := func(id string, km *Manifest) {
 		root := filepath.Join(r.relDir, id)
+		ids, err := r.loadIdentities(id, km)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn("identities of a kept release unreadable; its files are checked by content", "id", id, "err", err)
+		}
 		for i := range km.Entries {
 			e := &km.Entries[i]
 			if e.Type != TypeFile {
@@ -267,6 +290,9 @@ func (r *Releases) planFiles(m *Manifest, place []int) ([]fileLink, []*fetchObje
 			}
 			if src := want[contentKey{e.SHA256, e.Mode}]; src != nil && src.path == "" {
 				src.path = entryPath(root, e)
+				if ids != nil {
+					src.want = &ids[i]
+				}
 				missing--
 				missingBytes -= src.size
 			}
@@ -297,8 +323,8 @@ func (r *Releases) planFiles(m *Manifest, place []int) ([]fileLink, []*fetchObje
 		case TypeSymlink:
 			links = append(links, fileLink{entry: i})
 		case TypeFile:
-			if src := want[contentKey{e.SHA256, e.Mode}].path; src != "" {
-				links = append(links, fileLink{entry: i, src: src})
+			if src := want[contentKey{e.SHA256, e.Mode}]; src.path != "" {
+				links = append(links, fileLink{entry: i, src: src.path, want: src.want})
 			} else {
 				objects = addObject(objects, byHash, e, i)
 			}
@@ -334,31 +360,48 @@ func addObjects(objects []*fetchObject, m *Manifest, entries []int) []*fetchObje
 }
 
 // placeLocal makes the symlinks and hard-links the files found in kept
-// releases, in parallel. It returns the files whose kept copy has gone
-// missing: they are to be fetched.
+// releases, in parallel, each checked to still be the file the agent
+// placed (see reused). It returns the files whose kept copy has gone
+// missing or is not the agent's: they are to be fetched.
 func (r *Releases) placeLocal(ctx context.Context, dir string, m *Manifest, links []fileLink) ([]int, error) {
 	var mu sync.Mutex
-	var lost []int
+	var lost, bad []int
 	err := parallel(ctx, len(links), func(k int) error {
 		l := links[k]
 		e := &m.Entries[l.entry]
+		dst := entryPath(dir, e)
 		if e.Type == TypeSymlink {
-			return os.Symlink(e.Target, entryPath(dir, e))
+			return os.Symlink(e.Target, dst)
 		}
-		err := linkOrCopy(l.src, entryPath(dir, e), e.Mode)
+		err := linkOrCopy(l.src, dst, e.Mode)
 		if errors.Is(err, fs.ErrNotExist) {
 			mu.Lock()
 			lost = append(lost, l.entry)
 			mu.Unlock()
 			return nil
 		}
-		if err == nil {
-			r.fileDone(e.Size)
+		if err != nil {
+			return err
 		}
-		return err
+		ok, err := r.reused(dst, l.entry, e, l.want)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			mu.Lock()
+			lost, bad = append(lost, l.entry), append(bad, l.entry)
+			mu.Unlock()
+			return nil
+		}
+		r.fileDone(e.Size)
+		return nil
 	})
-	if len(lost) > 0 {
-		r.log.Warn("files missing from kept releases; fetching them", "files", len(lost),
+	if len(bad) > 0 {
+		r.log.Warn("files of kept releases are not the ones the agent placed (replaced, planted or altered); fetching them",
+			"files", len(bad), "example", m.Entries[bad[0]].Path)
+	}
+	if n := len(lost) - len(bad); n > 0 {
+		r.log.Warn("files missing from kept releases; fetching them", "files", n,
 			"example", m.Entries[lost[0]].Path)
 	}
 	return lost, err
@@ -413,16 +456,17 @@ func closeReleaseFile(f *os.File, mode uint32) error {
 }
 
 // setDirModes gives the directories of m at the indexes dirs (in manifest
-// order) their modes, deepest first so that a read-only directory never
-// blocks the ones below it; then the release root its own.
+// order) their modes without write for group and others (releaseDirMode),
+// deepest first so that a read-only directory never blocks the ones below
+// it; then the release root its own.
 func setDirModes(dir string, m *Manifest, dirs []int) error {
 	for k := len(dirs) - 1; k >= 0; k-- {
 		e := &m.Entries[dirs[k]]
-		if err := os.Chmod(entryPath(dir, e), FileMode(e.Mode)); err != nil {
+		if err := os.Chmod(entryPath(dir, e), releaseDirMode(e.Mode)); err != nil {
 			return err
 		}
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
+	if err := os.Chmod(dir, releaseRootMode); err != nil {
 		return fmt.Errorf("chmod release: %w", err)
 	}
 	return nil

@@ -31,6 +31,7 @@ var errFileChanged = errors.New("changed while read")
 // others go to one worker per CPU.
 type capture struct {
 	s       *Store
+	root    int // the source root, which every file is opened beneath
 	ctx     context.Context
 	cancel  context.CancelFunc
 	work    chan *scanEntry
@@ -45,9 +46,10 @@ type capture struct {
 	changed int           // after wait: files whose content was not stored before
 }
 
-// startCapture starts the workers of a capture.
-func (s *Store) startCapture(ctx context.Context) *capture {
-	c := &capture{s: s, work: make(chan *scanEntry, 1024), claimed: map[Hash]struct{}{}}
+// startCapture starts the workers of a capture of the tree open as root
+// (the caller closes it after wait).
+func (s *Store) startCapture(ctx context.Context, root int) *capture {
+	c := &capture{s: s, root: root, work: make(chan *scanEntry, 1024), claimed: map[Hash]struct{}{}}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	n := runtime.NumCPU()
 	c.workers = make([]*captureWorker, n)
@@ -209,7 +211,7 @@ func (w *captureWorker) file(e *scanEntry) error {
 		var sum Hash
 		start := w.pw.size()
 		var whole bool
-		id, sum, whole, err = w.read(full, before)
+		id, sum, whole, err = w.read(e.path, before)
 		before = nil
 		if errors.Is(err, errFileChanged) {
 			w.pw.rewind(start)
@@ -278,15 +280,19 @@ type readSink interface {
 	commit(m int)
 }
 
-// read hashes the content of the file at full and appends it to the pack,
+// read hashes the content of the file at rel and appends it to the pack,
 // or, when it may be compressed, reads it whole into w.buf (whole is
 // true). The file's identity must be the same before and after reading,
 // and the bytes read must match its size. The identity before is the
 // scan's when given, else the open file's: a change made after the scan's
 // stat shows in the fstat after reading as surely as one made after an
 // fstat at open would, and it saves a syscall per file.
-func (w *captureWorker) read(full string, before *fileID) (id fileID, sum Hash, whole bool, err error) {
-	fd, err := openRetry(full)
+func (w *captureWorker) read(rel string, before *fileID) (id fileID, sum Hash, whole bool, err error) {
+	full := w.c.s.cfg.Source + "/" + rel
+	if hook := w.c.s.testHookOpen; hook != nil {
+		hook(rel)
+	}
+	fd, err := openSource(w.c.root, rel)
 	if err != nil {
 		return fileID{}, sum, false, fmt.Errorf("read %s: %w", full, err)
 	}
@@ -342,21 +348,16 @@ func (w *captureWorker) read(full string, before *fileID) (id fileID, sum Hash, 
 	return id, sum, whole, nil
 }
 
-// openRetry opens a source file for reading, without updating its access
-// time where the kernel allows it.
-func openRetry(p string) (int, error) {
-	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NOCTTY | unix.O_NONBLOCK
-	noatime := unix.O_NOATIME
-	for {
-		fd, err := unix.Open(p, flags|noatime, 0)
-		switch {
-		case err == unix.EINTR:
-		case err == unix.EPERM && noatime != 0: // not the owner
-			noatime = 0
-		default:
-			return fd, err
-		}
+// openSource opens the source file at rel beneath root for reading (see
+// openBeneath), without updating its access time where the kernel allows
+// it.
+func openSource(root int, rel string) (int, error) {
+	flags := unix.O_RDONLY | unix.O_NOCTTY | unix.O_NONBLOCK
+	fd, err := openBeneath(root, rel, flags|unix.O_NOATIME)
+	if err == unix.EPERM { // not the owner
+		fd, err = openBeneath(root, rel, flags)
 	}
+	return fd, err
 }
 
 func readRetry(fd int, b []byte) (int, error) {

@@ -46,12 +46,19 @@ type Releases struct {
 	relDir string // absolute <Dir>/releases
 	target string // absolute Target
 
-	applyMu sync.Mutex // serializes Apply and owns base and spare
+	applyMu sync.Mutex // serializes Apply and Repair, owns base, building and spare
 	base    struct {   // the last manifest loaded or built, for the next delta
 		id string
 		m  *Manifest
 	}
 	spare spare
+	// building holds the identities of the release being built, by
+	// entry, as far as known (see identity.go).
+	building identities
+	// reuseByContent: files linked from kept releases are checked by
+	// their content, not their identity (repairs: the content of an inode
+	// written in place by root, its time set back, passes for intact).
+	reuseByContent bool
 
 	mu         sync.Mutex
 	kept       map[string]Revision
@@ -122,7 +129,7 @@ func (r *Releases) Open(ctx context.Context) error {
 		return fmt.Errorf("open releases: %w", err)
 	}
 	r.relDir = filepath.Join(dir, releasesDir)
-	for _, d := range []string{r.relDir, r.metaDir(manifestsDir), r.metaDir(revisionsDir)} {
+	for _, d := range []string{r.relDir, r.metaDir(manifestsDir), r.metaDir(revisionsDir), r.metaDir(identitiesDir)} {
 		// The web server traverses releases/ through Target: 0755.
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("open releases: %w", err)
@@ -140,6 +147,7 @@ func (r *Releases) Open(ctx context.Context) error {
 	if err := r.loadKept(); err != nil {
 		return fmt.Errorf("open releases: %w", err)
 	}
+	r.hardenOlderReleases()
 	if cur, ok := r.Current(); ok {
 		r.log.Info("releases opened", "current", cur.ID, "seq", cur.Seq, "kept", len(r.kept))
 	} else {
@@ -197,6 +205,9 @@ func (r *Releases) loadKept() error {
 	r.mu.Lock()
 	r.kept = kept
 	r.mu.Unlock()
+	if err := r.removeOrphanIdentities(kept); err != nil {
+		return err
+	}
 	return r.removeOrphans(kept)
 }
 
@@ -327,6 +338,9 @@ func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
 		r.filesDone.Store(int64(rev.Files))
 		r.bytesDone.Store(rev.Bytes)
 		r.log.Info("switching to a kept release", "id", rev.ID, "seq", rev.Seq)
+		if err := r.checkKept(ctx, rev, src); err != nil {
+			return fmt.Errorf("apply %d (%s): %w", rev.Seq, rev.ID, err)
+		}
 	} else {
 		start := time.Now()
 		built, err := r.build(ctx, rev, src)
@@ -394,18 +408,23 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	if err := removeTree(tmp); err != nil {
 		return rev, err
 	}
-	base, baseID := r.baseManifest()
-	if base != nil && r.takeSpare(baseID, tmp) {
-		err = r.updateTree(ctx, tmp, base, m, src)
-	} else if old := r.recycle(meta, tmp); old != nil {
-		err = r.updateTree(ctx, tmp, old, m, src)
+	r.building = make(identities, len(m.Entries))
+	defer func() { r.building = nil }()
+	if base, spareIDs := r.takeSpare(tmp); base != nil {
+		// The spare holds the current release's tree, the delta's base.
+		err = r.updateTree(ctx, tmp, base, spareIDs, m, src)
+	} else if old, oldIDs := r.recycle(meta, tmp); old != nil {
+		err = r.updateTree(ctx, tmp, old, oldIDs, m, src)
 	} else {
 		err = r.buildTree(ctx, tmp, m, src)
+	}
+	if err == nil {
+		err = recordIdentities(tmp, m, r.building)
 	}
 	if err != nil {
 		return rev, err
 	}
-	if err := r.commit(tmp, meta); err != nil {
+	if err := r.commit(tmp, meta, r.building); err != nil {
 		return rev, err
 	}
 	// The new manifest is not kept for the next delta: at 50k files it is
@@ -420,8 +439,8 @@ func (r *Releases) discard(id, tmp string) {
 	if err := removeTree(tmp); err != nil {
 		r.log.Warn("remove failed build", "dir", tmp, "err", err)
 	}
-	for _, kind := range []string{manifestsDir, revisionsDir} {
-		if err := os.Remove(r.metaFile(kind, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, p := range []string{r.metaFile(manifestsDir, id), r.metaFile(revisionsDir, id), r.identitiesFile(id)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			r.log.Warn("remove metadata of failed build", "id", id, "err", err)
 		}
 	}
@@ -430,9 +449,12 @@ func (r *Releases) discard(id, tmp string) {
 // commit makes the built tree durable and gives it its name, the commit
 // point: a release directory is complete once named, and Open removes
 // metadata files without one.
-func (r *Releases) commit(tmp string, rev Revision) error {
+func (r *Releases) commit(tmp string, rev Revision, ids identities) error {
 	r.setPhase(PhaseDurable)
 	if err := syncFS(r.relDir); err != nil {
+		return err
+	}
+	if err := r.writeIdentities(rev.ID, ids); err != nil {
 		return err
 	}
 	if err := writeJSONAtomic(r.metaFile(revisionsDir, rev.ID), rev); err != nil {
@@ -581,9 +603,11 @@ func (r *Releases) removeRelease(id string) error {
 // recycle finds a kept release that gc would remove once rev is current and
 // that is not served now, and moves it to tmp: rev's tree is made from it by
 // changing what differs, rather than built from nothing while the other is
-// deleted file by file. It returns the manifest of the recycled tree, or
-// nil if there is none to recycle.
-func (r *Releases) recycle(rev Revision, tmp string) *Manifest {
+// deleted file by file. It returns the manifest and identities of the
+// recycled tree, or nil if there is none to recycle (a release without
+// identities, made by an older version, is not: nothing tells its files
+// are still the agent's).
+func (r *Releases) recycle(rev Revision, tmp string) (*Manifest, identities) {
 	list := append(r.List(), rev)
 	sortRevisions(list)
 	cur, _ := r.Current()
@@ -594,18 +618,22 @@ func (r *Releases) recycle(rev Revision, tmp string) *Manifest {
 		}
 	}
 	if id == "" {
-		return nil
+		return nil, nil
 	}
 	old, err := r.loadManifest(id)
+	var ids identities
+	if err == nil {
+		ids, err = r.loadIdentities(id, old)
+	}
 	if err == nil {
 		err = r.unkeep(id, tmp)
 	}
 	if err != nil {
 		r.log.Warn("release not recycled; building from nothing", "id", id, "err", err)
-		return nil
+		return nil, nil
 	}
 	r.log.Debug("recycling release", "id", id, "for", rev.ID)
-	return old
+	return old, ids
 }
 
 // unkeep renames the release id to dir, out of the kept set, and removes
@@ -621,8 +649,8 @@ func (r *Releases) unkeep(id, dir string) error {
 		r.base.id, r.base.m = "", nil
 	}
 	var errs []error
-	for _, kind := range []string{manifestsDir, revisionsDir} {
-		if err := os.Remove(r.metaFile(kind, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, p := range []string{r.metaFile(manifestsDir, id), r.metaFile(revisionsDir, id), r.identitiesFile(id)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

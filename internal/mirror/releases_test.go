@@ -89,13 +89,16 @@ func mustApply(t *testing.T, n *testNode, rev mirror.Revision, src mirror.Source
 
 // checkTree fails unless the tree Target resolves to is nodes exactly:
 // paths, types, bytes, symlink targets, and modes (files without write,
-// setuid and setgid bits).
+// setuid and setgid bits; directories without write for group and others).
 func checkTree(t *testing.T, target string, nodes []tnode) {
 	t.Helper()
 	want, _ := buildManifest(nodes)
 	for i := range want.Entries {
-		if e := &want.Entries[i]; e.Type == mirror.TypeFile {
+		switch e := &want.Entries[i]; e.Type {
+		case mirror.TypeFile:
 			e.Mode &^= 0o6222
+		case mirror.TypeDir:
+			e.Mode &^= 0o022
 		}
 	}
 	got := readTree(t, target)

@@ -21,7 +21,8 @@ import (
 // changed go to onFile, as in a scan; lookup is the identity cache.
 type rescan struct {
 	ctx    context.Context
-	root   string
+	root   string // for messages
+	rootFD int    // everything is opened beneath it
 	ex     *excluder
 	log    *slog.Logger
 	w      *watcher
@@ -146,9 +147,9 @@ func (r *rescan) scanDir(p string, was *scanEntry) error {
 	if was != nil && was.typ == TypeDir {
 		r.w.unwatchUnder(p) // moved here from elsewhere: watch again below
 	}
-	ents, err := scanSubtree(r.ctx, r.root, p, r.ex, r.log, r.lookup, r.onFile, r.w.watchDir)
+	ents, err := scanSubtree(r.ctx, r.root, r.rootFD, p, r.ex, r.log, r.lookup, r.onFile, r.w.watchDir)
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, errPathChanged) {
 			r.remove(p, was) // gone again: its parent's event follows
 			return nil
 		}
@@ -166,16 +167,19 @@ func (r *rescan) scanDir(p string, was *scanEntry) error {
 // stat describes the entry at p as a scan would. ok is false for what a
 // tree does not record: special files, and entries that are gone.
 func (r *rescan) stat(p string) (scanEntry, bool, error) {
-	dir := r.root
-	if d := path.Dir(p); d != "." {
-		dir += "/" + d
+	dir := path.Dir(p)
+	var fd int
+	var err error
+	if dir == "." {
+		fd, err = unix.Openat(r.rootFD, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	} else {
+		fd, err = openBeneath(r.rootFD, dir, unix.O_RDONLY|unix.O_DIRECTORY)
 	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
-		return scanEntry{}, false, nil
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, errPathChanged) {
+		return scanEntry{}, false, nil // gone, or no longer a directory of the tree
 	}
 	if err != nil {
-		return scanEntry{}, false, fmt.Errorf("scan %s: %w", dir, err)
+		return scanEntry{}, false, fmt.Errorf("scan %s/%s: %w", r.root, dir, err)
 	}
 	defer unix.Close(fd)
 	wk := &walker{root: r.root, log: r.log}

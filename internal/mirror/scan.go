@@ -58,7 +58,18 @@ type scanEntry struct {
 	unstatted bool
 }
 
-// scanTree walks the tree at root and returns its entries sorted by path.
+// openRoot opens the source root, following symlinks in its own path (the
+// configured path may be one); everything inside is opened beneath it.
+func openRoot(root string) (int, error) {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("scan %s: %w", root, err)
+	}
+	return fd, nil
+}
+
+// scanTree walks the tree open as rootFD (at root, for messages) and
+// returns its entries sorted by path.
 // Directories are read in parallel; every entry is stat'ed relative to its
 // directory's descriptor. Excluded paths are left out, and special files
 // (sockets, fifos, devices) are skipped with a warning. onFile is called,
@@ -67,15 +78,17 @@ type scanEntry struct {
 // returns what the identity cache knows of a file: regular files it does
 // not know are not stat'ed, where the directory tells their type, since
 // they will be opened anyway.
-func scanTree(ctx context.Context, root string, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry)) ([]*scanEntry, error) {
-	return scanSubtree(ctx, root, "", ex, log, lookup, onFile, nil)
+func scanTree(ctx context.Context, root string, rootFD int, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry)) ([]*scanEntry, error) {
+	return scanSubtree(ctx, root, rootFD, "", ex, log, lookup, onFile, nil)
 }
 
-// scanSubtree is scanTree of the directory base of the tree at root: the
-// entries below base, with paths relative to root. onDir, if set, is
-// called with each directory (relative to root) before it is read.
-func scanSubtree(ctx context.Context, root, base string, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry), onDir func(rel string)) ([]*scanEntry, error) {
-	w := &walker{ctx: ctx, root: strings.TrimRight(root, "/"), base: base, ex: ex, log: log, lookup: lookup, onFile: onFile, onDir: onDir}
+// scanSubtree is scanTree of the directory base of the tree open as
+// rootFD: the entries below base, with paths relative to the root. onDir,
+// if set, is called with each directory (relative to the root) before it
+// is read.
+func scanSubtree(ctx context.Context, root string, rootFD int, base string, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry), onDir func(rel string)) ([]*scanEntry, error) {
+	w := &walker{ctx: ctx, root: strings.TrimRight(root, "/"), rootFD: rootFD, base: base, ex: ex, log: log,
+		lookup: lookup, onFile: onFile, onDir: onDir}
 	if w.root == "" {
 		w.root = "/"
 	}
@@ -105,7 +118,8 @@ type walker struct {
 	onFile func(*scanEntry)
 	onDir  func(rel string)
 	root   string
-	base   string // the directory walked, relative to root; "" for root
+	rootFD int
+	base   string // the directory walked, relative to the root; "" for the root
 	ex     *excluder
 	log    *slog.Logger
 	sem    chan struct{} // a slot per extra goroutine
@@ -121,11 +135,13 @@ const walkerDirentBuffer = 32 << 10
 
 // walkRoot walks the tree from its root in this goroutine and helpers.
 func (w *walker) walkRoot() {
-	dir := w.root
-	if w.base != "" {
+	dir, fd, err := w.root, -1, error(nil)
+	if w.base == "" {
+		fd, err = unix.Openat(w.rootFD, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	} else {
 		dir += "/" + w.base
+		fd, err = openBeneath(w.rootFD, w.base, unix.O_RDONLY|unix.O_DIRECTORY)
 	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		w.fail(fmt.Errorf("scan %s: %w", dir, err))
 		return
@@ -266,7 +282,8 @@ func (w *walker) stat(fd int, name, p string) (e scanEntry, ok bool, err error) 
 	return e, true, nil
 }
 
-// readDirents lists the directory open as fd, at rel, with getdents.
+// readDirents lists the directory open as fd (at rel, relative to the
+// tree root), "." and ".." left out.
 func readDirents(fd int, rel string, buf []byte) ([]dirent, error) {
 	var des []dirent
 	for {

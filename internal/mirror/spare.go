@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -29,7 +28,8 @@ const spareGCPercent = 20
 
 // spare is what the release store knows of its spare; applyMu guards it.
 type spare struct {
-	id string // the release whose tree the spare holds; "" when none
+	id  string     // the release whose tree the spare holds; "" when none
+	ids identities // the identities of its files, by entry of that release
 }
 
 func (r *Releases) spareDir() string { return filepath.Join(r.relDir, spareName) }
@@ -84,13 +84,20 @@ func (r *Releases) PrepareSpare(ctx context.Context) error {
 	// The spare is no sync: keep the progress of the last one as it was.
 	files, bytes := r.filesDone.Load(), r.bytesDone.Load()
 	defer func() { r.filesDone.Store(files); r.bytesDone.Store(bytes) }()
+	// Placed files record their identities, as in a build: the sync that
+	// takes the spare checks every file against them.
+	r.building = make(identities, len(m.Entries))
+	defer func() { r.building = nil }()
 	how := "linked"
 	var err error
-	if old, oldID := r.recycleForSpare(cur, dir); old != nil {
+	if old, oldIDs, oldID := r.recycleForSpare(cur, dir); old != nil {
 		how = "recycled " + oldID
-		err = r.updateTree(ctx, dir, old, m, noSource{})
+		err = r.updateTree(ctx, dir, old, oldIDs, m, noSource{errSpareFetches})
 	} else {
-		err = linkRelease(ctx, dir, m, filepath.Join(r.relDir, cur.ID))
+		err = r.buildTree(ctx, dir, m, noSource{errSpareFetches})
+	}
+	if err == nil {
+		err = recordIdentities(dir, m, r.building)
 	}
 	if err != nil {
 		// What was made stays until the next spare replaces it or Open
@@ -100,64 +107,65 @@ func (r *Releases) PrepareSpare(ctx context.Context) error {
 		}
 		return fmt.Errorf("spare of %s: %w", cur.ID, err)
 	}
+	r.spare.ids = r.building
 	r.spare.id = cur.ID
 	r.log.Debug("warm spare ready", "id", cur.ID, "how", how, "duration", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
 // recycleForSpare moves to dir the oldest kept release that the next
-// sync's garbage collection would remove, and returns its manifest; nil
-// when every kept release stays.
-func (r *Releases) recycleForSpare(cur Revision, dir string) (*Manifest, string) {
+// sync's garbage collection would remove, and returns its manifest and
+// identities; nil when every kept release stays.
+func (r *Releases) recycleForSpare(cur Revision, dir string) (*Manifest, identities, string) {
 	list := r.List()
 	if len(list) < r.cfg.Keep {
-		return nil, ""
+		return nil, nil, ""
 	}
 	for _, k := range list {
 		if k.ID == cur.ID {
 			continue
 		}
 		old, err := r.loadManifest(k.ID)
+		var ids identities
+		if err == nil {
+			ids, err = r.loadIdentities(k.ID, old)
+		}
 		if err == nil {
 			err = r.unkeep(k.ID, dir)
 		}
 		if err != nil {
 			r.log.Warn("release not recycled into the spare; linking it anew", "id", k.ID, "err", err)
-			return nil, ""
+			return nil, nil, ""
 		}
-		return old, k.ID
+		return old, ids, k.ID
 	}
-	return nil, ""
+	return nil, nil, ""
 }
 
-// takeSpare moves the spare to tmp when it holds the tree of the release
-// base (the current one), and reports whether it did.
-func (r *Releases) takeSpare(baseID, tmp string) bool {
-	if r.spare.id == "" || r.spare.id != baseID {
-		return false
+// takeSpare moves the spare to tmp when it holds the tree of the current
+// release, and returns that release's manifest (the delta's base) and the
+// spare's identities; a nil manifest when there is no such spare.
+func (r *Releases) takeSpare(tmp string) (*Manifest, identities) {
+	cur, ok := r.Current()
+	if !ok || r.spare.id == "" || r.spare.id != cur.ID {
+		return nil, nil
 	}
-	r.spare.id = ""
+	ids := r.spare.ids
+	r.spare.id, r.spare.ids = "", nil
+	base, baseID := r.baseManifest()
+	if base == nil || baseID != cur.ID {
+		return nil, nil
+	}
 	if err := os.Rename(r.spareDir(), tmp); err != nil {
 		r.log.Warn("spare not usable", "err", err)
-		return false
+		return nil, nil
 	}
-	return true
+	return base, ids
 }
 
-// noSource is the Source of a spare: everything it needs is in the
-// releases already; a file lost from them fails the spare, not a sync.
-type noSource struct{}
-
-var errNoSource = errors.New("a spare fetches nothing")
-
-func (noSource) Revision(context.Context, string) (Revision, error) { return Revision{}, errNoSource }
-func (noSource) Manifest(context.Context, string) ([]byte, error)   { return nil, errNoSource }
-func (noSource) Delta(context.Context, string, string) (*Delta, error) {
-	return nil, errNoSource
-}
-func (noSource) Objects(context.Context, []Hash, func(Hash, int64, io.Reader) error) error {
-	return errNoSource
-}
+// errSpareFetches reports a spare that needed content the releases lost:
+// a spare fetches nothing.
+var errSpareFetches = errors.New("a spare fetches nothing")
 
 // removeSpare removes a spare left by an earlier run.
 func (r *Releases) removeSpare() error {
@@ -165,36 +173,4 @@ func (r *Releases) removeSpare() error {
 		return fmt.Errorf("remove the spare of an earlier run: %w", err)
 	}
 	return nil
-}
-
-// linkRelease makes under dir the tree of m by linking every file from the
-// release at from, which holds m: no search for content, so it needs no
-// memory beyond m. Symlinks are made anew; directory modes are set last.
-func linkRelease(ctx context.Context, dir string, m *Manifest, from string) error {
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return err
-	}
-	var dirs []int
-	for i := range m.Entries {
-		if m.Entries[i].Type == TypeDir {
-			dirs = append(dirs, i)
-		}
-	}
-	if err := makeDirs(ctx, dir, m, dirs); err != nil {
-		return err
-	}
-	err := parallel(ctx, len(m.Entries), func(i int) error {
-		e := &m.Entries[i]
-		switch e.Type {
-		case TypeFile:
-			return linkOrCopy(entryPath(from, e), entryPath(dir, e), e.Mode)
-		case TypeSymlink:
-			return os.Symlink(e.Target, entryPath(dir, e))
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return setDirModes(dir, m, dirs)
 }

@@ -19,6 +19,7 @@ import (
 
 	sha256 "github.com/minio/sha256-simd"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // StoreConfig configures the controller's revision store.
@@ -97,8 +98,10 @@ type Store struct {
 	// may change again within the same timestamp tick unnoticed, so its
 	// identity is not cached.
 	racyMargin time.Duration
-	// testHookRead, if set, runs between a file's open and its reading.
+	// testHookRead, if set, runs between a file's open and its reading;
+	// testHookOpen before the open (with the relative path).
 	testHookRead func(path string)
+	testHookOpen func(rel string)
 }
 
 // objLoc locates the content of a hash.
@@ -518,8 +521,15 @@ func (s *Store) publish(ctx context.Context, message string) (_ Revision, _ bool
 // found. The tree's shape is checked meanwhile: valid yields the outcome
 // (and a bad shape cancels the capture).
 func (s *Store) scanAndCapture(ctx context.Context) (ents []*scanEntry, c *capture, valid <-chan error, err error) {
-	c = s.startCapture(ctx)
-	ents, err = s.scanSource(ctx, c.lookup, c.offer)
+	// One descriptor of the root for the whole publish: the scan lists
+	// and the capture opens everything beneath it, never by path.
+	root, err := openRoot(s.cfg.Source)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer unix.Close(root)
+	c = s.startCapture(ctx, root)
+	ents, err = s.scanSource(ctx, root, c.lookup, c.offer)
 	if err != nil {
 		c.stop()
 		return nil, nil, nil, err

@@ -41,3 +41,18 @@ func PauseWatcher(s *Store) (resume func()) {
 	w.mu.Lock()
 	return w.mu.Unlock
 }
+
+// SetOpenHook makes publishes call hook(rel) before opening a source file.
+func SetOpenHook(s *Store, hook func(rel string)) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	s.testHookOpen = hook
+}
+
+// UseOpenat2 switches between openat2 and the descriptor walk its absence
+// falls back to; it returns a func restoring the previous choice.
+func UseOpenat2(use bool) (restore func()) {
+	prev := noOpenat2.Load()
+	noOpenat2.Store(!use)
+	return func() { noOpenat2.Store(prev) }
+}

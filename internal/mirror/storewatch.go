@@ -75,7 +75,7 @@ func (s *Store) ForceFullScan() {
 // watcher saw change since the last publish, or by scanning the whole tree
 // (first publish, watcher not vouching, FullScanEvery passed, forced).
 // Files to read go to onFile.
-func (s *Store) scanSource(ctx context.Context, lookup func(string) *cacheEntry, onFile func(*scanEntry)) ([]*scanEntry, error) {
+func (s *Store) scanSource(ctx context.Context, rootFD int, lookup func(string) *cacheEntry, onFile func(*scanEntry)) ([]*scanEntry, error) {
 	src := &s.src
 	every := s.cfg.FullScanEvery
 	if every == 0 {
@@ -92,7 +92,7 @@ func (s *Store) scanSource(ctx context.Context, lookup func(string) *cacheEntry,
 	case src.model != nil:
 		dirty, broken := src.watch.take()
 		if broken == "" {
-			r := &rescan{ctx: ctx, root: s.cfg.Source, ex: s.ex, log: s.log, w: src.watch,
+			r := &rescan{ctx: ctx, root: s.cfg.Source, rootFD: rootFD, ex: s.ex, log: s.log, w: src.watch,
 				lookup: lookup, onFile: onFile, prev: src.model}
 			s.log.Debug("publish rechecks what changed", "paths", len(dirty))
 			src.last = fmt.Sprintf("changes: %d paths", len(dirty))
@@ -110,7 +110,7 @@ func (s *Store) scanSource(ctx context.Context, lookup func(string) *cacheEntry,
 	}
 	src.last, src.files = "full: "+reason, nil
 	start := time.Now()
-	ents, err := scanSubtree(ctx, s.cfg.Source, "", s.ex, s.log, lookup, onFile, onDir)
+	ents, err := scanSubtree(ctx, s.cfg.Source, rootFD, "", s.ex, s.log, lookup, onFile, onDir)
 	if err == nil {
 		src.forced, src.lastFull = false, start
 	}

@@ -116,14 +116,18 @@ func BenchmarkSyncOneChange(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	var cpu time.Duration
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
 		rev := publish(i)
 		b.StartTimer()
+		c0 := processCPU()
 		if err := rels.Apply(ctx, rev, client); err != nil {
 			b.Fatal(err)
 		}
+		cpu += processCPU() - c0
 	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkSyncBaselineRsyncCopy: rsync -a src/ into an empty directory.
