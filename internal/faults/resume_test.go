@@ -233,7 +233,9 @@ func checkLeftoverCleanup(ctx context.Context, t *testing.T, c *faults.Cluster, 
 	for {
 		log := c.LogTail(web, 1<<20)
 		log = log[strings.LastIndex(log, "=== faults: start"):]
-		started, cleaned := strings.Index(log, `msg="agent started"`), strings.Index(log, `msg="cleanup done"`)
+		// The warm spare of the run before is set aside and cleaned up too.
+		started := strings.Index(log, `msg="agent started"`)
+		cleaned := strings.Index(log, `msg="cleanup done" node=`+web+` what="interrupted build or removal"`)
 		if cleaned >= 0 {
 			line := log[cleaned:]
 			line = line[:strings.IndexByte(line, '\n')]
