@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -148,24 +149,45 @@ func (c *Client) Objects(ctx context.Context, hashes []Hash, fn func(h Hash, siz
 	if err != nil {
 		return fmt.Errorf("objects: %w", err)
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/objects", body, "Content-Type", "application/json")
+	resp, err := c.do(ctx, http.MethodPost, "/objects", body, "Content-Type", "application/json",
+		"Accept", ObjectsContentTypeV2+", "+ObjectsContentType+";q=0.5")
 	if err != nil {
 		return fmt.Errorf("objects: %w", err)
 	}
 	defer resp.Body.Close()
-	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != ObjectsContentType {
-		return fmt.Errorf("objects: %w: content type %q", ErrFrame, ct)
+	br := bufio.NewReaderSize(resp.Body, objectsReadBuffer)
+	switch ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct {
+	case ObjectsContentType: // a controller older than compression
+		err = readFrames(br, len(hashes), false, fn)
+	case ObjectsContentTypeV2:
+		err = readFrames(br, len(hashes), true, fn)
+	default:
+		err = fmt.Errorf("%w: content type %q", ErrFrame, ct)
 	}
-	if err := readFrames(bufio.NewReaderSize(resp.Body, objectsReadBuffer), len(hashes), fn); err != nil {
+	if err != nil {
 		return fmt.Errorf("objects: %w", err)
 	}
 	return nil
 }
 
-// readFrames reads want object frames from r, then expects the end.
-func readFrames(r io.Reader, want int, fn func(h Hash, size int64, r io.Reader) error) error {
+// readFrames reads want object frames from r (v2 frames when v2), then
+// expects the end. Compressed objects are decompressed whole (they are at
+// most compressMax bytes) and handed to fn from memory; bytes that do not
+// decompress are handed on as an object of wrong content, which the
+// caller's hash check refuses and asks for again.
+func readFrames(r io.Reader, want int, v2 bool, fn func(h Hash, size int64, r io.Reader) error) error {
+	var stored []byte
 	for i := 0; ; i++ {
-		h, size, err := ReadFrameHeader(r)
+		var h Hash
+		var size, n int64
+		codec := CodecRaw
+		var err error
+		if v2 {
+			h, size, codec, n, err = ReadFrameHeaderV2(r)
+		} else {
+			h, size, err = ReadFrameHeader(r)
+			n = size
+		}
 		if err == io.EOF {
 			if i < want {
 				return fmt.Errorf("%w: stream ended after %d of %d objects", ErrFrame, i, want)
@@ -178,15 +200,33 @@ func readFrames(r io.Reader, want int, fn func(h Hash, size int64, r io.Reader) 
 		if i == want {
 			return fmt.Errorf("%w: more than the %d objects asked", ErrFrame, want)
 		}
-		fr := &frameReader{r: r, n: size}
-		if err := fn(h, size, fr); err != nil {
+		fr := &frameReader{r: r, n: n}
+		if codec == CodecRaw {
+			if err := fn(h, size, fr); err != nil {
+				return err
+			}
+			// Skip what fn left unread, so the next header is in place.
+			if _, err := io.Copy(io.Discard, fr); err != nil {
+				return err
+			}
+			continue
+		}
+		stored = slices.Grow(stored[:0], int(n))[:n]
+		if _, err := io.ReadFull(fr, stored); err != nil {
 			return err
 		}
-		// Skip what fn left unread, so the next header is in place.
-		if _, err := io.Copy(io.Discard, fr); err != nil {
+		raw, _ := decodeObject(make([]byte, 0, size), stored, codec, size)
+		if err := fn(h, size, &heldReader{Reader: bytes.NewReader(raw), data: raw}); err != nil {
 			return err
 		}
 	}
+}
+
+// heldReader is an object already in memory: a receiver that keeps
+// objects whole takes its bytes without copying them.
+type heldReader struct {
+	*bytes.Reader
+	data []byte
 }
 
 // frameReader reads exactly n bytes of r: an early end of r is

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -181,15 +182,31 @@ func (s *Store) serveObjects(w http.ResponseWriter, r *http.Request) {
 			l.p.release()
 		}
 	}()
+	v2 := acceptsObjectsV2(r)
 	var total int64
 	for _, l := range locs {
-		total += FrameHeaderSize + l.size
+		if v2 {
+			total += FrameHeaderSizeV2 + l.size
+		} else {
+			total += FrameHeaderSize + l.raw
+		}
 	}
-	w.Header().Set("Content-Type", ObjectsContentType)
+	ct := ObjectsContentType
+	if v2 {
+		ct = ObjectsContentTypeV2
+	}
+	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Content-Length", strconv.FormatInt(total, 10))
 	bw := bufio.NewWriterSize(w, objectsWriteBuffer)
+	var scratch []byte
 	for i, l := range locs {
-		if err := writeObject(bw, req.Objects[i], l); err != nil {
+		var err error
+		if v2 {
+			err = writeStoredObject(bw, req.Objects[i], l)
+		} else {
+			scratch, err = writeRawObject(bw, req.Objects[i], l, scratch)
+		}
+		if err != nil {
 			// The response is cut short of its Content-Length: the client
 			// sees the failure.
 			s.log.Debug("serve objects", "err", err)
@@ -199,15 +216,52 @@ func (s *Store) serveObjects(w http.ResponseWriter, r *http.Request) {
 	bw.Flush()
 }
 
-func writeObject(w io.Writer, h Hash, l objLoc) error {
-	if err := WriteFrameHeader(w, h, l.size); err != nil {
+// writeStoredObject sends an object as its pack stores it (a v2 frame).
+func writeStoredObject(w io.Writer, h Hash, l objLoc) error {
+	if err := WriteFrameHeaderV2(w, h, l.raw, l.codec, l.size); err != nil {
 		return err
 	}
+	return copyStored(w, h, l)
+}
+
+func copyStored(w io.Writer, h Hash, l objLoc) error {
 	n, err := io.Copy(w, io.NewSectionReader(l.p.f, l.off, l.size))
 	if err == nil && n != l.size {
 		err = fmt.Errorf("object %s: pack %d ends after %d of %d bytes", h, l.p.num, n, l.size)
 	}
 	return err
+}
+
+// writeRawObject sends an object's content (a v1 frame), decompressing it
+// for a client of the first format.
+func writeRawObject(w io.Writer, h Hash, l objLoc, scratch []byte) ([]byte, error) {
+	if err := WriteFrameHeader(w, h, l.raw); err != nil {
+		return scratch, err
+	}
+	if l.codec == CodecRaw {
+		return scratch, copyStored(w, h, l)
+	}
+	stored := slices.Grow(scratch[:0], int(l.size))[:l.size]
+	if _, err := l.p.f.ReadAt(stored, l.off); err != nil {
+		return scratch, fmt.Errorf("object %s: %w", h, err)
+	}
+	raw, err := decodeObject(stored[len(stored):], stored, l.codec, l.raw)
+	if err != nil {
+		return scratch, fmt.Errorf("object %s: %w", h, err)
+	}
+	_, err = w.Write(raw)
+	return stored, err
+}
+
+// acceptsObjectsV2 reports whether the client asked for v2 object streams.
+func acceptsObjectsV2(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := strings.Cut(part, ";")
+		if strings.EqualFold(strings.TrimSpace(mt), ObjectsContentTypeV2) {
+			return true
+		}
+	}
+	return false
 }
 
 // locate resolves hashes, taking a reference on each pack used; missing
