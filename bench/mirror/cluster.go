@@ -160,7 +160,8 @@ func (c *cluster) synced(ctx context.Context, p *agentProc, seq uint64, timeout 
 	return st, err
 }
 
-// idle waits until web node p has no sync in progress.
+// idle waits until web node p has no sync in progress, nor its warm spare
+// being made.
 func (c *cluster) idle(ctx context.Context, p *agentProc) error {
 	return benchenv.Poll(ctx, 10*time.Minute, 10*time.Millisecond, func() error {
 		st, err := c.status(p)

@@ -22,12 +22,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
+	"github.com/nodeagent/nodeagent/bench/internal/corpus"
 )
 
 const defaultTSV = "../shared/corpus/moodle-3.5-tree.tsv" // relative to the repository root
@@ -63,6 +65,9 @@ type options struct {
 	file    string
 	idle    time.Duration
 	command string
+	corpora []string // "random", "real"
+	seed    uint64
+	cache   string
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -79,6 +84,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.file, "file", "version.php", "the file changed by the 1-file changes (under a/ when scale > 1)")
 	fs.DurationVar(&o.idle, "idle", 5*time.Second, "wait after a sync before reading the idle RSS")
 	fs.StringVar(&o.command, "command", "", "the command shown in the report (default: go run ./bench/mirror ARGS)")
+	corpora := fs.String("corpus", "random,real", "comma-separated corpora: random (pseudo-random bytes), real (content of Debian's php-* packages)")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the realistic corpus's file assignment")
+	fs.StringVar(&o.cache, "cache", corpus.DefaultDir(), "download cache of the realistic corpus (outside the repository)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -91,6 +99,12 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("-scale: %q is not a number in 1..26", s)
 		}
 		o.scales = append(o.scales, n)
+	}
+	for _, c := range strings.Split(*corpora, ",") {
+		if c = strings.TrimSpace(c); c != corpusRandom && c != corpusReal {
+			return o, fmt.Errorf("-corpus: %q is neither %s nor %s", c, corpusRandom, corpusReal)
+		}
+		o.corpora = append(o.corpora, strings.TrimSpace(c))
 	}
 	if o.runs < 1 || o.changes < 1 {
 		return o, errors.New("-runs and -changes must be at least 1")
@@ -119,15 +133,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	b := &bench{opts: o, root: root, log: log}
 	rep := report{machine: describeMachine(ctx, o.work), command: o.command, opts: o,
 		agent: benchenv.FirstLine(benchenv.CommandOutput(ctx, o.bin, "version")) + ", " + checkout(ctx)}
-	for _, scale := range o.scales {
-		res, err := b.scale(ctx, scale)
-		if err != nil {
-			return fmt.Errorf("scale %d: %w", scale, err)
+	if slices.Contains(o.corpora, corpusReal) {
+		if b.pools, err = loadCorpus(ctx, o.cache, log); err != nil {
+			return err
 		}
-		rep.scales = append(rep.scales, res)
-		var part strings.Builder
-		res.markdown(&part, o)
-		fmt.Fprint(stderr, part.String())
+	}
+	for _, scale := range o.scales {
+		for _, corp := range o.corpora {
+			res, err := b.scale(ctx, scale, corp)
+			if err != nil {
+				return fmt.Errorf("scale %d, %s corpus: %w", scale, corp, err)
+			}
+			rep.scales = append(rep.scales, res)
+			var part strings.Builder
+			res.markdown(&part, o)
+			fmt.Fprint(stderr, part.String())
+		}
 	}
 	rep.loadEnd = benchenv.LoadAverage()
 	return benchenv.WriteReport(stdout, o.out, rep.markdown())

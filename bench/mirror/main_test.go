@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nodeagent/nodeagent/bench/internal/corpus"
 )
 
 var benchBin, agentBin string
@@ -52,12 +54,32 @@ func tinyTSV(t *testing.T, n int) string {
 	return path
 }
 
+// tinyCorpus writes a corpus cache whose pools hold a few files of each
+// class, so the realistic corpus needs no download.
+func tinyCorpus(t *testing.T) string {
+	t.Helper()
+	c := &corpus.Cache{Dir: t.TempDir()}
+	for i, cl := range corpus.Classes {
+		var files [][]byte
+		for j := range 5 {
+			files = append(files, []byte(strings.Repeat(fmt.Sprintf("<?php // %s file %d %d\n", cl, i, j), 20+j)))
+		}
+		if err := c.WritePool(cl, files); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c.Dir
+}
+
 func benchCmd(t *testing.T, work string, args ...string) *exec.Cmd {
 	t.Helper()
 	if _, err := exec.LookPath("rsync"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no rsync (.ci/run installs it)")
+		}
 		t.Skip("no rsync")
 	}
-	base := []string{"-bin", agentBin, "-tsv", tinyTSV(t, 40), "-work", work, "-idle", "100ms"}
+	base := []string{"-bin", agentBin, "-tsv", tinyTSV(t, 40), "-work", work, "-idle", "100ms", "-cache", tinyCorpus(t)}
 	return exec.Command(benchBin, append(base, args...)...)
 }
 
@@ -90,25 +112,31 @@ func TestBenchReportsEveryMetric(t *testing.T) {
 		t.Fatalf("bench: %v\n%s", err, stderr.String())
 	}
 	md := string(out)
-	for _, want := range []string{"### Scale 1: the Moodle 3.5 tree (41 files", "### Scale 2: the synthetic 2x tree (82 files",
-		"Command: `go run ./bench/mirror -bin", "Wire cost of a 1-file change beyond the file, by scale: 1x"} {
+	for _, want := range []string{"### Scale 1, random corpus: the Moodle 3.5 tree, pseudo-random bytes (41 files",
+		"### Scale 1, real corpus: the Moodle 3.5 tree, real PHP/JS/CSS/images of Debian's php-* packages (41 files",
+		"### Scale 2, random corpus: the synthetic 2x tree, pseudo-random bytes (82 files",
+		"### Scale 2, real corpus: the synthetic 2x tree",
+		"Command: `go run ./bench/mirror -bin", "Wire cost of a 1-file change beyond the file, by scale: 1x random"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
 	}
 	rows := map[string]*regexp.Regexp{
-		"cold publish": regexp.MustCompile(`\| 1\. Cold publish \(CLI wall time\) \| [0-9.]+ m?s \| ` + "`sha256sum`" + ` of the tree: [0-9.]+ m?s \| [0-9.]+ \| ≤ 0\.4 \| (yes|\*\*no\*\*) \|`),
-		"re-publish":   regexp.MustCompile(`\| 2\. Re-publish after a 1-file change \| [0-9.]+ m?s \| .*rsync.* \| [0-9.]+ \|`),
-		"initial sync": regexp.MustCompile(`\| 3\. Initial sync of an empty web node \| [0-9.]+ m?s \| .*rsync.* \| [0-9.]+ \|`),
-		"serve":        regexp.MustCompile(`\| 4\. 1-file change: publish → both web nodes serve it \| [0-9.]+ m?s \|`),
+		"cold publish": regexp.MustCompile(`\| 1\. Cold publish \(CLI wall time\) \| [0-9.]+ m?s \| ` + "`sha256sum`" + ` of the tree: [0-9.]+ m?s \| [0-9.]+ \| ≤ 0\.5 \| (yes|\*\*no\*\*) \|`),
+		"publish cpu":  regexp.MustCompile(`\| 1\. Cold publish, CPU time of the controller \| [0-9.]+ m?s \| .* \| [0-9.]+ \| ≤ 0\.7 \|`),
+		"re-publish":   regexp.MustCompile(`\| 2\. Re-publish after a 1-file change \| [0-9.]+ m?s \| .*rsync.* \| [0-9.]+ \| ≤ 0\.1 s \|`),
+		"initial sync": regexp.MustCompile(`\| 3\. Initial sync of an empty web node \| [0-9.]+ m?s \| .*rsync.* \| [0-9.]+ \| ≤ 0\.9 \|`),
+		"sync wire":    regexp.MustCompile(`\| 3\. Wire bytes of the initial sync \| [0-9.]+ MB \| the tree: [0-9.]+ MB \| [0-9.]+ \|`),
+		"serve":        regexp.MustCompile(`\| 4\. 1-file change: publish → both web nodes serve it, median \| [0-9.]+ m?s \|`),
+		"serve p95":    regexp.MustCompile(`\| 4\. … p95 \(the first changes after the initial sync included\) \| [0-9.]+ m?s \|`),
 		"wire":         regexp.MustCompile(`\| 5\. Wire bytes of the change beyond the file \(1637 B\) \| -?[0-9.]+ KiB \|`),
 		"peak rss":     regexp.MustCompile(`\| 6\. Web agent peak RSS \(VmHWM\) over a full sync \| [1-9][0-9.]* MB \|`),
 		"idle rss":     regexp.MustCompile(`\| 6\. Web agent idle RSS \(VmRSS 100ms after the sync\) \| [1-9][0-9.]* MB \|`),
 		"requests":     regexp.MustCompile(`Initial sync: .*; [1-9][0-9]* mirror requests to the controller`),
 	}
 	for name, re := range rows {
-		if got := len(re.FindAllString(md, -1)); got != 2 {
-			t.Errorf("%s: %d matches of %s, want one per scale", name, got, re)
+		if got := len(re.FindAllString(md, -1)); got != 4 {
+			t.Errorf("%s: %d matches of %s, want one per scale and corpus", name, got, re)
 		}
 	}
 	if saved, err := os.ReadFile(outFile); err != nil || string(saved) != md {
@@ -131,7 +159,7 @@ func TestBenchCleansUpWhenSignalled(t *testing.T) {
 	// Wait until a web agent runs, then signal.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if m, _ := filepath.Glob(filepath.Join(work, "*", "scale1", "cold*", "web-1.log")); len(m) > 0 {
+		if m, _ := filepath.Glob(filepath.Join(work, "*", "scale1-*", "cold*", "web-1.log")); len(m) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {

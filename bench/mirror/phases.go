@@ -9,7 +9,7 @@ import (
 )
 
 // phaseOrder is the order of a web node's sync phases (mirror.Phase*).
-var phaseOrder = []string{"manifest", "link", "fetch", "durable", "switch", "after_switch", "gc"}
+var phaseOrder = []string{"manifest", "link", "fetch", "durable", "switch", "after_switch", "gc", "spare"}
 
 // phaseTimes holds, per sync phase, the seconds each sync spent in it.
 type phaseTimes map[string]*samples

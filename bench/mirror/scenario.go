@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
-	"github.com/nodeagent/nodeagent/internal/mirror/mirrortest"
+	"github.com/nodeagent/nodeagent/bench/internal/corpus"
 )
 
 // Anchor commands, run in the directory holding src/ (the tree) and dst/.
@@ -29,6 +29,7 @@ const racyMargin = 2500 * time.Millisecond
 
 type bench struct {
 	opts    options
+	pools   corpus.Pools // the realistic corpus, when asked for
 	root    string
 	log     *slog.Logger
 	trashed int
@@ -54,6 +55,8 @@ func (b *bench) discard(dir string) error {
 // scaleResult holds every measurement at one scale.
 type scaleResult struct {
 	scale        int
+	corpus       string
+	zstdBytes    int64 // the tree's tar stream through zstd -1
 	files        int
 	bytes        int64
 	changedFile  string
@@ -93,12 +96,12 @@ type scaleResult struct {
 }
 
 // scale generates the tree once and runs every measurement on it.
-func (b *bench) scale(ctx context.Context, scale int) (*scaleResult, error) {
-	dir := filepath.Join(b.root, fmt.Sprintf("scale%d", scale))
+func (b *bench) scale(ctx context.Context, scale int, corp string) (*scaleResult, error) {
+	dir := filepath.Join(b.root, fmt.Sprintf("scale%d-%s", scale, corp))
 	defer b.discard(dir)
 	src := filepath.Join(dir, "src")
-	b.log.Info("generating the tree", "scale", scale, "dir", src)
-	if err := mirrortest.GenerateTree(src, b.opts.tsv, scale); err != nil {
+	b.log.Info("generating the tree", "scale", scale, "corpus", corp, "dir", src)
+	if err := b.generate(src, scale, corp); err != nil {
 		return nil, fmt.Errorf("generate tree: %w", err)
 	}
 	if err := sleep(ctx, racyMargin); err != nil {
@@ -108,7 +111,7 @@ func (b *bench) scale(ctx context.Context, scale int) (*scaleResult, error) {
 	if _, err := timeShell(ctx, dir, hashScript); err != nil {
 		return nil, err
 	}
-	res := &scaleResult{scale: scale, changedFile: b.opts.file}
+	res := &scaleResult{scale: scale, corpus: corp, changedFile: b.opts.file, zstdBytes: zstdBytes(ctx, src)}
 	if scale > 1 {
 		res.changedFile = "a/" + b.opts.file
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -37,4 +38,15 @@ func (s samples) max() float64 {
 		return 0
 	}
 	return slices.Max(s)
+}
+
+// quantile returns the value at rank q (0..1) by the nearest-rank method,
+// or 0 without values.
+func (s samples) quantile(q float64) float64 {
+	if len(s) == 0 {
+		return 0
+	}
+	v := slices.Sorted(slices.Values(s))
+	i := int(math.Ceil(q*float64(len(v)))) - 1
+	return v[max(0, min(i, len(v)-1))]
 }

@@ -135,12 +135,18 @@ func (pc *procCluster) writeConfig(node, role string) string {
 // start runs `nodeagent run` for node with its config file.
 func (pc *procCluster) start(node string) {
 	pc.t.Helper()
+	pc.startBin(node, binary)
+}
+
+// startBin is start with another nodeagent binary.
+func (pc *procCluster) startBin(node, bin string) {
+	pc.t.Helper()
 	cfg := filepath.Join(pc.dir, node+".yaml")
 	logf, err := os.OpenFile(filepath.Join(pc.dir, node+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		pc.t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "run", "-config", cfg)
+	cmd := exec.Command(bin, "run", "-config", cfg)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		pc.t.Fatal(err)

@@ -187,19 +187,23 @@ func TestPublishReachesEveryWebNode(t *testing.T) {
 	c.converged("web-1", "web-2")
 
 	for _, w := range c.webs {
-		code, _, body := call(t, "GET", "http://"+w.LocalAddr()+"/v1/status", testToken, nil)
-		var st struct {
-			Revision struct {
-				InSync  bool `json:"in_sync"`
-				Applied struct{ Seq uint64 }
+		// The target switches a moment before the node records it.
+		testutil.Eventually(t, 10*time.Second, func() error {
+			code, _, body := call(t, "GET", "http://"+w.LocalAddr()+"/v1/status", testToken, nil)
+			var st struct {
+				Revision struct {
+					InSync  bool `json:"in_sync"`
+					Applied struct{ Seq uint64 }
+				}
 			}
-		}
-		if err := json.Unmarshal(body, &st); code != 200 || err != nil {
-			t.Fatalf("status %d %s", code, body)
-		}
-		if !st.Revision.InSync || st.Revision.Applied.Seq != 2 {
-			t.Fatalf("status after second publish: %s", body)
-		}
+			if err := json.Unmarshal(body, &st); code != 200 || err != nil {
+				return fmt.Errorf("status %d %s", code, body)
+			}
+			if !st.Revision.InSync || st.Revision.Applied.Seq != 2 {
+				return fmt.Errorf("status after second publish: %s", body)
+			}
+			return nil
+		})
 	}
 }
 

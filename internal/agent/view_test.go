@@ -97,8 +97,21 @@ func TestHistoryRecordsSyncsAndTargets(t *testing.T) {
 	c := newCluster(t)
 	c.addWeb("web-1")
 	web2 := c.addWeb("web-2")
+	// A switch seen at the first sight of a member is not recorded: the
+	// controller must have seen both web nodes before the first publish.
+	testutil.Eventually(t, 20*time.Second, func() error {
+		var h api.History
+		getJSON(t, c.ctl, "/v1/history", &h)
+		if len(h.Lag) == 0 || h.Lag[len(h.Lag)-1].Web != 2 {
+			return fmt.Errorf("controller sees web nodes: %+v", h.Lag)
+		}
+		return nil
+	})
 	c.publish("first")
 	c.converged("web-1", "web-2")
+	// Gossip carries a node's newest revision only: wait until the first
+	// switches were carried before the next publish can overtake them.
+	waitHistory(t, []*agent.Agent{c.ctl}, "1 publish by controller", "[1]")
 	writeTree(t, c.source, map[string]string{"lib/a.php": "a2"})
 	c.publish("second")
 	c.converged("web-1", "web-2")

@@ -175,6 +175,7 @@ type captureWorker struct {
 	c       *capture
 	h       hash.Hash
 	pw      *packWriter
+	buf     scratch // a file read whole, to be compressed
 	changed int
 }
 
@@ -209,7 +210,8 @@ func (w *captureWorker) file(e *scanEntry) error {
 		var id fileID
 		var sum Hash
 		start := w.pw.size()
-		id, sum, err = w.read(e.path, before)
+		var whole bool
+		id, sum, whole, err = w.read(e.path, before)
 		before = nil
 		if errors.Is(err, errFileChanged) {
 			w.pw.rewind(start)
@@ -219,9 +221,14 @@ func (w *captureWorker) file(e *scanEntry) error {
 			return err
 		}
 		keep, known := w.c.claim(sum)
-		if keep {
-			w.pw.add(sum, start)
-		} else {
+		switch {
+		case keep && whole:
+			if err := w.store(sum); err != nil {
+				return err
+			}
+		case keep:
+			w.pw.add(sum, start, id.Size, CodecRaw)
+		default:
 			w.pw.rewind(start)
 		}
 		if !known {
@@ -237,53 +244,93 @@ func (w *captureWorker) file(e *scanEntry) error {
 	return fmt.Errorf("read %s: %w %d times; publish again when it is stable", full, err, captureRetries)
 }
 
-// read appends the content of the file at rel to the pack and hashes it.
-// The file's identity must be the same before and after reading, and the
-// bytes read must match its size. The identity before is the scan's when
-// given, else the open file's: a change made after the scan's stat shows in
-// the fstat after reading as surely as one made after an fstat at open
-// would, and it saves a syscall per file.
-func (w *captureWorker) read(rel string, before *fileID) (fileID, Hash, error) {
-	var sum Hash
+// store appends the file read whole into w.buf to the pack, compressed
+// where that pays.
+func (w *captureWorker) store(sum Hash) error {
+	data := w.buf.b
+	start := w.pw.size()
+	dst, err := w.pw.reserve(encoder().MaxEncodedSize(len(data)))
+	if err != nil {
+		return fmt.Errorf("write pack: %w", err)
+	}
+	codec := CodecRaw
+	if out, ok := compressObject(dst[:0], data); ok {
+		codec = CodecZstd
+		w.pw.commit(len(out))
+	} else {
+		w.pw.commit(copy(dst, data))
+	}
+	w.pw.add(sum, start, int64(len(data)), codec)
+	return nil
+}
+
+// scratch is a growable buffer with the reserve/commit of packWriter.
+type scratch struct{ b []byte }
+
+func (s *scratch) reserve(n int) ([]byte, error) {
+	s.b = slices.Grow(s.b, n)
+	return s.b[len(s.b) : len(s.b)+n], nil
+}
+
+func (s *scratch) commit(m int) { s.b = s.b[:len(s.b)+m] }
+
+// readSink is where read puts the bytes of a file: the pack, or w.buf.
+type readSink interface {
+	reserve(n int) ([]byte, error)
+	commit(m int)
+}
+
+// read hashes the content of the file at rel and appends it to the pack,
+// or, when it may be compressed, reads it whole into w.buf (whole is
+// true). The file's identity must be the same before and after reading,
+// and the bytes read must match its size. The identity before is the
+// scan's when given, else the open file's: a change made after the scan's
+// stat shows in the fstat after reading as surely as one made after an
+// fstat at open would, and it saves a syscall per file.
+func (w *captureWorker) read(rel string, before *fileID) (id fileID, sum Hash, whole bool, err error) {
 	full := w.c.s.cfg.Source + "/" + rel
 	if hook := w.c.s.testHookOpen; hook != nil {
 		hook(rel)
 	}
 	fd, err := openSource(w.c.root, rel)
 	if err != nil {
-		return fileID{}, sum, fmt.Errorf("read %s: %w", full, err)
+		return fileID{}, sum, false, fmt.Errorf("read %s: %w", full, err)
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
-	var id fileID
 	if before != nil {
 		id = *before
 	} else {
 		if err := unix.Fstat(fd, &st); err != nil {
-			return fileID{}, sum, fmt.Errorf("read %s: %w", full, err)
+			return fileID{}, sum, false, fmt.Errorf("read %s: %w", full, err)
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFREG {
-			return fileID{}, sum, fmt.Errorf("read %s: no longer a regular file", full)
+			return fileID{}, sum, false, fmt.Errorf("read %s: no longer a regular file", full)
 		}
 		id = fileIDOf(&st)
 	}
 	if hook := w.c.s.testHookRead; hook != nil {
 		hook(full)
 	}
+	var sink readSink = w.pw
+	if whole = id.Size <= compressMax; whole {
+		w.buf.b = w.buf.b[:0]
+		sink = &w.buf
+	}
 	w.h.Reset()
 	var total int64
 	for {
 		want := int(min(id.Size-total+1, captureChunk))
-		b, err := w.pw.reserve(want)
+		b, err := sink.reserve(want)
 		if err != nil {
-			return fileID{}, sum, fmt.Errorf("write pack: %w", err)
+			return fileID{}, sum, false, fmt.Errorf("write pack: %w", err)
 		}
 		n, err := readRetry(fd, b)
 		if err != nil {
-			return fileID{}, sum, fmt.Errorf("read %s: %w", full, err)
+			return fileID{}, sum, false, fmt.Errorf("read %s: %w", full, err)
 		}
 		w.h.Write(b[:n])
-		w.pw.commit(n)
+		sink.commit(n)
 		total += int64(n)
 		// A short read at the expected size is the end of the file; a
 		// file that grew shows in the second fstat.
@@ -292,13 +339,13 @@ func (w *captureWorker) read(rel string, before *fileID) (fileID, Hash, error) {
 		}
 	}
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fileID{}, sum, fmt.Errorf("read %s: %w", full, err)
+		return fileID{}, sum, false, fmt.Errorf("read %s: %w", full, err)
 	}
 	if total != id.Size || fileIDOf(&st) != id || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fileID{}, sum, errFileChanged
+		return fileID{}, sum, false, errFileChanged
 	}
 	w.h.Sum(sum[:0])
-	return id, sum, nil
+	return id, sum, whole, nil
 }
 
 // openSource opens the source file at rel beneath root for reading (see

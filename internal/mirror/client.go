@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -159,27 +160,38 @@ func (c *Client) Objects(ctx context.Context, hashes []Hash, fn func(h Hash, siz
 	if err != nil {
 		return fmt.Errorf("objects: %w", err)
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/objects", body, "Content-Type", "application/json")
+	resp, err := c.do(ctx, http.MethodPost, "/objects", body, "Content-Type", "application/json",
+		"Accept", ObjectsContentTypeV2+", "+ObjectsContentType+";q=0.5")
 	if err != nil {
 		return fmt.Errorf("objects: %w", err)
 	}
 	defer resp.Body.Close()
-	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != ObjectsContentType {
-		return fmt.Errorf("objects: %w: content type %q", ErrFrame, ct)
+	br := bufio.NewReaderSize(resp.Body, objectsReadBuffer)
+	switch ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct {
+	case ObjectsContentType: // a controller older than compression
+		err = readFrames(br, hashes, false, fn)
+	case ObjectsContentTypeV2:
+		err = readFrames(br, hashes, true, fn)
+	default:
+		err = fmt.Errorf("%w: content type %q", ErrFrame, ct)
 	}
-	if err := readFrames(bufio.NewReaderSize(resp.Body, objectsReadBuffer), hashes, fn); err != nil {
+	if err != nil {
 		return fmt.Errorf("objects: %w", err)
 	}
 	return nil
 }
 
-// readFrames reads the frames of want from r, in order, then expects the
-// end. A content mismatch reported by fn is returned at the end: the other
-// objects of the stream are still good.
-func readFrames(r io.Reader, want []Hash, fn func(h Hash, size int64, r io.Reader) error) error {
+// readFrames reads the frames of want from r (v2 frames when v2), in
+// order, then expects the end. Compressed objects are decompressed whole
+// (they are at most compressMax bytes) and handed to fn from memory; bytes
+// that do not decompress are handed on as an object of wrong content,
+// which fn's hash check refuses. A content mismatch reported by fn is
+// returned at the end: the other objects of the stream are still good.
+func readFrames(r io.Reader, want []Hash, v2 bool, fn func(h Hash, size int64, r io.Reader) error) error {
 	var mismatch error
+	var stored []byte
 	for i := 0; ; i++ {
-		h, size, err := ReadFrameHeader(r)
+		h, size, codec, n, err := readFrameHeader(r, v2)
 		if err == io.EOF {
 			if i < len(want) {
 				return fmt.Errorf("%w: stream ended after %d of %d objects", ErrFrame, i, len(want))
@@ -195,8 +207,17 @@ func readFrames(r io.Reader, want []Hash, fn func(h Hash, size int64, r io.Reade
 		if h != want[i] {
 			return fmt.Errorf("%w: got object %s, want %s", ErrFrame, h, want[i])
 		}
-		fr := &frameReader{r: r, n: size}
-		if err := fn(h, size, fr); errors.Is(err, errContentMismatch) {
+		fr := &frameReader{r: r, n: n}
+		var body io.Reader = fr
+		if codec != CodecRaw {
+			stored = slices.Grow(stored[:0], int(n))[:n]
+			if _, err := io.ReadFull(fr, stored); err != nil {
+				return err
+			}
+			raw, _ := decodeObject(make([]byte, 0, size), stored, codec, size)
+			body = &heldReader{Reader: bytes.NewReader(raw), data: raw}
+		}
+		if err := fn(h, size, body); errors.Is(err, errContentMismatch) {
 			mismatch = firstError(mismatch, err)
 		} else if err != nil {
 			return err
@@ -206,6 +227,23 @@ func readFrames(r io.Reader, want []Hash, fn func(h Hash, size int64, r io.Reade
 			return err
 		}
 	}
+}
+
+// readFrameHeader reads a v2 frame header, or a v1 one (a raw object:
+// what is sent is the content).
+func readFrameHeader(r io.Reader, v2 bool) (h Hash, size int64, codec Codec, sent int64, err error) {
+	if v2 {
+		return ReadFrameHeaderV2(r)
+	}
+	h, size, err = ReadFrameHeader(r)
+	return h, size, CodecRaw, size, err
+}
+
+// heldReader is an object already in memory: a receiver that keeps
+// objects whole takes its bytes without copying them.
+type heldReader struct {
+	*bytes.Reader
+	data []byte
 }
 
 // frameReader reads exactly n bytes of r: an early end of r is

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,6 +33,26 @@ var (
 	writeFileAtomic = durable.WriteFile
 	syncDir         = durable.SyncDir
 )
+
+// writeFileRenamed writes data to name through a temporary file renamed
+// into place, without the fsyncs of writeFileAtomic: for a file that a
+// later syncfs of its filesystem makes durable before anything relies on
+// it.
+func writeFileRenamed(name string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(name), tmpPrefix+filepath.Base(name)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // no-op after the rename
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err := errors.Join(err, f.Close()); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
 
 // writeJSONAtomic is writeFileAtomic for a JSON document.
 func writeJSONAtomic(name string, v any) error {

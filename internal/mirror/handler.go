@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -175,25 +176,62 @@ func (s *Store) serveObjects(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	bodies := make([]objectBody, len(locs))
+	var scratch []byte
 	for i := range locs {
-		bodies[i] = packBody(locs[i])
+		bodies[i] = &packBody{objLoc: locs[i], scratch: &scratch}
 	}
-	if err := writeObjectStream(w, hashes, bodies); err != nil {
+	if err := writeObjectStream(w, r, hashes, bodies); err != nil {
 		s.log.Debug("serve objects", "err", err)
 	}
 }
 
-// packBody is an object's content in a pack.
-type packBody objLoc
+// packBody is an object as a pack stores it: raw or compressed.
+type packBody struct {
+	objLoc
+	scratch *[]byte // reused by the decompressions of one response
+}
 
-func (b packBody) bodySize() int64 { return b.size }
+func (b *packBody) rawSize() int64 { return b.raw }
 
-func (b packBody) copyTo(w io.Writer) error {
+func (b *packBody) storedAs() (Codec, int64) { return b.codec, b.size }
+
+// copyStored sends the object as stored (a v2 frame's body).
+func (b *packBody) copyStored(w io.Writer) error {
 	n, err := io.Copy(w, io.NewSectionReader(b.p.f, b.off, b.size))
 	if err == nil && n != b.size {
 		err = fmt.Errorf("pack %d ends after %d of %d bytes", b.p.num, n, b.size)
 	}
 	return err
+}
+
+// copyRaw sends the object's content (a v1 frame's body), decompressing
+// it for a client of the first format.
+func (b *packBody) copyRaw(w io.Writer) error {
+	if b.codec == CodecRaw {
+		return b.copyStored(w)
+	}
+	stored := slices.Grow((*b.scratch)[:0], int(b.size))[:b.size]
+	*b.scratch = stored
+	if _, err := b.p.f.ReadAt(stored, b.off); err != nil {
+		return err
+	}
+	raw, err := decodeObject(stored[len(stored):], stored, b.codec, b.raw)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(raw)
+	return err
+}
+
+// acceptsObjectsV2 reports whether the client asked for v2 object streams.
+func acceptsObjectsV2(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := strings.Cut(part, ";")
+		if strings.EqualFold(strings.TrimSpace(mt), ObjectsContentTypeV2) {
+			return true
+		}
+	}
+	return false
 }
 
 // locate resolves hashes, taking a reference on each pack used; missing

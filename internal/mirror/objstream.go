@@ -12,16 +12,22 @@ import (
 )
 
 // The object stream of wire.go is answered by two handlers: the
-// controller's (content from its packs) and a web node's peer handler
-// (content from its release files). Both decode the request and write the
-// stream here, so the wire format lives in one place for both.
+// controller's (objects as its packs store them, raw or compressed) and a
+// web node's peer handler (content from its release files, raw). Both
+// decode the request and write the stream here, v1 or v2 as the client
+// asks, so the wire format lives in one place for both.
 
 // objectBody is one object a handler is about to send.
 type objectBody interface {
-	// bodySize is the content size announced in the frame header.
-	bodySize() int64
-	// copyTo writes exactly bodySize bytes of content to w, or fails.
-	copyTo(w io.Writer) error
+	// rawSize is the content size.
+	rawSize() int64
+	// storedAs is how the object travels in a v2 frame: its codec and the
+	// size of its stored bytes.
+	storedAs() (Codec, int64)
+	// copyStored writes exactly the stored bytes (a v2 frame's body),
+	// copyRaw exactly the content (a v1 frame's), or fails.
+	copyStored(w io.Writer) error
+	copyRaw(w io.Writer) error
 }
 
 // readObjectsRequest decodes the body of POST /objects. On a bad request it
@@ -51,24 +57,47 @@ func serveMissing(w http.ResponseWriter, missing []string) {
 	serveProblem(w, http.StatusNotFound, fmt.Sprintf("%d unknown objects: %s", len(missing), strings.Join(listed, ", ")), listed)
 }
 
-// writeObjectStream sends the frames of hashes with their bodies. On an
-// error the response is cut short of its Content-Length, so the client sees
-// the failure; the error is returned for the handler to log.
-func writeObjectStream(w http.ResponseWriter, hashes []Hash, bodies []objectBody) error {
+// writeObjectStream sends the frames of hashes with their bodies: v2
+// frames (stored bytes, compressed or not) to a client that asks for them,
+// else v1 frames (content). On an error the response is cut short of its
+// Content-Length, so the client sees the failure; the error is returned
+// for the handler to log.
+func writeObjectStream(w http.ResponseWriter, r *http.Request, hashes []Hash, bodies []objectBody) error {
+	v2 := acceptsObjectsV2(r)
 	var total int64
 	for _, b := range bodies {
-		total += FrameHeaderSize + b.bodySize()
+		if _, stored := b.storedAs(); v2 {
+			total += FrameHeaderSizeV2 + stored
+		} else {
+			total += FrameHeaderSize + b.rawSize()
+		}
 	}
-	w.Header().Set("Content-Type", ObjectsContentType)
+	ct := ObjectsContentType
+	if v2 {
+		ct = ObjectsContentTypeV2
+	}
+	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Content-Length", strconv.FormatInt(total, 10))
 	bw := bufio.NewWriterSize(w, objectsWriteBuffer)
 	for i, b := range bodies {
-		if err := WriteFrameHeader(bw, hashes[i], b.bodySize()); err != nil {
-			return err
-		}
-		if err := b.copyTo(bw); err != nil {
+		if err := writeFrame(bw, hashes[i], b, v2); err != nil {
 			return fmt.Errorf("object %s: %w", hashes[i], err)
 		}
 	}
 	return bw.Flush()
+}
+
+// writeFrame writes one object's frame, v2 or v1.
+func writeFrame(w io.Writer, h Hash, b objectBody, v2 bool) error {
+	if !v2 {
+		if err := WriteFrameHeader(w, h, b.rawSize()); err != nil {
+			return err
+		}
+		return b.copyRaw(w)
+	}
+	codec, stored := b.storedAs()
+	if err := WriteFrameHeaderV2(w, h, b.rawSize(), codec, stored); err != nil {
+		return err
+	}
+	return b.copyStored(w)
 }

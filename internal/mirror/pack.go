@@ -21,26 +21,34 @@ import (
 // sequentially, one per hashing worker, so that 17k small files cost a few
 // large writes instead of 17k file creations.
 //
-//	objects/pack-<n>.dat   object contents, back to back
+//	objects/pack-<n>.dat   object contents as stored (see Codec), back to back
 //	objects/pack-<n>.idx   packIdxMagic, dat size, count, then count
-//	                       records (hash, offset, size) sorted by hash,
-//	                       then the SHA-256 of everything before it
+//	                       records (hash, offset, stored size, size,
+//	                       codec) sorted by hash, then the SHA-256 of
+//	                       everything before it
 //
+// Packs of format 1 (packIdxMagicV1: records of hash, offset, size; every
+// object raw) are still read.
 // n is a store-wide counter. A pack is written under a tmpPrefix name, made
 // durable, and renamed .dat first, .idx last: an .idx names a complete pack.
 const (
-	objectsDir     = "objects"
-	packIdxMagic   = "NAPKIDX1"
-	packIdxRecord  = 32 + 8 + 8
-	packIdxFixed   = len(packIdxMagic) + 8 + 8 + sha256.Size
-	packFlushBytes = 1 << 20 // pending bytes a packWriter hands to the kernel at once
+	objectsDir      = "objects"
+	packIdxMagic    = "NAPKIDX2"
+	packIdxMagicV1  = "NAPKIDX1"
+	packIdxRecord   = 32 + 8 + 8 + 8 + 1
+	packIdxRecordV1 = 32 + 8 + 8
+	packIdxFixed    = len(packIdxMagic) + 8 + 8 + sha256.Size
+	packFlushBytes  = 1 << 20 // pending bytes a packWriter hands to the kernel at once
 )
 
-// packObj locates one object in a pack.
+// packObj locates one object in a pack: size bytes at off, which decode
+// with codec to raw bytes.
 type packObj struct {
-	hash Hash
-	off  int64
-	size int64
+	hash  Hash
+	off   int64
+	size  int64
+	raw   int64
+	codec Codec
 }
 
 // pack is an open, complete pack. refs counts the store's own reference
@@ -121,13 +129,23 @@ func encodePackIdx(datSize int64, objs []packObj) []byte {
 		b = append(b, o.hash[:]...)
 		b = binary.BigEndian.AppendUint64(b, uint64(o.off))
 		b = binary.BigEndian.AppendUint64(b, uint64(o.size))
+		b = binary.BigEndian.AppendUint64(b, uint64(o.raw))
+		b = append(b, byte(o.codec))
 	}
 	sum := sha256.Sum256(b)
 	return append(b, sum[:]...)
 }
 
 func decodePackIdx(b []byte) (int64, []packObj, error) {
-	if len(b) < packIdxFixed || string(b[:len(packIdxMagic)]) != packIdxMagic {
+	if len(b) < packIdxFixed {
+		return 0, nil, fmt.Errorf("%w: bad header", errPackIdx)
+	}
+	recLen := packIdxRecord
+	switch string(b[:len(packIdxMagic)]) {
+	case packIdxMagic:
+	case packIdxMagicV1:
+		recLen = packIdxRecordV1
+	default:
 		return 0, nil, fmt.Errorf("%w: bad header", errPackIdx)
 	}
 	body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
@@ -137,18 +155,24 @@ func decodePackIdx(b []byte) (int64, []packObj, error) {
 	datSize := int64(binary.BigEndian.Uint64(b[8:]))
 	count := binary.BigEndian.Uint64(b[16:])
 	recs := body[24:]
-	if datSize < 0 || uint64(len(recs)) != count*packIdxRecord {
+	if datSize < 0 || count > uint64(len(recs)) || uint64(len(recs)) != count*uint64(recLen) {
 		return 0, nil, fmt.Errorf("%w: %d records in %d bytes", errPackIdx, count, len(recs))
 	}
 	objs := make([]packObj, count)
 	for i := range objs {
-		r := recs[i*packIdxRecord:]
+		r := recs[i*recLen:]
 		o := &objs[i]
 		copy(o.hash[:], r[:32])
 		o.off = int64(binary.BigEndian.Uint64(r[32:]))
 		o.size = int64(binary.BigEndian.Uint64(r[40:]))
-		if o.off < 0 || o.size < 0 || o.off > datSize-o.size {
-			return 0, nil, fmt.Errorf("%w: object %s outside the pack", errPackIdx, o.hash)
+		o.raw, o.codec = o.size, CodecRaw
+		if recLen == packIdxRecord {
+			o.raw = int64(binary.BigEndian.Uint64(r[48:]))
+			o.codec = Codec(r[56])
+		}
+		if o.off < 0 || o.size < 0 || o.off > datSize-o.size || o.raw < 0 ||
+			(o.codec == CodecRaw && o.raw != o.size) || o.codec > CodecZstd {
+			return 0, nil, fmt.Errorf("%w: object %s outside the pack or of a bad codec", errPackIdx, o.hash)
 		}
 		if i > 0 && bytes.Compare(objs[i-1].hash[:], o.hash[:]) >= 0 {
 			return 0, nil, fmt.Errorf("%w: records out of order", errPackIdx)
@@ -209,9 +233,10 @@ func (w *packWriter) rewind(to int64) {
 	w.flushed = to // later writes overwrite; finish truncates
 }
 
-// add records the object written at [off, size()).
-func (w *packWriter) add(h Hash, off int64) {
-	w.objs = append(w.objs, packObj{hash: h, off: off, size: w.size() - off})
+// add records the object written at [off, size()), raw bytes stored with
+// codec.
+func (w *packWriter) add(h Hash, off, raw int64, codec Codec) {
+	w.objs = append(w.objs, packObj{hash: h, off: off, size: w.size() - off, raw: raw, codec: codec})
 }
 
 // flush writes the pending bytes and starts their writeback, so that the

@@ -1,6 +1,7 @@
 package mirror_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/nodeagent/nodeagent/internal/mirror"
 )
@@ -538,3 +541,96 @@ func TestPeerServingOff(t *testing.T) {
 	mustApply(t, web2.node, rev, sources(web2, ctl.client(), web1, web2))
 	checkTree(t, web2.node.target, tree)
 }
+
+// A peer answers in the negotiated object stream (v2, as the controller
+// does) and its compressed frames are checked like any bytes: a frame
+// whose zstd bytes decode to other content, or do not decode, gets the
+// peer banned, and the node still ends with the right tree.
+func TestSyncFromAPeerThatSendsBadCompressedObjects(t *testing.T) {
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	for name, recode := range map[string]func(content []byte) []byte{
+		"other content": func(content []byte) []byte {
+			bad := slices.Clone(content)
+			bad[len(bad)/2] ^= 0x55
+			return enc.EncodeAll(bad, nil)
+		},
+		"not zstd": func(content []byte) []byte { return []byte("these bytes do not decompress") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newPeerSetup(t, 200, 8)
+			ctl, tree, rev, web1, web2 := s.ctl, s.tree, s.rev, s.web1, s.web2
+			var recoded, v2 atomic.Int64
+			web1.setFault(func(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
+				if !strings.HasSuffix(r.URL.Path, "/objects") {
+					return w
+				}
+				return &recodeWriter{ResponseWriter: w, recode: recode, n: &recoded, v2: &v2}
+			})
+
+			mustApply(t, web2.node, rev, sources(web2, ctl.client(), web1, web2))
+
+			checkTree(t, web2.node.target, tree)
+			if v2.Load() == 0 || recoded.Load() == 0 {
+				t.Fatalf("v2 streams %d, recoded frames %d: the peer sent no v2 stream to alter", v2.Load(), recoded.Load())
+			}
+			if c := counted(web2, "web-1"); c.State != mirror.SourceBanned || !strings.Contains(c.Reason, "does not match") {
+				t.Errorf("web-1 after sending bad compressed bytes: %+v; want banned for it", c)
+			}
+		})
+	}
+}
+
+// recodeWriter turns the first frame of a v2 object stream into a zstd
+// frame of recode(content), and lets the rest through.
+type recodeWriter struct {
+	http.ResponseWriter
+	recode      func([]byte) []byte
+	n, v2       *atomic.Int64
+	wroteHeader bool
+	buf         []byte
+	done        bool
+}
+
+func (rw *recodeWriter) WriteHeader(code int) {
+	if rw.Header().Get("Content-Type") == mirror.ObjectsContentTypeV2 {
+		rw.v2.Add(1)
+	}
+	rw.Header().Del("Content-Length") // the first frame changes size
+	rw.wroteHeader = true
+	rw.ResponseWriter.WriteHeader(code)
+}
+
+func (rw *recodeWriter) Write(p []byte) (int, error) {
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.done || rw.Header().Get("Content-Type") != mirror.ObjectsContentTypeV2 {
+		return rw.ResponseWriter.Write(p)
+	}
+	rw.buf = append(rw.buf, p...)
+	if len(rw.buf) < mirror.FrameHeaderSizeV2 {
+		return len(p), nil
+	}
+	h, size, _, stored, err := mirror.ReadFrameHeaderV2(bytes.NewReader(rw.buf))
+	if err != nil || int64(len(rw.buf)) < mirror.FrameHeaderSizeV2+stored {
+		return len(p), err
+	}
+	content := rw.buf[mirror.FrameHeaderSizeV2 : mirror.FrameHeaderSizeV2+stored]
+	bad := rw.recode(content)
+	var out bytes.Buffer
+	mirror.WriteFrameHeaderV2(&out, h, size, mirror.CodecZstd, int64(len(bad)))
+	out.Write(bad)
+	out.Write(rw.buf[mirror.FrameHeaderSizeV2+stored:])
+	rw.done = true
+	rw.n.Add(1)
+	if _, err := rw.ResponseWriter.Write(out.Bytes()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (rw *recodeWriter) Flush() { rw.ResponseWriter.(http.Flusher).Flush() }

@@ -202,7 +202,7 @@ func (p *PeerServer) serveObjects(w http.ResponseWriter, r *http.Request) {
 	for i, f := range files {
 		bodies[i] = &fileBody{objectFile: f, hash: hashes[i]}
 	}
-	err := writeObjectStream(w, hashes, bodies)
+	err := writeObjectStream(w, r, hashes, bodies)
 	if errors.Is(err, errAltered) {
 		p.altered.Add(1)
 		p.log.Error("peers: a release file does not match its manifest; not sent", "err", err)
@@ -220,11 +220,17 @@ type fileBody struct {
 	hash Hash
 }
 
-func (b *fileBody) bodySize() int64 { return b.size }
+func (b *fileBody) rawSize() int64 { return b.size }
 
-// copyTo sends the file, hashing it, and holds its last chunk back until
+// storedAs: a release file travels raw (compressing it again would cost
+// the sender's CPU for a link between peers).
+func (b *fileBody) storedAs() (Codec, int64) { return CodecRaw, b.size }
+
+func (b *fileBody) copyStored(w io.Writer) error { return b.copyRaw(w) }
+
+// copyRaw sends the file, hashing it, and holds its last chunk back until
 // the hash matches: a file altered on disk is never sent whole.
-func (b *fileBody) copyTo(w io.Writer) error {
+func (b *fileBody) copyRaw(w io.Writer) error {
 	f, err := os.OpenFile(b.path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err

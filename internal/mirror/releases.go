@@ -46,11 +46,12 @@ type Releases struct {
 	relDir string // absolute <Dir>/releases
 	target string // absolute Target
 
-	applyMu sync.Mutex // serializes Apply and Repair, owns base and building
+	applyMu sync.Mutex // serializes Apply and Repair, owns base, building and spare
 	base    struct {   // the last manifest loaded or built, for the next delta
 		id string
 		m  *Manifest
 	}
+	spare spare
 	// building holds the identities of the release being built, by
 	// entry, as far as known (see identity.go).
 	building identities
@@ -85,6 +86,7 @@ const (
 	PhaseSwitch      = "switch"       // switching Target
 	PhaseAfterSwitch = "after_switch" // running AfterSwitch
 	PhaseGC          = "gc"           // removing releases beyond Keep
+	PhaseSpare       = "spare"        // idle: making the warm spare of the current release
 )
 
 // SyncProgress is the state of the Apply in progress; between two, Phase
@@ -185,7 +187,7 @@ func (r *Releases) loadKept() error {
 	kept := map[string]Revision{}
 	for _, e := range ents {
 		id := e.Name()
-		if id == partialName || strings.HasPrefix(id, tmpPrefix) {
+		if id == partialName || id == spareName || strings.HasPrefix(id, tmpPrefix) {
 			continue
 		}
 		if _, err := ParseHash(id); err != nil || !e.IsDir() {
@@ -414,8 +416,10 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 		}
 	}()
 	// Written now so the bytes need not stay in memory during the build;
-	// without its release directory, Open treats it as an orphan.
-	if err := writeFileAtomic(r.metaFile(manifestsDir, rev.ID), data, 0o644); err != nil {
+	// without its release directory, Open treats it as an orphan. The
+	// commit's syncfs, on this same filesystem, makes it durable before the
+	// release is named.
+	if err := writeFileRenamed(r.metaFile(manifestsDir, rev.ID), data, 0o644); err != nil {
 		return rev, fmt.Errorf("write manifest: %w", err)
 	}
 
@@ -522,7 +526,7 @@ func (r *Releases) manifestFromDelta(ctx context.Context, id, baseID string, bas
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != id {
 		return nil, nil, fmt.Errorf("%w: delta result does not hash to %s", ErrBadManifest, id)
 	}
-	if err := m.Validate(); err != nil {
+	if err := ValidateDelta(base, d, m); err != nil {
 		return nil, nil, err
 	}
 	return m, data, nil
@@ -551,7 +555,7 @@ func (r *Releases) loadManifest(id string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	return DecodeManifest(data, id)
+	return decodeManifest(data, id, false) // validated before it was stored
 }
 
 // removeTreeParallel is removeTree with the top-level entries of p removed

@@ -14,10 +14,12 @@ import (
 
 // buildPartial makes the tree of m, the manifest of meta, in the partial
 // directory: from the partial tree an earlier attempt left when there is
-// one (a crash, a failure, a stop), else from a kept release gc would
-// remove, else from nothing. Files are checkpointed as they become durable,
-// and a failure leaves the tree for the next attempt. r.building gets the
-// identities of the files as they are placed or kept.
+// one and it can be trusted (a crash, a failure, a stop; it holds what was
+// fetched already), else from the warm spare of the current release (the
+// delta's base), else from a kept release gc would remove, else from
+// nothing. Files are checkpointed as they become durable, and a failure
+// leaves the tree for the next attempt, whatever it started from.
+// r.building gets the identities of the files as they are placed or kept.
 func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest, src Source) (err error) {
 	base, baseIDs, rec, err := r.partialBase(ctx, meta, m)
 	if err != nil {
@@ -63,13 +65,17 @@ func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) 
 		return nil, nil, recorded{}, err
 	}
 	r.partialID = meta.ID
-	old, oldIDs := r.recycle(meta, dir)
+	old, oldIDs := r.takeSpare(dir)
+	if old == nil {
+		old, oldIDs = r.recycle(meta, dir)
+	}
 	if old == nil {
 		return nil, nil, recorded{}, nil
 	}
-	// The recycled release was durable: record what of it m keeps, with
-	// the identities it was kept with, so that a crash from here on does
-	// not read it all again.
+	// A recycled release was durable, and so is a spare once made (it is
+	// flushed before it is ready): record what of it m keeps, with the
+	// identities it was made or kept with, so that a crash from here on
+	// does not read it all again.
 	rec := recordedIn(old, oldIDs, m)
 	if err := r.writePartialState(rec.state(meta.ID)); err != nil {
 		return nil, nil, recorded{}, err

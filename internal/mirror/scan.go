@@ -79,7 +79,16 @@ func openRoot(root string) (int, error) {
 // not know are not stat'ed, where the directory tells their type, since
 // they will be opened anyway.
 func scanTree(ctx context.Context, root string, rootFD int, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry)) ([]*scanEntry, error) {
-	w := &walker{ctx: ctx, root: strings.TrimRight(root, "/"), rootFD: rootFD, ex: ex, log: log, lookup: lookup, onFile: onFile}
+	return scanSubtree(ctx, root, rootFD, "", ex, log, lookup, onFile, nil)
+}
+
+// scanSubtree is scanTree of the directory base of the tree open as
+// rootFD: the entries below base, with paths relative to the root. onDir,
+// if set, is called with each directory (relative to the root) before it
+// is read.
+func scanSubtree(ctx context.Context, root string, rootFD int, base string, ex *excluder, log *slog.Logger, lookup func(path string) *cacheEntry, onFile func(*scanEntry), onDir func(rel string)) ([]*scanEntry, error) {
+	w := &walker{ctx: ctx, root: strings.TrimRight(root, "/"), rootFD: rootFD, base: base, ex: ex, log: log,
+		lookup: lookup, onFile: onFile, onDir: onDir}
 	if w.root == "" {
 		w.root = "/"
 	}
@@ -107,8 +116,10 @@ type walker struct {
 	ctx    context.Context
 	lookup func(path string) *cacheEntry
 	onFile func(*scanEntry)
+	onDir  func(rel string)
 	root   string
 	rootFD int
+	base   string // the directory walked, relative to the root; "" for the root
 	ex     *excluder
 	log    *slog.Logger
 	sem    chan struct{} // a slot per extra goroutine
@@ -124,12 +135,18 @@ const walkerDirentBuffer = 32 << 10
 
 // walkRoot walks the tree from its root in this goroutine and helpers.
 func (w *walker) walkRoot() {
-	fd, err := unix.Openat(w.rootFD, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dir, fd, err := w.root, -1, error(nil)
+	if w.base == "" {
+		fd, err = unix.Openat(w.rootFD, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	} else {
+		dir += "/" + w.base
+		fd, err = openBeneath(w.rootFD, w.base, unix.O_RDONLY|unix.O_DIRECTORY)
+	}
 	if err != nil {
-		w.fail(fmt.Errorf("scan %s: %w", w.root, err))
+		w.fail(fmt.Errorf("scan %s: %w", dir, err))
 		return
 	}
-	w.fail(w.walk(fd, "", make([]byte, walkerDirentBuffer)))
+	w.fail(w.walk(fd, w.base, make([]byte, walkerDirentBuffer)))
 }
 
 func (w *walker) fail(err error) {
@@ -153,6 +170,9 @@ func (w *walker) failed() bool {
 // its subdirectories, opened relative to it: depth first in this goroutine,
 // or in a new one while a CPU has none. It closes fd.
 func (w *walker) walk(fd int, rel string, buf []byte) error {
+	if w.onDir != nil {
+		w.onDir(rel)
+	}
 	ents, subdirs, err := w.readDir(fd, rel, buf)
 	if err != nil || w.ctx.Err() != nil || w.failed() {
 		unix.Close(fd)

@@ -28,7 +28,11 @@ type StoreConfig struct {
 	Source  string   // the tree to publish (mirror.source)
 	Exclude []string // globs, see excluder
 	Keep    int      // revisions kept besides the pinned one; <= 0 means DefaultKeep
-	Logger  *slog.Logger
+	// FullScanEvery: a publish learns what changed from a watcher of the
+	// source, and scans the whole tree at least this often; 0 means
+	// DefaultFullScanEvery, < 0 never watches (every publish scans).
+	FullScanEvery time.Duration
+	Logger        *slog.Logger
 }
 
 // DefaultKeep is the number of revisions a store keeps when Keep is unset.
@@ -73,6 +77,11 @@ type Store struct {
 	cache *scanCache
 	dirty bool              // cache changed since it was last written
 	live  map[Hash]struct{} // scratch set of garbage collection
+	// gcRuns is the garbage collection that follows each new revision,
+	// after Publish returned (see collectLater).
+	gcRuns  sync.WaitGroup
+	closing bool
+	src     sourceScan
 
 	mu        sync.RWMutex
 	opened    bool
@@ -97,9 +106,8 @@ type Store struct {
 
 // objLoc locates the content of a hash.
 type objLoc struct {
-	p    *pack
-	off  int64
-	size int64
+	p *pack
+	packObj
 }
 
 // NewStore returns a store; Open loads it.
@@ -137,6 +145,7 @@ func (s *Store) Open(ctx context.Context) error {
 		return fmt.Errorf("open %s: %w", s.cfg.Dir, err)
 	}
 	s.ex = ex
+	s.closing = false
 	if err := s.makeDirs(); err != nil {
 		return fmt.Errorf("open %s: %w", s.cfg.Dir, err)
 	}
@@ -148,6 +157,7 @@ func (s *Store) Open(ctx context.Context) error {
 		return fmt.Errorf("open %s: %w", s.cfg.Dir, err)
 	}
 	s.cache = loadScanCache(filepath.Join(s.cfg.Dir, scanCacheFile), s.cfg.Source, s.log)
+	s.openWatcher()
 	s.mu.Lock()
 	s.revs = revs
 	s.manifests = make(map[string]*keptManifest, len(revs))
@@ -306,13 +316,17 @@ func (s *Store) setPackAside(num uint64) {
 func (s *Store) addPack(p *pack) {
 	s.packs[p.num] = p
 	for _, o := range p.objs {
-		s.index[o.hash] = objLoc{p: p, off: o.off, size: o.size}
+		s.index[o.hash] = objLoc{p: p, packObj: o}
 	}
 }
 
 // Close writes the identity cache if it changed and closes the packs;
 // requests still streaming keep their packs open until they end.
 func (s *Store) Close() error {
+	s.pubMu.Lock()
+	s.closing = true // no garbage collection starts after this
+	s.pubMu.Unlock()
+	s.gcRuns.Wait()
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
 	s.mu.Lock()
@@ -321,6 +335,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.opened = false
+	s.closeWatcher()
 	var err error
 	if s.dirty {
 		if err = s.writeScanCache(); err == nil {
@@ -433,11 +448,8 @@ func (s *Store) Publish(ctx context.Context, message string) (Revision, bool, er
 	start := time.Now()
 	s.prog.begin()
 	rev, created, err := s.publish(ctx, message)
-	if err == nil && created {
-		s.prog.setPhase("gc")
-		if err := s.gc(); err != nil {
-			s.log.Error("mirror garbage collection", "err", err)
-		}
+	if err == nil && created && !s.closing {
+		s.collectLater()
 	}
 	s.prog.setPhase("done")
 	if err != nil {
@@ -456,12 +468,19 @@ func (s *Store) isOpen() bool {
 	return s.opened
 }
 
-func (s *Store) publish(ctx context.Context, message string) (Revision, bool, error) {
+func (s *Store) publish(ctx context.Context, message string) (_ Revision, _ bool, err error) {
 	start := time.Now()
 	ents, c, valid, err := s.scanAndCapture(ctx)
 	if err != nil {
+		s.scanned(nil)
 		return Revision{}, false, err
 	}
+	defer func() {
+		if err != nil {
+			ents = nil
+		}
+		s.scanned(ents)
+	}()
 	defer c.abort()
 	s.prog.setPhase("commit")
 	// The packs reach the disk while the manifest is built.
@@ -510,7 +529,7 @@ func (s *Store) scanAndCapture(ctx context.Context) (ents []*scanEntry, c *captu
 	}
 	defer unix.Close(root)
 	c = s.startCapture(ctx, root)
-	ents, err = scanTree(ctx, s.cfg.Source, root, s.ex, s.log, c.lookup, c.offer)
+	ents, err = s.scanSource(ctx, root, c.lookup, c.offer)
 	if err != nil {
 		c.stop()
 		return nil, nil, nil, err
@@ -588,11 +607,24 @@ func manifestOf(ents []*scanEntry) *Manifest {
 }
 
 // updateScanCache replaces the identity cache with the files of this scan,
-// but for those changed too recently to trust their timestamps.
+// but for those changed too recently to trust their timestamps. After a
+// scan that rechecked only what changed, only those files are updated: the
+// others' entries stand.
 func (s *Store) updateScanCache(ents []*scanEntry, scanStart time.Time) {
 	racy := scanStart.Add(-s.racyMargin).UnixNano()
-	files := s.cache.files // the scan is over: refill its map
-	clear(files)
+	files := s.cache.files
+	if s.src.files != nil {
+		for _, e := range s.src.files {
+			if e.id.CtimeNs < racy {
+				files[e.path] = &cacheEntry{id: e.id, hash: e.hash}
+			} else {
+				delete(files, e.path)
+			}
+		}
+		s.dirty = true
+		return
+	}
+	clear(files) // the scan is over: refill its map
 	arena := make([]cacheEntry, len(ents))
 	for i, e := range ents {
 		if e.typ == TypeFile && e.id.CtimeNs < racy {
@@ -639,18 +671,22 @@ func (s *Store) commit(rev Revision, m *Manifest, data []byte, c *capture) error
 		}
 		return nil
 	})
+	// The cache file only speeds up the first publish after a restart: it
+	// is written after full scans, and at Close.
 	var cacheErr error
-	g.Go(func() error {
-		cacheErr = s.writeScanCache()
-		return nil
-	})
+	if s.src.files == nil {
+		g.Go(func() error {
+			cacheErr = s.writeScanCache()
+			return nil
+		})
+	}
 	packErr := s.installPacks(c)
 	if err := errors.Join(packErr, g.Wait()); err != nil {
 		return err
 	}
 	if cacheErr != nil {
 		s.log.Warn("write scan cache", "err", cacheErr)
-	} else {
+	} else if s.src.files == nil {
 		s.dirty = false
 	}
 	if err := writeJSONAtomic(s.revisionPath(rev.ID), rev); err != nil {

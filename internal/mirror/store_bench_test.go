@@ -15,7 +15,7 @@ import (
 
 // The publish benchmarks run on the Moodle 3.5 tree described by
 // MIRROR_BENCH_TSV (default: the shared corpus), MIRROR_BENCH_SCALE copies
-// of it (default 1). The baselines run the commands publish is compared
+// of it (default 1), or on the existing tree MIRROR_BENCH_SRC. The baselines run the commands publish is compared
 // with on the same tree:
 //
 //	go test -run '^$' -bench . -benchtime 5x ./internal/mirror/
@@ -24,6 +24,9 @@ const defaultBenchTSV = "../../../shared/corpus/moodle-3.5-tree.tsv" // from thi
 // benchTree generates the tree in a temporary directory, or skips.
 func benchTree(b *testing.B) string {
 	b.Helper()
+	if src := os.Getenv("MIRROR_BENCH_SRC"); src != "" {
+		return src // an existing tree, e.g. one made by go run ./bench/corpus
+	}
 	tsv := os.Getenv("MIRROR_BENCH_TSV")
 	if tsv == "" {
 		tsv = defaultBenchTSV

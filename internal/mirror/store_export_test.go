@@ -24,6 +24,24 @@ func SetReadHook(s *Store, hook func(path string)) {
 // DecodeCanonical is the fast path of DecodeManifest.
 func DecodeCanonical(data []byte) (*Manifest, bool) { return decodeCanonical(data) }
 
+// LastScan says how the last publish found the source: "full: <reason>"
+// or "changes: <n paths>".
+func LastScan(s *Store) string {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	return s.src.last
+}
+
+// PauseWatcher stops the store's watcher from reading events until the
+// returned function is called, so that the kernel's queue can overflow.
+func PauseWatcher(s *Store) (resume func()) {
+	s.pubMu.Lock()
+	w := s.src.watch
+	s.pubMu.Unlock()
+	w.mu.Lock()
+	return w.mu.Unlock
+}
+
 // SetOpenHook makes publishes call hook(rel) before opening a source file.
 func SetOpenHook(s *Store, hook func(rel string)) {
 	s.pubMu.Lock()

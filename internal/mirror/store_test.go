@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/mirror"
+	"github.com/nodeagent/nodeagent/internal/mirror/mirrortest"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,6 +63,7 @@ func stPublish(t testing.TB, st *mirror.Store) (mirror.Revision, bool) {
 	if err != nil {
 		t.Fatalf("publish: %v", err)
 	}
+	st.WaitCollected() // what the publish made garbage is gone
 	return rev, created
 }
 
@@ -555,7 +557,8 @@ func sameRevision(a, b mirror.Revision) bool {
 func TestStoreRecentlyChangedFilesAreReadAgain(t *testing.T) {
 	src := t.TempDir()
 	stWrite(t, src, map[string]string{"a.php": "a", "b.php": "b"})
-	st := stOpen(t, mirror.StoreConfig{Source: src})
+	// Without the watcher, which sees every write, whatever the timestamps.
+	st := stOpen(t, mirror.StoreConfig{Source: src, FullScanEvery: -1})
 	mirror.SetRacyMargin(st, time.Hour) // however slow the machine
 	stPublish(t, st)
 	// Written just now: the same timestamp tick could hide another write,
@@ -644,9 +647,11 @@ func hashOf(content string) mirror.Hash { return sha256.Sum256([]byte(content)) 
 func TestStoreRepackRewritesMostlyDeadPacks(t *testing.T) {
 	src := t.TempDir()
 	dir := t.TempDir()
+	// Random content: stored raw, so pack sizes are content sizes.
+	rnd := func(seed string, n int) string { return string(mirrortest.Content(nil, seed, n)) }
 	big := map[string]string{
-		"a.bin": bigContent("a", 200<<10), "b.bin": bigContent("b", 200<<10),
-		"c.bin": bigContent("c", 200<<10), "d.bin": bigContent("d", 100<<10),
+		"a.bin": rnd("a", 200<<10), "b.bin": rnd("b", 200<<10),
+		"c.bin": rnd("c", 200<<10), "d.bin": rnd("d", 100<<10),
 	}
 	stWrite(t, src, big)
 	st := stOpen(t, mirror.StoreConfig{Dir: dir, Source: src, Keep: 1})

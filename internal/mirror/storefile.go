@@ -37,10 +37,15 @@ func (s *Store) ReadFile(id, p string, limit int64) ([]byte, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%s in revision %s: content %s missing from the store", p, id, missing[0])
 	}
-	defer locs[0].p.release()
-	data := make([]byte, e.Size)
-	if _, err := io.ReadFull(io.NewSectionReader(locs[0].p.f, locs[0].off, locs[0].size), data); err != nil {
+	l := locs[0]
+	defer l.p.release()
+	stored := make([]byte, l.size)
+	if _, err := io.ReadFull(io.NewSectionReader(l.p.f, l.off, l.size), stored); err != nil {
 		return nil, fmt.Errorf("read %s of revision %s: %w", p, id, err)
+	}
+	data, err := decodeObject(nil, stored, l.codec, l.raw)
+	if err != nil || int64(len(data)) != e.Size {
+		return nil, fmt.Errorf("read %s of revision %s: %v", p, id, err)
 	}
 	if sha256.Sum256(data) != e.SHA256 {
 		return nil, fmt.Errorf("%s of revision %s does not match its SHA-256", p, id)

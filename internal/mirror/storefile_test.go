@@ -2,6 +2,7 @@ package mirror_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/nodeagent/nodeagent/internal/mirror"
@@ -11,13 +12,16 @@ import (
 // after the source changed; other paths and kinds are errors.
 func TestStoreReadFile(t *testing.T) {
 	src := t.TempDir()
-	stWrite(t, src, map[string]string{"config.php": "<?php $CFG->dbhost = 'a';", "lib/x.php": "x"})
+	// Long enough to be stored compressed, as a real config.php is.
+	rest := strings.Repeat("$CFG->setting = 'value';\n", 20)
+	configA, configB := "<?php $CFG->dbhost = 'a';\n"+rest, "<?php $CFG->dbhost = 'b';\n"+rest
+	stWrite(t, src, map[string]string{"config.php": configA, "lib/x.php": "x"})
 	st := stOpen(t, mirror.StoreConfig{Source: src})
 	first, _ := stPublish(t, st)
-	stWrite(t, src, map[string]string{"config.php": "<?php $CFG->dbhost = 'b';"})
+	stWrite(t, src, map[string]string{"config.php": configB})
 	second, _ := stPublish(t, st)
 
-	for id, want := range map[string]string{first.ID: "<?php $CFG->dbhost = 'a';", second.ID: "<?php $CFG->dbhost = 'b';"} {
+	for id, want := range map[string]string{first.ID: configA, second.ID: configB} {
 		got, err := st.ReadFile(id, "config.php", 1<<20)
 		if err != nil || string(got) != want {
 			t.Errorf("revision %s: %q %v, want %q", id[:8], got, err, want)

@@ -1,14 +1,39 @@
 package mirror
 
 import (
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	sha256 "github.com/minio/sha256-simd"
 )
+
+// collectLater runs gc once the publish that calls it has returned: the
+// revisions and packs it removes are not the caller's concern, and at 50k
+// files finding what is still live costs tens of milliseconds. The next
+// publish waits for it (pubMu); Close waits for it.
+func (s *Store) collectLater() {
+	s.gcRuns.Go(func() {
+		s.pubMu.Lock()
+		defer s.pubMu.Unlock()
+		if !s.isOpen() {
+			return
+		}
+		start := time.Now()
+		if err := s.gc(); err != nil {
+			s.log.Error("mirror garbage collection", "err", err)
+			return
+		}
+		s.log.Debug("mirror garbage collection done", "took", time.Since(start).Round(time.Millisecond))
+	})
+}
+
+// WaitCollected waits for the garbage collection of the publishes that
+// returned.
+func (s *Store) WaitCollected() { s.gcRuns.Wait() }
 
 // gc keeps the newest Keep revisions and the pinned one, removes the
 // others, deletes packs that hold nothing they need and repacks those that
@@ -179,24 +204,22 @@ func (s *Store) repack(packs []*pack, live map[Hash]struct{}) error {
 		return fmt.Errorf("repack: %w", err)
 	}
 	defer w.abort()
-	h := sha256.New()
-	var sum Hash
+	var scratch []byte
 	for _, p := range packs {
 		for _, o := range p.objs {
 			if _, ok := live[o.hash]; !ok || s.index[o.hash].p != p {
 				continue
 			}
 			start := w.size()
-			h.Reset()
-			if err := copyObject(w, h, p.f, o.off, o.size); err != nil {
-				return fmt.Errorf("repack: pack %d: %w", p.num, err)
-			}
-			if h.Sum(sum[:0]); sum != o.hash {
-				s.log.Error("corrupt object left out of repack", "pack", p.num, "object", o.hash)
+			if err := copyVerified(w, &scratch, p.f, o); err != nil {
+				if !errors.Is(err, errCorrupt) {
+					return fmt.Errorf("repack: pack %d: %w", p.num, err)
+				}
+				s.log.Error("corrupt object left out of repack", "pack", p.num, "object", o.hash, "err", err)
 				w.rewind(start)
 				continue
 			}
-			w.add(o.hash, start)
+			w.add(o.hash, start, o.raw, o.codec)
 		}
 	}
 	if err := w.finish(); err != nil {
@@ -216,10 +239,20 @@ func (s *Store) repack(packs []*pack, live map[Hash]struct{}) error {
 	return nil
 }
 
-// copyObject appends size bytes of f at off to w, hashing them.
-func copyObject(w *packWriter, h io.Writer, f *os.File, off, size int64) error {
+// errCorrupt reports stored bytes that do not decode to their hash.
+var errCorrupt = errors.New("content does not match its hash")
+
+// copyVerified appends the stored bytes of o, read from f, to w and checks
+// that they decode to content of o's hash. Raw objects are copied and
+// hashed in pieces; compressed ones, at most compressMax bytes, whole.
+func copyVerified(w *packWriter, scratch *[]byte, f *os.File, o packObj) error {
+	h := sha256.New()
+	off, size := o.off, o.size
 	for size > 0 {
 		n := int(min(size, packFlushBytes))
+		if o.codec != CodecRaw {
+			n = int(size)
+		}
 		b, err := w.reserve(n)
 		if err != nil {
 			return err
@@ -227,10 +260,21 @@ func copyObject(w *packWriter, h io.Writer, f *os.File, off, size int64) error {
 		if _, err := f.ReadAt(b, off); err != nil {
 			return err
 		}
-		h.Write(b)
 		w.commit(n)
+		if o.codec != CodecRaw {
+			raw, err := decodeObject((*scratch)[:0], b, o.codec, o.raw)
+			if err != nil {
+				return fmt.Errorf("%w: %v", errCorrupt, err)
+			}
+			*scratch = raw
+			b = raw
+		}
+		h.Write(b)
 		off += int64(n)
 		size -= int64(n)
+	}
+	if Hash(h.Sum(nil)) != o.hash {
+		return errCorrupt
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
@@ -150,7 +151,7 @@ func BenchmarkSyncMemory(b *testing.B) {
 	src := benchTree(b)
 	_, srv, rev := benchController(b, src)
 	root := b.TempDir()
-	var peakKB int
+	var peakKB, spareKB int
 	for i := 0; b.Loop(); i++ {
 		spec, _ := json.Marshal(childSpec{
 			URL: srv.URL, ID: rev.ID, Dir: filepath.Join(root, strconv.Itoa(i)),
@@ -171,12 +172,17 @@ func BenchmarkSyncMemory(b *testing.B) {
 		}
 		kb, _ := strconv.Atoi(string(m[1]))
 		peakKB = max(peakKB, kb)
+		if m := regexp.MustCompile(`SpareHWM_KB=(\d+)`).FindSubmatch(out); m != nil {
+			kb, _ := strconv.Atoi(string(m[1]))
+			spareKB = max(spareKB, kb)
+		}
 		b.StopTimer()
 		os.RemoveAll(filepath.Join(root, strconv.Itoa(i)))
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(rev.Files), "files")
 	b.ReportMetric(float64(peakKB)/1024, "peak-rss-MB")
+	b.ReportMetric(float64(spareKB)/1024, "spare-peak-rss-MB")
 }
 
 // childSpec tells TestSyncChildProcess what to apply.
@@ -249,6 +255,24 @@ func TestSyncChildProcess(t *testing.T) {
 		t.Fatal("no VmHWM in /proc/self/status")
 	}
 	fmt.Printf("VmHWM_KB=%s\n", m[1])
+	// Then the warm spare the idle node makes, from a fresh peak (writing
+	// 5 to clear_refs resets VmHWM), as the agent's syncer does after a
+	// sync has given its memory back.
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Fatal(err)
+	}
+	status, _ = os.ReadFile("/proc/self/status")
+	if m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(status); m != nil {
+		fmt.Printf("before the spare: VmRSS %s kB\n", m[1])
+	}
+	if err := rels.PrepareSpare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	status, _ = os.ReadFile("/proc/self/status")
+	if m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(status); m != nil {
+		fmt.Printf("SpareHWM_KB=%s\n", m[1])
+	}
 }
 
 // sampleHeap samples the live heap every few milliseconds until the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -23,7 +24,9 @@ type SyncerConfig struct {
 	OnAttempt func(target Revision, took time.Duration, err error)
 	Logger    *slog.Logger
 	// RetryMin and RetryMax bound the exponential backoff after a failed
-	// sync; default 1 s and 30 s.
+	// sync; default 1 s and 5 s (one request to the controller every 5 s
+	// while it is unreachable costs nothing, and a node serves the target
+	// within seconds of a partition healing).
 	RetryMin, RetryMax time.Duration
 }
 
@@ -39,6 +42,8 @@ type Syncer struct {
 	target    Revision
 	lastErr   error
 	lastErrAt time.Time
+	stopSpare context.CancelFunc // cancels the spare being made, if any
+	spareFail string             // the release whose spare failed: not tried again
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -51,7 +56,7 @@ func NewSyncer(cfg SyncerConfig) *Syncer {
 		cfg.RetryMin = time.Second
 	}
 	if cfg.RetryMax < cfg.RetryMin {
-		cfg.RetryMax = max(30*time.Second, cfg.RetryMin)
+		cfg.RetryMax = max(5*time.Second, cfg.RetryMin)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -91,6 +96,12 @@ func (s *Syncer) SetTarget(rev Revision) {
 	s.mu.Lock()
 	changed := rev.ID != s.target.ID
 	s.target = rev
+	if changed && s.stopSpare != nil && s.cfg.Releases.IsKept(rev.ID) {
+		// A switch to a kept release needs no spare: it comes first. Any
+		// other target waits for the spare, which is the first half of
+		// its own build.
+		s.stopSpare()
+	}
 	s.mu.Unlock()
 	if changed {
 		select {
@@ -131,6 +142,7 @@ func (s *Syncer) run(ctx context.Context) {
 		target := s.currentTarget()
 		cur, _ := s.cfg.Releases.Current()
 		if target.ID == "" || target.ID == cur.ID {
+			s.prepareSpare(ctx, cur.ID)
 			select {
 			case <-ctx.Done():
 				return
@@ -191,4 +203,33 @@ func (s *Syncer) sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 	}
 	return true
+}
+
+// prepareSpare makes the warm spare of the current release while the node
+// is idle; a rollback to a kept release stops it at once (SetTarget).
+func (s *Syncer) prepareSpare(ctx context.Context, cur string) {
+	s.mu.Lock()
+	skip := s.spareFail == cur || (s.target.ID != "" && s.target.ID != cur)
+	ctx, cancel := context.WithCancel(ctx)
+	s.stopSpare = cancel
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.stopSpare = nil
+		s.mu.Unlock()
+		cancel()
+	}()
+	if skip || !s.cfg.Releases.SpareWanted() {
+		return
+	}
+	err := s.cfg.Releases.PrepareSpare(ctx)
+	// Making the spare grew the heap with manifests: give it back to keep
+	// the idle node small.
+	defer debug.FreeOSMemory()
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("no warm spare: the next sync links the whole tree", "release", cur, "err", err)
+		s.mu.Lock()
+		s.spareFail = cur
+		s.mu.Unlock()
+	}
 }

@@ -20,6 +20,14 @@ import (
 // tree is written scale times under the top-level prefixes a/, b/, c/, …,
 // each copy with its own content.
 func GenerateTree(dir, tsvPath string, scale int) error {
+	return GenerateTreeFunc(dir, tsvPath, scale, func(buf []byte, rel string, size int) []byte {
+		return Content(buf, rel, size)
+	})
+}
+
+// GenerateTreeFunc is GenerateTree with the content of each file appended
+// to buf by content, for the file at rel (prefix included) of size bytes.
+func GenerateTreeFunc(dir, tsvPath string, scale int, content func(buf []byte, rel string, size int) []byte) error {
 	if scale < 1 || scale > 26 {
 		return fmt.Errorf("generate tree: scale %d out of 1..26", scale)
 	}
@@ -35,7 +43,7 @@ func GenerateTree(dir, tsvPath string, scale int) error {
 		}
 		for _, s := range specs {
 			rel := prefix + s.path
-			buf = Content(buf[:0], rel, s.size)
+			buf = content(buf[:0], rel, s.size)
 			if err := WriteFile(dir, rel, buf); err != nil {
 				return err
 			}

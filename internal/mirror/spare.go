@@ -1,0 +1,175 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+)
+
+// A web node keeps a warm spare: a complete copy of the current release
+// (hard links, directories with their modes) under a temporary name,
+// made while the node is idle. The next sync turns the spare into the new
+// release by applying only the delta, makes it durable and renames it: the
+// cost of a small change no longer includes linking every file of the
+// tree, from the first sync after boot on.
+//
+// The spare is made from a kept release that the next sync's garbage
+// collection would remove (updated by the delta since it was current), or
+// else by linking the current release whole. It is flushed to disk before
+// it is ready, so that the build that takes it (renamed to the partial
+// release, partial.go) records its files as durable at once. Open sets it
+// aside for the background cleanup, and the idle node makes it again: a
+// spare is never trusted across a restart.
+const spareName = ".spare"
+
+// spareGCPercent is the GOGC the making of a spare runs with.
+const spareGCPercent = 20
+
+// spare is what the release store knows of its spare; applyMu guards it.
+type spare struct {
+	id  string     // the release whose tree the spare holds; "" when none
+	ids identities // the identities of its files, by entry of that release
+}
+
+func (r *Releases) spareDir() string { return filepath.Join(r.relDir, spareName) }
+
+// IsKept reports whether the release id is kept (a switch to it builds
+// nothing).
+func (r *Releases) IsKept(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.kept[id]
+	return ok
+}
+
+// SpareWanted reports whether the current release has no warm spare yet.
+func (r *Releases) SpareWanted() bool {
+	cur, ok := r.Current()
+	if !ok {
+		return false
+	}
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	return r.spare.id != cur.ID
+}
+
+// PrepareSpare makes the warm spare of the current release. It stops,
+// leaving no spare, when ctx is cancelled (a new target arrived).
+func (r *Releases) PrepareSpare(ctx context.Context) error {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	cur, ok := r.Current()
+	if !ok || r.spare.id == cur.ID {
+		return nil
+	}
+	start := time.Now()
+	// Not idle while it runs: a sync arriving now waits for it.
+	r.setPhase(PhaseSpare)
+	defer r.setPhase(PhaseIdle)
+	r.spare.id = ""
+	dir := r.spareDir()
+	if err := removeTree(dir); err != nil {
+		return fmt.Errorf("spare: %w", err)
+	}
+	m, _ := r.baseManifest()
+	if m == nil {
+		return fmt.Errorf("spare: manifest of %s unreadable", cur.ID)
+	}
+	// Like a sync, leave no manifest in memory behind for the idle node.
+	defer func() { r.base.id, r.base.m = "", nil }()
+	// Background work of an idle node: collect its garbage (paths of every
+	// file) eagerly rather than let the heap double, as a sync may.
+	defer debug.SetGCPercent(debug.SetGCPercent(spareGCPercent))
+	// The spare is no sync: keep the progress of the last one as it was.
+	files, bytes := r.filesDone.Load(), r.bytesDone.Load()
+	defer func() { r.filesDone.Store(files); r.bytesDone.Store(bytes) }()
+	// Placed files record their identities, as in a build: the sync that
+	// takes the spare checks every file against them.
+	r.building = make(identities, len(m.Entries))
+	defer func() { r.building = nil }()
+	how := "linked"
+	var err error
+	if old, oldIDs, oldID := r.recycleForSpare(cur, dir); old != nil {
+		how = "recycled " + oldID
+		err = r.updateTree(ctx, dir, old, oldIDs, m, noSource{errSpareFetches})
+	} else {
+		err = r.buildTree(ctx, dir, m, noSource{errSpareFetches})
+	}
+	if err == nil {
+		err = recordIdentities(dir, m, r.building)
+	}
+	if err == nil {
+		err = syncFS(r.relDir)
+	}
+	if err != nil {
+		// What was made stays until the next spare replaces it or Open
+		// removes it: removing it now would delay the sync that stopped it.
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("spare of %s: %w", cur.ID, err)
+	}
+	r.spare.ids = r.building
+	r.spare.id = cur.ID
+	r.log.Debug("warm spare ready", "id", cur.ID, "how", how, "duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// recycleForSpare moves to dir the oldest kept release that the next
+// sync's garbage collection would remove, and returns its manifest and
+// identities; nil when every kept release stays.
+func (r *Releases) recycleForSpare(cur Revision, dir string) (*Manifest, identities, string) {
+	list := r.List()
+	if len(list) < r.cfg.Keep {
+		return nil, nil, ""
+	}
+	for _, k := range list {
+		if k.ID == cur.ID {
+			continue
+		}
+		old, err := r.loadManifest(k.ID)
+		var ids identities
+		if err == nil {
+			ids, err = r.loadIdentities(k.ID, old)
+		}
+		if err == nil {
+			err = r.unkeep(k.ID, dir)
+		}
+		if err != nil {
+			r.log.Warn("release not recycled into the spare; linking it anew", "id", k.ID, "err", err)
+			return nil, nil, ""
+		}
+		return old, ids, k.ID
+	}
+	return nil, nil, ""
+}
+
+// takeSpare moves the spare to dir when it holds the tree of the current
+// release, and returns that release's manifest (the delta's base) and the
+// spare's identities; a nil manifest when there is no such spare.
+func (r *Releases) takeSpare(dir string) (*Manifest, identities) {
+	cur, ok := r.Current()
+	if !ok || r.spare.id == "" || r.spare.id != cur.ID {
+		return nil, nil
+	}
+	ids := r.spare.ids
+	r.spare.id, r.spare.ids = "", nil
+	base, baseID := r.baseManifest()
+	if base == nil || baseID != cur.ID {
+		return nil, nil
+	}
+	if err := os.Rename(r.spareDir(), dir); err != nil {
+		r.log.Warn("spare not usable", "err", err)
+		return nil, nil
+	}
+	r.log.Debug("building from the warm spare", "of", cur.ID)
+	return base, ids
+}
+
+// errSpareFetches reports a spare that needed content the releases lost:
+// a spare fetches nothing.
+var errSpareFetches = errors.New("a spare fetches nothing")
