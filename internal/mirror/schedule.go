@@ -41,7 +41,7 @@ const (
 	peerRequestObjects     = 128
 	upstreamRequestObjects = 256
 	helpRequestObjects     = 32
-	helpStall              = 15 * time.Second
+	helpStall              = 3 * time.Second
 	peerInFlight           = 2
 	upstreamInFlight       = 2
 	runTick                = 250 * time.Millisecond
