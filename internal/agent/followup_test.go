@@ -175,12 +175,16 @@ func TestAfterAllFollowUpSurvivesRestart(t *testing.T) {
 		}
 		return nil
 	})
+	// The command wrote its line; its step ends when it exits.
 	var list api.DeployList
-	getJSON(t, c.ctl, "/v1/deploys", &list)
-	if len(list.Deploys) != 1 || list.Deploys[0].Kind != "publish" || list.Deploys[0].Status != api.DeploySucceeded ||
-		list.Deploys[0].Revision == nil || list.Deploys[0].Revision.Seq != 2 {
-		t.Fatalf("deploys after the restart: %+v", list.Deploys)
-	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		getJSON(t, c.ctl, "/v1/deploys", &list)
+		if len(list.Deploys) != 1 || list.Deploys[0].Kind != "publish" || list.Deploys[0].Status != api.DeploySucceeded ||
+			list.Deploys[0].Revision == nil || list.Deploys[0].Revision.Seq != 2 {
+			return fmt.Errorf("deploys after the restart: %+v", list.Deploys)
+		}
+		return nil
+	})
 	// Done: the next start has nothing to follow up.
 	c.ctl.Close()
 	c.ctl = c.open(cfg, testKey)

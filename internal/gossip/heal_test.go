@@ -335,3 +335,20 @@ func TestRememberedMembersReaped(t *testing.T) {
 		t.Errorf("recent = %+v, %v; want it dead", m, ok)
 	}
 }
+
+// TestStateFileLeftoverRemoved: a kill during a write of the state file
+// leaves its temporary copy; the next start removes it.
+func TestStateFileLeftoverRemoved(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := testConfig("a", MustKey(t))
+	cfg.StateFile = filepath.Join(dir, "gossip-state.json")
+	leftover := filepath.Join(dir, ".tmp-gossip-state.json-1878791530")
+	if err := os.WriteFile(leftover, []byte(`{"clock":1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	MustOpen(t, cfg)
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Fatalf("leftover of a killed write still there: %v", err)
+	}
+}

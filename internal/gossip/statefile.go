@@ -34,6 +34,11 @@ func loadState(path string) (stateFile, error) {
 	if path == "" {
 		return st, nil
 	}
+	// A kill during a write (it happens every membership change) leaves
+	// the temporary copy behind.
+	if err := durable.RemoveLeftovers(path); err != nil {
+		return st, fmt.Errorf("gossip: state file leftovers: %w", err)
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
