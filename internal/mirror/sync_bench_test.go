@@ -102,7 +102,7 @@ func BenchmarkSyncOneChange(b *testing.B) {
 	}
 	edit := filepath.Join(src, firstFile(b, src))
 	publish := func(i int) mirror.Revision {
-		if err := os.WriteFile(edit, []byte("edit "+strconv.Itoa(i)), 0o644); err != nil {
+		if err := os.WriteFile(edit, editContent(i), 0o644); err != nil {
 			b.Fatal(err)
 		}
 		rev, _, err := st.Publish(ctx, "one change")
