@@ -77,7 +77,7 @@ func (r *Releases) PrepareSpare(ctx context.Context) error {
 		return fmt.Errorf("spare: manifest of %s unreadable", cur.ID)
 	}
 	// Like a sync, leave no manifest in memory behind for the idle node.
-	defer func() { r.base.id, r.base.m = "", nil }()
+	defer r.dropBase()
 	// Background work of an idle node: collect its garbage (paths of every
 	// file) eagerly rather than let the heap double, as a sync may.
 	defer debug.SetGCPercent(debug.SetGCPercent(spareGCPercent))
