@@ -375,6 +375,23 @@ func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
 func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revision, err error) {
 	r.startProgress(rev, 0, 0)
 	r.setPhase(PhaseManifest)
+	tmp := filepath.Join(r.relDir, tmpPrefix+rev.ID)
+	var spare *spareCheck
+	linking := false
+	defer func() {
+		spare.stop()
+		if err != nil && spare != nil && !linking {
+			r.returnSpare(spare, tmp) // untouched: the next attempt takes it again
+		}
+		if err != nil {
+			r.discard(rev.ID, tmp)
+		}
+	}()
+	if err := removeTree(tmp); err != nil {
+		return rev, err
+	}
+	// The spare is checked while the manifest is fetched and verified.
+	spare = r.checkSpare(ctx, tmp)
 	meta, err := src.Revision(ctx, rev.ID)
 	if err != nil {
 		return rev, err
@@ -389,12 +406,6 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	if err != nil {
 		return rev, err
 	}
-	tmp := filepath.Join(r.relDir, tmpPrefix+rev.ID)
-	defer func() {
-		if err != nil {
-			r.discard(rev.ID, tmp)
-		}
-	}()
 	// Written now so the bytes need not stay in memory during the build;
 	// without its release directory, Open treats it as an orphan. The
 	// commit's syncfs, on this same filesystem, makes it durable before the
@@ -406,14 +417,15 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	meta.Files, meta.Bytes = m.Files()
 	r.startProgress(meta, meta.Files, meta.Bytes)
 	r.setPhase(PhaseLink)
-	if err := removeTree(tmp); err != nil {
-		return rev, err
-	}
+	linking = true
 	r.building = make(identities, len(m.Entries))
 	defer func() { r.building = nil }()
-	if base, spareIDs := r.takeSpare(tmp); base != nil {
+	if spare != nil {
 		// The spare holds the current release's tree, the delta's base.
-		err = r.updateTree(ctx, tmp, base, spareIDs, m, src)
+		var plan *recycledPlan
+		if plan, err = spare.wait(); err == nil {
+			err = r.updateTreePlanned(ctx, tmp, spare.base, spare.ids, plan, m, src)
+		}
 	} else if old, oldIDs := r.recycle(meta, tmp); old != nil {
 		err = r.updateTree(ctx, tmp, old, oldIDs, m, src)
 	} else {

@@ -163,6 +163,59 @@ func (r *Releases) takeSpare(tmp string) (*Manifest, identities) {
 	return base, ids
 }
 
+// returnSpare puts a spare taken into tmp back in place, untouched, for
+// the next sync to take (and inspect) again.
+func (r *Releases) returnSpare(c *spareCheck, tmp string) {
+	if err := os.Rename(tmp, r.spareDir()); err != nil {
+		r.log.Warn("spare not put back", "err", err)
+		return
+	}
+	r.spare.id, r.spare.ids = c.id, c.ids
+}
+
+// spareCheck is the inspection of a taken spare against its identities,
+// running while the sync fetches and verifies the new manifest: at 50k
+// files it stats every one, which would otherwise come after.
+type spareCheck struct {
+	id     string // the release whose tree the spare holds
+	base   *Manifest
+	ids    identities
+	cancel context.CancelFunc
+	done   chan struct{}
+	plan   *recycledPlan
+	err    error
+}
+
+// checkSpare takes the spare into tmp (see takeSpare) and starts its
+// inspection; nil when there is no spare to take. stop must be called.
+func (r *Releases) checkSpare(ctx context.Context, tmp string) *spareCheck {
+	base, ids := r.takeSpare(tmp)
+	if base == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	c := &spareCheck{id: r.base.id, base: base, ids: ids, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		c.plan, c.err = r.inspectRecycled(ctx, tmp, base, ids)
+	}()
+	return c
+}
+
+// wait returns the inspection's plan.
+func (c *spareCheck) wait() (*recycledPlan, error) {
+	<-c.done
+	return c.plan, c.err
+}
+
+// stop ends the inspection if it still runs, and waits for it.
+func (c *spareCheck) stop() {
+	if c != nil {
+		c.cancel()
+		<-c.done
+	}
+}
+
 // errSpareFetches reports a spare that needed content the releases lost:
 // a spare fetches nothing.
 var errSpareFetches = errors.New("a spare fetches nothing")

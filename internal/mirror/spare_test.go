@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nodeagent/nodeagent/internal/mirror"
@@ -53,6 +54,36 @@ func TestSpareBecomesTheNextRelease(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("releases directory holds %v, want the 2 kept releases", names)
+	}
+}
+
+// A sync that fails before it changes the spare (here: a revision the
+// controller does not have) puts it back: the next sync still goes
+// through it.
+func TestSpareKeptAcrossAFailedSync(t *testing.T) {
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+	tree := siteTree("v1")
+	rev := ctl.publish(tree)
+	mustApply(t, n, rev, ctl.client())
+	mustDo(t, n.rels.PrepareSpare(context.Background()))
+	unknown := mirror.Revision{ID: strings.Repeat("ab", 32), Seq: rev.Seq + 1}
+	if err := n.rels.Apply(context.Background(), unknown, ctl.client()); err == nil {
+		t.Fatal("a revision the controller lacks was applied")
+	}
+	if got := mirror.SpareOf(n.rels); got != rev.ID {
+		t.Fatalf("after the failed sync the spare holds %q, want %s", got, rev.ID)
+	}
+	prev := rev
+	tree = withFile(tree, "app/index.php", "<?php // two\n")
+	rev = ctl.publish(tree)
+	mustApply(t, n, rev, ctl.client())
+	checkTree(t, n.target, tree)
+	if got := mirror.SpareOf(n.rels); got != "" {
+		t.Errorf("spare still claims %s after being used", got)
+	}
+	if !sameInode(t, filepath.Join(n.release(prev.ID), "app/lib/a.php"), filepath.Join(n.release(rev.ID), "app/lib/a.php")) {
+		t.Error("an unchanged file was not linked")
 	}
 }
 
