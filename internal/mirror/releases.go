@@ -423,7 +423,10 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	if spare != nil {
 		// The spare holds the current release's tree, the delta's base.
 		var plan *recycledPlan
-		if plan, err = spare.wait(); err == nil {
+		waited := time.Now()
+		plan, err = spare.wait()
+		r.log.Debug("spare inspection awaited", "duration", time.Since(waited).Round(time.Microsecond))
+		if err == nil {
 			err = r.updateTreePlanned(ctx, tmp, spare.base, spare.ids, plan, m, src)
 		}
 	} else if old, oldIDs := r.recycle(meta, tmp); old != nil {

@@ -197,7 +197,9 @@ func (r *Releases) checkSpare(ctx context.Context, tmp string) *spareCheck {
 	c := &spareCheck{id: r.base.id, base: base, ids: ids, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
+		start := time.Now()
 		c.plan, c.err = r.inspectRecycled(ctx, tmp, base, ids)
+		r.log.Debug("spare inspected", "files", len(base.Entries), "duration", time.Since(start).Round(time.Microsecond))
 	}()
 	return c
 }

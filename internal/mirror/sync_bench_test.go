@@ -92,6 +92,41 @@ func BenchmarkSyncInitial(b *testing.B) {
 // BenchmarkSyncOneChange applies a revision that differs from the current
 // one by one file, in the steady state: Keep releases are kept already.
 func BenchmarkSyncOneChange(b *testing.B) {
+	rels, client, publish := oneChangeBench(b, false)
+	ctx := context.Background()
+	var cpu time.Duration
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		rev := publish(i)
+		b.StartTimer()
+		c0 := processCPU()
+		if err := rels.Apply(ctx, rev, client); err != nil {
+			b.Fatal(err)
+		}
+		cpu += processCPU() - c0
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkSyncOneChangeSpare is BenchmarkSyncOneChange as an idle web
+// node meets it: with the warm spare of the current release made.
+func BenchmarkSyncOneChangeSpare(b *testing.B) {
+	rels, client, publish := oneChangeBench(b, true)
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		rev := publish(i)
+		b.StartTimer()
+		if err := rels.Apply(ctx, rev, client); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// oneChangeBench syncs a web node to the benchmark tree and Keep
+// one-file changes of it, and returns the node and a function that
+// publishes the i-th change (then makes the node's spare, if spare).
+func oneChangeBench(b *testing.B, spare bool) (*mirror.Releases, *mirror.Client, func(i int) mirror.Revision) {
 	src := benchTree(b)
 	st, srv, rev := benchController(b, src)
 	client := mirror.NewClient(srv.URL, srv.Client())
@@ -109,6 +144,13 @@ func BenchmarkSyncOneChange(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		if spare {
+			st.WaitCollected()
+			if err := rels.PrepareSpare(ctx); err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+		}
 		return rev
 	}
 	for i := range benchKeep { // b.Loop times what follows only
@@ -116,18 +158,7 @@ func BenchmarkSyncOneChange(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	var cpu time.Duration
-	for i := 0; b.Loop(); i++ {
-		b.StopTimer()
-		rev := publish(i)
-		b.StartTimer()
-		c0 := processCPU()
-		if err := rels.Apply(ctx, rev, client); err != nil {
-			b.Fatal(err)
-		}
-		cpu += processCPU() - c0
-	}
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	return rels, client, publish
 }
 
 // BenchmarkSyncBaselineRsyncCopy: rsync -a src/ into an empty directory.
