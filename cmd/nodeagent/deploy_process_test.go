@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/mirror/mirrortest"
 )
 
@@ -34,20 +33,7 @@ func newDeployCluster(t *testing.T) *procCluster {
 	for _, n := range []string{"controller", "web-1", "web-2"} {
 		pc.start(n)
 	}
-	poll(t, 30*time.Second, 100*time.Millisecond, func() error {
-		out, err := pc.cli("status", "-json")
-		if err != nil {
-			return fmt.Errorf("status: %v %s", err, out)
-		}
-		states, err := memberStates(out)
-		if err != nil {
-			return err
-		}
-		if states["web-1"] != gossip.StateAlive || states["web-2"] != gossip.StateAlive {
-			return fmt.Errorf("members: %v", states)
-		}
-		return nil
-	})
+	pc.wholeCluster(30*time.Second, "web-1", "web-2")
 	return pc
 }
 

@@ -25,21 +25,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "nodeagent-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "nodeagent")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build nodeagent: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.MainWithAgent(m, &binary) }
 
 // handedOut holds the ports freePort returned: the kernel may offer a port
 // again once its probe listener is closed, and two keys of one config (or

@@ -36,6 +36,7 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "cluster target: %s\n", target)
 	fmt.Fprintf(out, "this node: %s (%s)\n", st.Node, st.Role)
 	printMaintenance(out, st.Maintenance.Maintenance)
+	printSplit(out, st.Gossip)
 	printIntegrity(out, st.Integrity)
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)

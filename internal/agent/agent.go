@@ -151,8 +151,10 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	}
 	a.openView()
 	a.serve(token)
+	a.startCleanup()
 	a.wg.Add(1)
 	go a.watch()
+	a.startSplitWatch()
 	a.log.Info("agent started", "role", a.cfg.Role, "gossip", a.gossip.Addr(),
 		"cluster_api", a.ClusterAddr(), "local_api", a.LocalAddr())
 	return nil

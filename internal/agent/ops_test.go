@@ -72,7 +72,16 @@ func TestMaintenanceSpreadsPersistsAndExpires(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("PUT maintenance: %d %s", code, body)
 	}
-	maintenanceEverywhere(t, true, c.ctl, w1, w2)
+	// Site maintenance is on already: wait for the Moodle level itself.
+	for _, a := range []*agent.Agent{c.ctl, w1, w2} {
+		testutil.Eventually(t, 10*time.Second, func() error {
+			st := status(t, a)
+			if !st.Maintenance.MoodleActive || !st.Maintenance.Applied {
+				return fmt.Errorf("%s: maintenance %+v", st.Node, st.Maintenance)
+			}
+			return nil
+		})
+	}
 	html, err := os.ReadFile(page)
 	if err != nil || !strings.Contains(string(html), "Upgrading &lt;now&gt;") {
 		t.Fatalf("climaintenance.html: %v %q", err, html)

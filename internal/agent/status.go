@@ -16,6 +16,7 @@ func (a *Agent) Status() api.Status {
 	st.Revision = a.revisionStatus()
 	st.Transfer = api.Transfer{RxBytes: a.wire.rx.Load(), TxBytes: a.wire.tx.Load()}
 	a.role.status(&st)
+	st.Gossip = a.gossipStatus()
 	return st
 }
 
@@ -65,6 +66,7 @@ func (a *Agent) Health() api.Health {
 		"node:drain":      {a.checkDrain()},
 	}
 	a.role.checks(checks) // web with an edge: edge:backend, edge:certificate
+	a.splitChecks(checks) // web: gossip:controller
 	return api.Health{Status: api.Worst(checks), Checks: checks}
 }
 

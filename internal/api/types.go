@@ -38,8 +38,41 @@ type Status struct {
 	// Certificate is the edge's certificate (web nodes with an edge).
 	Certificate *certs.State `json:"certificate,omitempty"`
 	DB          *DBStatus    `json:"db,omitempty"` // controller with a db section
+
+	// Gossip is what this node sees of a split: a web node's view of the
+	// controller, the controller's missing web nodes.
+	Gossip *GossipStatus `json:"gossip,omitempty"`
+
 	// Integrity is the background audit of the served release (web).
 	Integrity *mirror.AuditStatus `json:"integrity,omitempty"`
+}
+
+// GossipStatus is the gossip section of GET /v1/status.
+type GossipStatus struct {
+	Controller *ControllerStatus `json:"controller,omitempty"`  // web nodes
+	MissingWeb []MissingMember   `json:"missing_web,omitempty"` // controller
+}
+
+// ControllerStatus is a web node's view of the controller.
+type ControllerStatus struct {
+	Alive bool   `json:"alive"`
+	Name  string `json:"name,omitempty"` // the live controller, or the last one seen
+	// LastSeen is when Name was last seen alive (now while alive).
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	// UnseenSeconds is how long this node has been without a live
+	// controller, counted from its own start at most; 0 while one is alive.
+	UnseenSeconds float64 `json:"unseen_seconds"`
+	// Missing: unseen for 30 s (30 gossip probe intervals) or longer;
+	// readiness check gossip:controller warns.
+	Missing bool `json:"missing"`
+}
+
+// MissingMember is a web node the controller saw alive in the last hour and
+// has not seen alive for 30 s.
+type MissingMember struct {
+	Name  string    `json:"name"`
+	State string    `json:"state"` // dead or left
+	Since time.Time `json:"since"` // last seen alive
 }
 
 // Transfer counts the bytes of this node's calls to other agents (content

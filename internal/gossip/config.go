@@ -35,6 +35,10 @@ type Config struct {
 	// doubled up to 30s.
 	JoinBackoff time.Duration
 	Logger      *slog.Logger
+	// StockQueues leaves memberlist's broadcast queues as they come, with
+	// the bug that loses broadcasts (queuepin.go): bench/gossip measures
+	// against it. Never set it otherwise.
+	StockQueues bool
 }
 
 // hostPort is a parsed IP address and port.

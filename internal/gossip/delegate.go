@@ -24,6 +24,15 @@ func (d delegate) LocalState(join bool) []byte { return d.g.localState() }
 
 func (d delegate) MergeRemoteState(buf []byte, join bool) { d.g.mergeState(buf) }
 
+var _ memberlist.AliveDelegate = delegate{}
+
+// NotifyAlive sees every alive message before memberlist judges it (see
+// repair.go); it never refuses one. It runs under memberlist's node lock.
+func (d delegate) NotifyAlive(n *memberlist.Node) error {
+	d.g.sawAlive(n)
+	return nil
+}
+
 // events adapts memberlist's membership events. memberlist holds its node
 // lock while calling them: they must not call back into memberlist.
 type events struct{ g *Gossip }

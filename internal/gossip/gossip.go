@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -32,28 +33,36 @@ type Gossip struct {
 	timing Timing
 	log    *slog.Logger
 
-	ml    atomic.Pointer[memberlist.Memberlist]
-	queue *memberlist.TransmitLimitedQueue
-	addr  string
+	ml      atomic.Pointer[memberlist.Memberlist]
+	queue   *memberlist.TransmitLimitedQueue // user broadcasts: registers, leave intents
+	mlQueue *memberlist.TransmitLimitedQueue // memberlist's own, once pinned
+	addr    string
 
 	noFanOut atomic.Bool // tests: Set does not send directly
 
-	mu        sync.Mutex
-	opened    bool
-	closed    bool
-	meta      NodeMeta
-	metaBytes []byte
-	clock     uint64              // Lamport clock: highest clock seen or issued
-	regs      map[string]Register // cluster-wide registers
-	gen       uint64              // bumped on every register change
-	members   map[string]*memberRec
-	leaves    map[string]uint64 // node -> clock of the last leave intent seen
-	subs      map[chan struct{}]struct{}
+	mu          sync.Mutex
+	opened      bool
+	closed      bool
+	meta        NodeMeta
+	metaBytes   []byte
+	metaVersion int64               // version of meta (wireMeta)
+	clock       uint64              // Lamport clock: highest clock seen or issued
+	regs        map[string]Register // cluster-wide registers
+	gen         uint64              // bumped on every register change
+	members     map[string]*memberRec
+	memberGen   uint64            // bumped on every membership change worth persisting
+	leaves      map[string]uint64 // node -> clock of the last leave intent seen
+	subs        map[chan struct{}]struct{}
+	repairs     map[string]repairTask // stale views to repair, by member
+	repaired    map[string]time.Time  // member -> last repair started
+	repairCh    chan struct{}
+	returned    map[string]string // members back alive since the last exchange -> addr
+	exchanged   time.Time         // last state exchange with a member that came back
 
-	updateMu     sync.Mutex // serialises memberlist UpdateNode calls
-	persistMu    sync.Mutex // serialises state file writes
-	persistedGen uint64
-	persistCh    chan struct{}
+	updateMu  sync.Mutex // serialises memberlist UpdateNode calls
+	persistMu sync.Mutex // serialises state file writes
+	persisted persistMark
+	persistCh chan struct{}
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -79,11 +88,18 @@ func New(cfg Config) *Gossip {
 		members:   make(map[string]*memberRec),
 		leaves:    make(map[string]uint64),
 		subs:      make(map[chan struct{}]struct{}),
+		repairs:   make(map[string]repairTask),
+		repaired:  make(map[string]time.Time),
+		repairCh:  make(chan struct{}, 1),
+		returned:  make(map[string]string),
 		persistCh: make(chan struct{}, 1),
 	}
 	g.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       g.numNodes,
-		RetransmitMult: memberlist.DefaultLANConfig().RetransmitMult,
+		RetransmitMult: g.timing.RetransmitMult,
+	}
+	if !cfg.StockQueues {
+		pinQueue(g.queue) // the same queue bug as memberlist's own (queuepin.go)
 	}
 	return g
 }
@@ -106,42 +122,47 @@ func (g *Gossip) Open(ctx context.Context) error {
 		addr := net.JoinHostPort(mlCfg.BindAddr, strconv.Itoa(mlCfg.BindPort))
 		return fmt.Errorf("gossip: listen on %s: %w", addr, err)
 	}
+	if g.cfg.StockQueues {
+		g.log.Warn("gossip: memberlist's broadcast queues not pinned: broadcasts may be lost")
+	} else if g.mlQueue, err = pinMemberlist(ml); err != nil {
+		g.log.Warn("gossip: broadcasts may be lost (memberlist queue bug, see queuepin.go)", "err", err)
+	}
 	if err := g.start(ml); err != nil {
 		return err
 	}
-	g.log.Info("gossip started", "addr", g.Addr(), "registers", len(st.Registers))
+	g.log.Info("gossip started", "addr", g.Addr(), "registers", len(st.Registers), "known_members", len(st.Members))
 	return nil
 }
 
 // prepare checks the config and reads the state file.
-func (g *Gossip) prepare(ctx context.Context) (*memberlist.Config, state, error) {
+func (g *Gossip) prepare(ctx context.Context) (*memberlist.Config, stateFile, error) {
 	if err := g.cfg.validate(); err != nil {
-		return nil, state{}, err
+		return nil, stateFile{}, err
 	}
-	if _, err := encodeMeta(g.Meta()); err != nil {
-		return nil, state{}, err
+	if _, err := encodeMeta(g.Meta(), math.MaxInt64); err != nil {
+		return nil, stateFile{}, err
 	}
 	bind, err := parseBind(g.cfg.Bind)
 	if err != nil {
-		return nil, state{}, err
+		return nil, stateFile{}, err
 	}
 	adv, err := resolveAdvertise(ctx, g.cfg.Advertise)
 	if err != nil {
-		return nil, state{}, err
+		return nil, stateFile{}, err
 	}
 	keyring, err := g.memberlistKeyring()
 	if err != nil {
-		return nil, state{}, err
+		return nil, stateFile{}, err
 	}
 	st, err := loadState(g.cfg.StateFile)
 	if err != nil {
-		return nil, state{}, err
+		return nil, stateFile{}, err
 	}
 	return g.memberlistConfig(bind, adv, keyring), st, nil
 }
 
-// claimOpen marks g open and installs the persisted registers.
-func (g *Gossip) claimOpen(st state) error {
+// claimOpen marks g open and installs the persisted registers and members.
+func (g *Gossip) claimOpen(st stateFile) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
@@ -150,7 +171,7 @@ func (g *Gossip) claimOpen(st state) error {
 	case g.opened:
 		return errors.New("gossip: already open")
 	}
-	metaBytes, err := encodeMeta(g.meta)
+	metaBytes, err := encodeMeta(g.meta, g.nextMetaVersionLocked())
 	if err != nil {
 		return err
 	}
@@ -160,6 +181,7 @@ func (g *Gossip) claimOpen(st state) error {
 		g.regs[k] = r
 		g.clock = max(g.clock, r.Clock)
 	}
+	g.restoreLocked(st.Members, time.Now())
 	return nil
 }
 
@@ -179,9 +201,10 @@ func (g *Gossip) start(ml *memberlist.Memberlist) error {
 	g.addr = addr
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
-	g.wg.Add(2)
+	g.wg.Add(3)
 	go func() { defer g.wg.Done(); g.runJoin(ctx) }()
 	go func() { defer g.wg.Done(); g.runPersist(ctx) }()
+	go func() { defer g.wg.Done(); g.runRepair(ctx) }()
 	return nil
 }
 
@@ -205,8 +228,11 @@ func (g *Gossip) memberlistConfig(bind, adv hostPort, keyring *memberlist.Keyrin
 	c.TCPTimeout = t.TCPTimeout
 	c.GossipToTheDeadTime = t.GossipToTheDead
 	c.DeadNodeReclaimTime = t.DeadNodeReclaim
+	c.RetransmitMult = t.RetransmitMult
+	c.GossipNodes = t.GossipNodes
 	c.Delegate = delegate{g}
 	c.Events = events{g}
+	c.Alive = delegate{g}
 	c.Logger = log.New(logWriter{g.log.With("subsystem", "memberlist")}, "", 0)
 	return c
 }
@@ -237,7 +263,9 @@ func (g *Gossip) shutdown(leave bool) error {
 		errs = append(errs, fmt.Errorf("gossip: shutdown: %w", err))
 	}
 	g.wg.Wait()
-	if err := g.persist(); err != nil {
+	// Always written at the end: the leave intent moved the clock, and the
+	// members' last-seen times are now.
+	if err := g.persist(true); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

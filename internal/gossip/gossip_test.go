@@ -18,7 +18,8 @@ import (
 	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
-const waitTimeout = 15 * time.Second
+// waitTimeout is sized for a loaded 2-core machine running the race detector.
+const waitTimeout = 30 * time.Second
 
 func MustKey(tb testing.TB) []byte {
 	tb.Helper()
@@ -404,13 +405,13 @@ func TestJoinRetriedUntilSeedStarts(t *testing.T) {
 	key := MustKey(t)
 	addr := testutil.FreeAddr(t)
 
-	rec := &recorder{}
+	rec := &testutil.LogRecorder{}
 	cfgB := testConfig("b", key)
 	cfgB.Join = []string{addr}
 	cfgB.Logger = slog.New(rec)
 	b := MustOpen(t, cfgB)
 	waitFor(t, "b's first join attempt to fail", func() bool {
-		return rec.find(func(r slog.Record) bool {
+		return rec.Find(func(r slog.Record) bool {
 			return r.Level == slog.LevelWarn && strings.HasPrefix(r.Message, "gossip join failed")
 		})
 	})

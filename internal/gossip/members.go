@@ -24,16 +24,22 @@ type Member struct {
 	Addr  string // gossip address host:port
 	State string // alive | suspect | dead | left
 	Meta  NodeMeta
-	Since time.Time // last state change
+	// Since is the last state change: for a member that is not alive, when
+	// it stopped being alive (its last-seen time).
+	Since time.Time
 }
 
 type memberRec struct {
 	Member
-	leaving bool // a leave intent arrived: the coming NotifyLeave means "left"
+	version int64 // of Meta (wireMeta); 0 if unknown
+	leaving bool  // a leave intent arrived: the coming NotifyLeave means "left"
 }
 
 // Members returns every known member, this node included, sorted by name.
-// Dead and left members stay listed for Timing.Reap.
+// Dead and left members stay listed for Timing.Reap after they were last
+// seen alive, also across restarts: the members of the state file are
+// listed from Open on (as dead, or left, since their last-seen time) until
+// gossip finds them alive again.
 func (g *Gossip) Members() []Member {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -48,18 +54,25 @@ func (g *Gossip) Members() []Member {
 
 // nodeUp records a join or an update (memberlist NotifyJoin/NotifyUpdate).
 func (g *Gossip) nodeUp(n *memberlist.Node) {
-	meta, err := decodeMeta(n.Meta)
+	meta, version, err := decodeMeta(n.Meta)
 	if err != nil {
 		g.log.Warn("gossip: bad node meta", "member", n.Name, "err", err)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	r := g.memberLocked(n.Name)
+	if r.State != StateAlive || r.Addr != n.Address() {
+		g.memberGen++
+		g.signalPersist()
+	}
 	if r.State != StateAlive {
+		if r.State != "" && n.Name != g.cfg.Name {
+			g.returnedLocked(n.Name, n.Address())
+		}
 		r.State, r.Since = StateAlive, time.Now()
 		g.log.Info("gossip member alive", "member", n.Name, "addr", n.Address())
 	}
-	r.Addr, r.Meta, r.leaving = n.Address(), meta, false
+	r.Addr, r.Meta, r.version, r.leaving = n.Address(), meta, version, false
 	g.notifyLocked()
 }
 
@@ -73,53 +86,62 @@ func (g *Gossip) nodeDown(n *memberlist.Node) {
 	if r.leaving {
 		r.State = StateLeft
 	}
+	g.memberGen++
+	g.signalPersist()
 	g.log.Info("gossip member "+r.State, "member", n.Name, "addr", r.Addr)
 	g.notifyLocked()
 }
 
-// leaveIntent records that node announced its departure with clock c and
-// reports whether the intent is new (and so must be re-broadcast).
-func (g *Gossip) leaveIntent(node string, c uint64) bool {
+// leaveIntent records a node's announced departure and reports whether the
+// intent is new (and so must be re-broadcast).
+func (g *Gossip) leaveIntent(m leaveMsg) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.leaveIntentLocked(node, c)
+	return g.leaveIntentLocked(m)
 }
 
-func (g *Gossip) leaveIntentLocked(node string, c uint64) bool {
-	if c >= maxClock {
+func (g *Gossip) leaveIntentLocked(m leaveMsg) bool {
+	if m.Clock >= maxClock {
 		return false
 	}
-	g.clock = max(g.clock, c)
-	if c <= g.leaves[node] || node == g.cfg.Name {
+	g.clock = max(g.clock, m.Clock)
+	if m.Clock <= g.leaves[m.Node] || m.Node == g.cfg.Name {
 		return false
 	}
-	g.leaves[node] = c
-	r, ok := g.members[node]
+	g.leaves[m.Node] = m.Clock
+	r, ok := g.members[m.Node]
 	switch {
 	case !ok:
+	case m.Version != 0 && r.version > m.Version:
+		// It came back since it left: the intent is old news (a node
+		// that still shows it left passed it on in push/pull).
 	case r.State == StateDead: // the leave message overtook the intent
-		r.State, r.Since = StateLeft, time.Now()
-		g.log.Info("gossip member left", "member", node, "addr", r.Addr)
+		r.State = StateLeft // Since stays when it stopped being alive
+		g.memberGen++
+		g.signalPersist()
+		g.log.Info("gossip member left", "member", m.Node, "addr", r.Addr)
 		g.notifyLocked()
-	default:
+	case r.State == StateAlive:
 		r.leaving = true
 	}
 	return true
 }
 
-// leftLocked returns the leave intents of the members seen as left, for
-// push/pull: a node that missed an intent would otherwise show them dead.
-func (g *Gossip) leftLocked() map[string]uint64 {
-	var out map[string]uint64
+// leftLocked returns the leave intents of the members seen as left, with
+// their versions, for push/pull: a node that missed an intent would
+// otherwise show them dead.
+func (g *Gossip) leftLocked() (map[string]uint64, map[string]int64) {
+	var clocks map[string]uint64
+	var versions map[string]int64
 	for name, r := range g.members {
 		if c, ok := g.leaves[name]; ok && r.State == StateLeft {
-			if out == nil {
-				out = make(map[string]uint64)
+			if clocks == nil {
+				clocks, versions = make(map[string]uint64), make(map[string]int64)
 			}
-			out[name] = c
+			clocks[name], versions[name] = c, r.version
 		}
 	}
-	return out
+	return clocks, versions
 }
 
 func (g *Gossip) memberLocked(name string) *memberRec {
@@ -137,20 +159,39 @@ func (g *Gossip) reapLocked(now time.Time) {
 		if r.State != StateAlive && now.Sub(r.Since) > g.timing.Reap {
 			delete(g.members, name)
 			delete(g.leaves, name)
+			g.memberGen++
 		}
 	}
 }
 
-// deadAddrs returns the addresses of failed (not left) members, the
-// candidates for a reconnect.
-func (g *Gossip) deadAddrs() []string {
+// missing returns the members to reconnect to — dead ones (as long as they
+// are listed) and ones that left within Timing.ReconnectLeft — and how many
+// members are alive, this node included.
+func (g *Gossip) missing(now time.Time) (out []Member, alive int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.reapLocked(time.Now())
-	var out []string
+	g.reapLocked(now)
 	for _, r := range g.members {
-		if r.State == StateDead && r.Addr != "" {
-			out = append(out, r.Addr)
+		switch {
+		case r.State == StateAlive:
+			alive++
+		case r.Name == g.cfg.Name || r.Addr == "":
+		case r.State == StateLeft && now.Sub(r.Since) > g.timing.ReconnectLeft:
+		default:
+			out = append(out, r.Member)
+		}
+	}
+	return out, alive
+}
+
+// aliveAddrs returns the gossip addresses of the live members.
+func (g *Gossip) aliveAddrs() map[string]bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]bool)
+	for _, r := range g.members {
+		if r.State == StateAlive {
+			out[r.Addr] = true
 		}
 	}
 	return out

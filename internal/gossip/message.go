@@ -25,9 +25,13 @@ type registerMsg struct {
 	Register
 }
 
+// leaveMsg is a node's intent to leave. Version is its metadata version
+// when it left: a receiver that holds a newer version of the node has seen
+// it come back since, and ignores the intent.
 type leaveMsg struct {
-	Node  string `json:"n"`
-	Clock uint64 `json:"c"`
+	Node    string `json:"n"`
+	Clock   uint64 `json:"c"`
+	Version int64  `json:"v,omitempty"`
 }
 
 func encodeRegisterMsg(key string, r Register) ([]byte, error) {
@@ -72,7 +76,7 @@ func (g *Gossip) handleMsg(msg []byte) {
 			g.log.Warn("gossip: dropped bad leave message", "err", err)
 			return
 		}
-		if g.leaveIntent(m.Node, m.Clock) {
+		if g.leaveIntent(m) {
 			g.queue.QueueBroadcast(newBroadcast(leaveName(m.Node), msg, nil))
 		}
 	default:
@@ -85,7 +89,8 @@ func (g *Gossip) handleMsg(msg []byte) {
 func (g *Gossip) queueLeaveIntent() <-chan struct{} {
 	g.mu.Lock()
 	g.clock++
-	m := leaveMsg{Node: g.cfg.Name, Clock: g.clock}
+	g.gen++ // the state file keeps the clock the intent used
+	m := leaveMsg{Node: g.cfg.Name, Clock: g.clock, Version: g.metaVersion}
 	g.mu.Unlock()
 	done := make(chan struct{})
 	msg, err := encodeMsg(msgLeave, m)

@@ -1,9 +1,9 @@
 package gossip
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -27,8 +27,20 @@ type NodeMeta struct {
 	CertExpiry int64 `json:"ce,omitempty"` // unix time the edge's certificate ends
 }
 
-func encodeMeta(m NodeMeta) ([]byte, error) {
-	b, err := json.Marshal(m)
+// wireMeta is NodeMeta as it travels, with the version of the update: the
+// Unix time in milliseconds when the node set it, strictly increasing in a
+// process and, the clock permitting, across restarts. memberlist orders
+// updates by an incarnation number that restarts at 1 with the process;
+// the version lets a receiver see that an update memberlist ignored was
+// newer than what it holds (repair.go). Agents that do not send it are
+// version 0: never repaired, as before.
+type wireMeta struct {
+	NodeMeta
+	Version int64 `json:"n,omitempty"`
+}
+
+func encodeMeta(m NodeMeta, version int64) ([]byte, error) {
+	b, err := json.Marshal(wireMeta{NodeMeta: m, Version: version})
 	if err != nil {
 		return nil, fmt.Errorf("gossip: encode meta: %w", err)
 	}
@@ -38,13 +50,19 @@ func encodeMeta(m NodeMeta) ([]byte, error) {
 	return b, nil
 }
 
-func decodeMeta(b []byte) (NodeMeta, error) {
-	var m NodeMeta
+func decodeMeta(b []byte) (NodeMeta, int64, error) {
+	var m wireMeta
 	if len(b) == 0 {
-		return m, nil
+		return m.NodeMeta, 0, nil
 	}
 	err := json.Unmarshal(b, &m)
-	return m, err
+	return m.NodeMeta, m.Version, err
+}
+
+// nextMetaVersionLocked returns a version above every one this node used.
+func (g *Gossip) nextMetaVersionLocked() int64 {
+	g.metaVersion = max(time.Now().UnixMilli(), g.metaVersion+1)
+	return g.metaVersion
 }
 
 // SetMeta replaces this node's metadata and re-advertises it. It does not
@@ -52,8 +70,7 @@ func decodeMeta(b []byte) (NodeMeta, error) {
 // what gossip missed. Metadata larger than memberlist.MetaMaxSize is refused with
 // ErrTooLarge. Before Open it only sets what Open will advertise.
 func (g *Gossip) SetMeta(m NodeMeta) error {
-	b, err := encodeMeta(m)
-	if err != nil {
+	if _, err := encodeMeta(m, math.MaxInt64); err != nil {
 		return err
 	}
 	g.mu.Lock()
@@ -61,13 +78,17 @@ func (g *Gossip) SetMeta(m NodeMeta) error {
 		g.mu.Unlock()
 		return ErrClosed
 	}
-	unchanged := bytes.Equal(b, g.metaBytes)
-	g.meta, g.metaBytes = m, b
-	g.mu.Unlock()
-
-	if unchanged {
+	if m == g.meta && g.metaBytes != nil {
+		g.mu.Unlock()
 		return nil
 	}
+	b, err := encodeMeta(m, g.nextMetaVersionLocked())
+	if err != nil { // unreachable: checked with the longest version
+		g.mu.Unlock()
+		return err
+	}
+	g.meta, g.metaBytes = m, b
+	g.mu.Unlock()
 	g.advertiseMeta()
 	return nil
 }
@@ -104,7 +125,7 @@ func (g *Gossip) metaAdvertised() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	r, ok := g.members[g.cfg.Name]
-	return g.closed || ok && r.Meta == g.meta
+	return g.closed || ok && r.version == g.metaVersion
 }
 
 // Meta returns this node's current metadata.

@@ -82,7 +82,7 @@ func (g *Gossip) Set(key string, value any) (Register, error) {
 	g.queue.QueueBroadcast(newBroadcast(registerName(key), msg, nil))
 	g.fanOut(msg)
 	r.Value = bytes.Clone(r.Value)
-	if err := g.persist(); err != nil {
+	if err := g.persist(false); err != nil {
 		return r, err
 	}
 	return r, nil
@@ -118,13 +118,17 @@ func (g *Gossip) applyRegister(key string, r Register) bool {
 type state struct {
 	Clock     uint64              `json:"clock"`
 	Registers map[string]Register `json:"registers"`
-	Left      map[string]uint64   `json:"left,omitempty"` // push/pull only: leave intents of left members
+	// Push/pull only: the leave intents of left members (clock and, since
+	// it was added, meta version; see leaveMsg).
+	Left  map[string]uint64 `json:"left,omitempty"`
+	LeftV map[string]int64  `json:"left_v,omitempty"`
 }
 
 func (g *Gossip) localState() []byte {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	b, err := json.Marshal(state{Clock: g.clock, Registers: g.regs, Left: g.leftLocked()})
+	left, leftV := g.leftLocked()
+	b, err := json.Marshal(state{Clock: g.clock, Registers: g.regs, Left: left, LeftV: leftV})
 	if err != nil {
 		g.log.Error("gossip: encode local state", "err", err)
 		return nil
@@ -139,15 +143,29 @@ func (g *Gossip) mergeState(buf []byte) {
 		g.log.Warn("gossip: bad remote state", "err", err)
 		return
 	}
+	for key, r := range g.mergeRegisters(st) {
+		// Spread what was new here like a register message: a write made
+		// while a partition cut its writer off reaches one node by a state
+		// exchange after the partition, and every node from there.
+		msg, err := encodeRegisterMsg(key, r)
+		if err != nil {
+			continue
+		}
+		g.queue.QueueBroadcast(newBroadcast(registerName(key), msg, nil))
+	}
+}
+
+// mergeRegisters applies st and returns the registers that were new here.
+func (g *Gossip) mergeRegisters(st state) map[string]Register {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if st.Clock < maxClock {
 		g.clock = max(g.clock, st.Clock)
 	}
 	for node, c := range st.Left {
-		g.leaveIntentLocked(node, c)
+		g.leaveIntentLocked(leaveMsg{Node: node, Clock: c, Version: st.LeftV[node]})
 	}
-	changed := false
+	changed := make(map[string]Register)
 	for key, r := range st.Registers {
 		if validKey(key) != nil || !r.valid() {
 			continue
@@ -157,11 +175,12 @@ func (g *Gossip) mergeState(buf []byte) {
 			continue
 		}
 		g.regs[key] = r
-		changed = true
+		changed[key] = r
 	}
-	if changed {
+	if len(changed) > 0 {
 		g.gen++
 		g.notifyLocked()
 		g.signalPersist()
 	}
+	return changed
 }

@@ -9,13 +9,28 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/nodeagent/nodeagent/internal/durable"
 )
 
+// stateFile is what the state file holds: the registers and the Lamport
+// clock, and the members this node has seen (snapshot.go).
+type stateFile struct {
+	state
+	Members []snapshotMember `json:"members,omitempty"`
+}
+
+// persistMark is what the last write of the state file covered.
+type persistMark struct{ gen, memberGen uint64 }
+
+// snapshotRefresh is how often the state file is rewritten while members
+// are alive, so that their last-seen times survive a crash within it.
+const snapshotRefresh = time.Minute
+
 // loadState reads the state file; a missing file is an empty state.
-func loadState(path string) (state, error) {
-	st := state{Registers: map[string]Register{}}
+func loadState(path string) (stateFile, error) {
+	st := stateFile{state: state{Registers: map[string]Register{}}}
 	if path == "" {
 		return st, nil
 	}
@@ -29,9 +44,17 @@ func loadState(path string) (state, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return st, fmt.Errorf("gossip: read state %s: %w", path, err)
 	}
+	if st.Registers == nil {
+		st.Registers = map[string]Register{}
+	}
 	for key, r := range st.Registers {
 		if validKey(key) != nil || !r.valid() {
 			return st, fmt.Errorf("gossip: read state %s: bad register %q", path, key)
+		}
+	}
+	for _, m := range st.Members {
+		if m.Name == "" || m.Addr == "" {
+			return st, fmt.Errorf("gossip: read state %s: member without a name or address", path)
 		}
 	}
 	return st, nil
@@ -46,33 +69,41 @@ func (g *Gossip) signalPersist() {
 }
 
 // runPersist writes the state file after changes received from the
-// cluster, off memberlist's packet loop.
+// cluster, off memberlist's packet loop, and every snapshotRefresh.
 func (g *Gossip) runPersist(ctx context.Context) {
+	refresh := time.NewTicker(snapshotRefresh)
+	defer refresh.Stop()
 	for {
+		force := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-g.persistCh:
-			if err := g.persist(); err != nil {
-				g.log.Error("gossip: persist state", "err", err)
-			}
+		case <-refresh.C:
+			force = true
+		}
+		if err := g.persist(force); err != nil {
+			g.log.Error("gossip: persist state", "err", err)
 		}
 	}
 }
 
-// persist writes the registers to the state file unless a write already
-// covered the current generation.
-func (g *Gossip) persist() error {
+// persist writes the registers and the members to the state file unless
+// a write already covered their current generations and force is false.
+func (g *Gossip) persist(force bool) error {
 	if g.cfg.StateFile == "" {
 		return nil
 	}
 	g.persistMu.Lock()
 	defer g.persistMu.Unlock()
 	g.mu.Lock()
-	gen := g.gen
-	st := state{Clock: g.clock, Registers: maps.Clone(g.regs)}
+	mark := persistMark{gen: g.gen, memberGen: g.memberGen}
+	st := stateFile{
+		state:   state{Clock: g.clock, Registers: maps.Clone(g.regs)},
+		Members: g.snapshotLocked(time.Now()),
+	}
 	g.mu.Unlock()
-	if gen == g.persistedGen {
+	if mark == g.persisted && !force {
 		return nil
 	}
 	b, err := json.Marshal(st)
@@ -82,7 +113,7 @@ func (g *Gossip) persist() error {
 	if err := writeFileAtomic(g.cfg.StateFile, append(b, '\n')); err != nil {
 		return fmt.Errorf("gossip: write state: %w", err)
 	}
-	g.persistedGen = gen
+	g.persisted = mark
 	return nil
 }
 

@@ -423,7 +423,7 @@ func (r *Releases) placeLocal(ctx context.Context, dir string, m *Manifest, link
 			mu.Unlock()
 			return nil
 		}
-		r.fileDone(e.Size)
+		r.fileDone(l.entry, e.Size)
 		return nil
 	})
 	if len(bad) > 0 {

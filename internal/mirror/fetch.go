@@ -207,9 +207,12 @@ func (r *Releases) startWriters(ctx context.Context, fail context.CancelCauseFun
 	return w
 }
 
+// run writes the queued objects. They are verified already: after a
+// cancellation they are still written, for the next build to resume from,
+// but not after a disk error.
 func (w *objectWriters) run() {
 	for h := range w.queue {
-		if w.failed() == nil && w.ctx.Err() == nil {
+		if w.failed() == nil {
 			if err := w.write(h.o, h.data); err != nil {
 				w.setFailed(err)
 			}
@@ -340,8 +343,11 @@ func (w *objectWriters) placeCopies(o *fetchObject, p string) error {
 		}
 	}
 	o.done = true
-	for range o.entries {
-		w.r.fileDone(o.size)
+	for _, i := range o.entries {
+		if err := w.r.notePlaced(i, entryPath(w.dir, &w.m.Entries[i])); err != nil {
+			return err
+		}
+		w.r.fileDone(i, o.size)
 	}
 	return nil
 }

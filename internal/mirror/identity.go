@@ -133,6 +133,17 @@ func recordIdentities(dir string, m *Manifest, ids identities) error {
 	})
 }
 
+// notePlaced records the identity of the file the agent just wrote at p,
+// entry i of the release being built.
+func (r *Releases) notePlaced(i int, p string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return fmt.Errorf("record identity of %s: %w", p, err)
+	}
+	r.building[i] = identityOf(&st)
+	return nil
+}
+
 // agentUID is the owner of every file and directory the agent makes.
 var agentUID = uint32(os.Geteuid())
 

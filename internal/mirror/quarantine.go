@@ -63,7 +63,8 @@ func exists(p string) bool {
 	return err == nil
 }
 
-// pruneQuarantine removes all but the newest quarantineKeep directories.
+// pruneQuarantine sets aside all but the newest quarantineKeep
+// directories, for RunCleanup to remove.
 func (r *Releases) pruneQuarantine() {
 	dir := r.metaDir(quarantineDir)
 	ents, err := os.ReadDir(dir)
@@ -78,7 +79,7 @@ func (r *Releases) pruneQuarantine() {
 	}
 	slices.Sort(names) // by time
 	for _, n := range names[:max(0, len(names)-quarantineKeep)] {
-		if err := removeTree(filepath.Join(dir, n)); err != nil {
+		if err := r.trash(filepath.Join(dir, n), "quarantine "+n); err != nil {
 			r.log.Warn("prune quarantine", "dir", n, "err", err)
 		}
 	}

@@ -60,6 +60,10 @@ type Releases struct {
 	// their content, not their identity (repairs: the content of an inode
 	// written in place by root, its time set back, passes for intact).
 	reuseByContent bool
+	// The partial build to resume (see partial.go), owned by applyMu.
+	partialID string
+	ckpt      *checkpoints // of the build in progress
+	janitor   janitor      // trees set aside for RunCleanup
 
 	mu         sync.Mutex
 	kept       map[string]Revision
@@ -135,14 +139,20 @@ func (r *Releases) Open(ctx context.Context) error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("open releases: %w", err)
 		}
+		if d == r.relDir {
+			continue // trees: removed in the background (cleanup.go)
+		}
 		if err := removeTemps(d); err != nil {
 			return fmt.Errorf("open releases: remove leftovers: %w", err)
 		}
 	}
-	if err := r.removeSpare(); err != nil {
-		return fmt.Errorf("open releases: %w", err)
+	if err := r.trashLeftovers(); err != nil {
+		return fmt.Errorf("open releases: set leftovers aside: %w", err)
 	}
 	if err := r.openTarget(); err != nil {
+		return fmt.Errorf("open releases: %w", err)
+	}
+	if err := r.openPartial(); err != nil {
 		return fmt.Errorf("open releases: %w", err)
 	}
 	if err := r.loadKept(); err != nil {
@@ -174,7 +184,7 @@ func (r *Releases) loadKept() error {
 	kept := map[string]Revision{}
 	for _, e := range ents {
 		id := e.Name()
-		if id == spareName {
+		if id == partialName || id == spareName || strings.HasPrefix(id, tmpPrefix) {
 			continue
 		}
 		if _, err := ParseHash(id); err != nil || !e.IsDir() {
@@ -192,9 +202,9 @@ func (r *Releases) loadKept() error {
 			r.log.Warn("current release has no metadata", "id", id, "err", err)
 			kept[id] = Revision{ID: id}
 		default:
-			r.log.Warn("removing an incomplete release", "id", id, "err", err)
-			if err := removeTree(filepath.Join(r.relDir, id)); err != nil {
-				return fmt.Errorf("remove incomplete release %s: %w", id, err)
+			r.log.Warn("removing an incomplete release in the background", "id", id, "err", err)
+			if err := r.trash(filepath.Join(r.relDir, id), "incomplete release "+id); err != nil {
+				return fmt.Errorf("set incomplete release %s aside: %w", id, err)
 			}
 		}
 	}
@@ -236,7 +246,7 @@ func (r *Releases) removeOrphans(kept map[string]Revision) error {
 		}
 		for _, e := range ents {
 			id, ok := strings.CutSuffix(e.Name(), ".json")
-			if _, isKept := kept[id]; !ok || isKept {
+			if _, isKept := kept[id]; !ok || isKept || id == r.partialID {
 				continue
 			}
 			if err := os.Remove(filepath.Join(r.metaDir(kind), e.Name())); err != nil {
@@ -308,9 +318,15 @@ func (r *Releases) startProgress(rev Revision, files int, bytes int64) {
 	r.mu.Unlock()
 }
 
-func (r *Releases) fileDone(size int64) {
+// fileDone counts the file at entry i of the manifest being built as
+// placed, for the progress and the checkpoints; r.building[i] holds its
+// identity already.
+func (r *Releases) fileDone(i int, size int64) {
 	r.filesDone.Add(1)
 	r.bytesDone.Add(size)
+	if r.ckpt != nil {
+		r.ckpt.mark(i, r.building[i])
+	}
 }
 
 // Apply makes rev the current release: it builds releases/<id> from src
@@ -371,27 +387,19 @@ func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
 }
 
 // build makes releases/<id> from src and records its manifest and revision.
-// On failure it leaves nothing behind.
+// On failure it leaves the partial tree and its manifest for the next
+// attempt to resume, and nothing else.
 func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revision, err error) {
 	r.startProgress(rev, 0, 0)
 	r.setPhase(PhaseManifest)
-	tmp := filepath.Join(r.relDir, tmpPrefix+rev.ID)
-	var spare *spareCheck
-	linking := false
+	// The spare is checked while the manifest is fetched and verified.
+	spare := r.checkSpare(ctx)
 	defer func() {
 		spare.stop()
-		if err != nil && spare != nil && !linking {
-			r.returnSpare(spare, tmp) // untouched: the next attempt takes it again
-		}
-		if err != nil {
-			r.discard(rev.ID, tmp)
+		if err != nil && spare != nil && !spare.used {
+			r.returnSpare(spare) // untouched: the next attempt takes it again
 		}
 	}()
-	if err := removeTree(tmp); err != nil {
-		return rev, err
-	}
-	// The spare is checked while the manifest is fetched and verified.
-	spare = r.checkSpare(ctx, tmp)
 	meta, err := src.Revision(ctx, rev.ID)
 	if err != nil {
 		return rev, err
@@ -406,6 +414,11 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	if err != nil {
 		return rev, err
 	}
+	defer func() {
+		if err != nil && r.partialID != rev.ID {
+			r.discard(rev.ID)
+		}
+	}()
 	// Written now so the bytes need not stay in memory during the build;
 	// without its release directory, Open treats it as an orphan. The
 	// commit's syncfs, on this same filesystem, makes it durable before the
@@ -417,31 +430,20 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	meta.Files, meta.Bytes = m.Files()
 	r.startProgress(meta, meta.Files, meta.Bytes)
 	r.setPhase(PhaseLink)
-	linking = true
 	r.building = make(identities, len(m.Entries))
 	defer func() { r.building = nil }()
-	if spare != nil {
-		// The spare holds the current release's tree, the delta's base.
-		var plan *recycledPlan
-		waited := time.Now()
-		plan, err = spare.wait()
-		r.log.Debug("spare inspection awaited", "duration", time.Since(waited).Round(time.Microsecond))
-		if err == nil {
-			err = r.updateTreePlanned(ctx, tmp, spare.base, spare.ids, plan, m, src)
-		}
-	} else if old, oldIDs := r.recycle(meta, tmp); old != nil {
-		err = r.updateTree(ctx, tmp, old, oldIDs, m, src)
-	} else {
-		err = r.buildTree(ctx, tmp, m, src)
-	}
-	if err == nil {
-		err = recordIdentities(tmp, m, r.building)
-	}
-	if err != nil {
+	if err := r.buildPartial(ctx, meta, m, src, spare); err != nil {
 		return rev, err
 	}
-	if err := r.commit(tmp, meta, r.building); err != nil {
+	dir := r.partialDir()
+	if err := recordIdentities(dir, m, r.building); err != nil {
 		return rev, err
+	}
+	if err := r.commit(dir, meta, r.building); err != nil {
+		return rev, err
+	}
+	if err := r.finishPartial(); err != nil {
+		r.log.Warn("remove partial release state", "err", err)
 	}
 	// The new manifest is not kept for the next delta: at 50k files it is
 	// ~8 MB an idle agent would hold for hours. The next sync reads it back
@@ -450,11 +452,9 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	return meta, nil
 }
 
-// discard removes what a failed build left.
-func (r *Releases) discard(id, tmp string) {
-	if err := removeTree(tmp); err != nil {
-		r.log.Warn("remove failed build", "dir", tmp, "err", err)
-	}
+// discard removes the metadata files a build failed before it had a
+// partial tree.
+func (r *Releases) discard(id string) {
 	for _, p := range []string{r.metaFile(manifestsDir, id), r.metaFile(revisionsDir, id), r.identitiesFile(id)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			r.log.Warn("remove metadata of failed build", "id", id, "err", err)

@@ -158,12 +158,23 @@ func checkNoTemps(t *testing.T, n *testNode) {
 			}
 		}
 	}
+	for _, p := range []string{filepath.Join(n.dir, "releases", ".partial"), filepath.Join(n.dir, "partial.json")} {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("leftover %s (%v)", p, err)
+		}
+	}
 	ents, _ := os.ReadDir(filepath.Dir(n.target))
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), filepath.Base(n.target)+".tmp-") {
 			t.Errorf("leftover %s", e.Name())
 		}
 	}
+}
+
+// tempsIn lists the temporary names in the releases directory.
+func tempsIn(n *testNode) []string {
+	m, _ := filepath.Glob(filepath.Join(n.dir, "releases", ".tmp-*"))
+	return m
 }
 
 func sameInode(t *testing.T, a, b string) bool {
@@ -403,7 +414,9 @@ func TestApplyFailsOnPersistentlyBadObjects(t *testing.T) {
 				t.Logf("failed: %v", err)
 			}
 			checkTree(t, n.target, v1)
-			checkNoTemps(t, n)
+			if m := tempsIn(n); len(m) > 0 {
+				t.Errorf("temporary names after the failure: %v", m)
+			}
 			if c := ctl.counts(); c.objectRequests < 2 || c.objectRequests > 8 {
 				t.Errorf("%d objects requests; want a few bounded retries", c.objectRequests)
 			}
@@ -414,6 +427,7 @@ func TestApplyFailsOnPersistentlyBadObjects(t *testing.T) {
 			ctl.setFaults(faultNone)
 			mustApply(t, n, rev2, ctl.client())
 			checkTree(t, n.target, v2)
+			checkNoTemps(t, n)
 		})
 	}
 }
@@ -522,6 +536,13 @@ func TestOpenRemovesCrashLeftovers(t *testing.T) {
 	if err := os.Remove(n.target + ".tmp-users-file"); err != nil {
 		t.Errorf("user's file: %v", err)
 	}
+	// The trees are removed in the background.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { reopened.RunCleanup(ctx) })
+	waitFor(t, "the cleanup", func() bool { return reopened.Pending() == 0 && len(tempsIn(n)) == 0 })
+	cancel()
+	wg.Wait()
 	checkNoTemps(t, n)
 	checkTree(t, n.target, nodes)
 

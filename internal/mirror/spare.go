@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 	"time"
@@ -19,8 +18,9 @@ import (
 //
 // The spare is made from a kept release that the next sync's garbage
 // collection would remove (updated by the delta since it was current), or
-// else by linking the current release whole. Open removes it, and the idle
-// node makes it again: a spare is never trusted across a crash.
+// else by linking the current release whole. Open sets it aside (removed
+// in the background, cleanup.go), and the idle node makes it again: a
+// spare is never trusted across a crash.
 const spareName = ".spare"
 
 // spareGCPercent is the GOGC the making of a spare runs with.
@@ -142,63 +142,41 @@ func (r *Releases) recycleForSpare(cur Revision, dir string) (*Manifest, identit
 	return nil, nil, ""
 }
 
-// takeSpare moves the spare to tmp when it holds the tree of the current
-// release, and returns that release's manifest (the delta's base) and the
-// spare's identities; a nil manifest when there is no such spare.
-func (r *Releases) takeSpare(tmp string) (*Manifest, identities) {
-	cur, ok := r.Current()
-	if !ok || r.spare.id == "" || r.spare.id != cur.ID {
-		return nil, nil
-	}
-	ids := r.spare.ids
-	r.spare.id, r.spare.ids = "", nil
-	base, baseID := r.baseManifest()
-	if base == nil || baseID != cur.ID {
-		return nil, nil
-	}
-	if err := os.Rename(r.spareDir(), tmp); err != nil {
-		r.log.Warn("spare not usable", "err", err)
-		return nil, nil
-	}
-	return base, ids
-}
-
-// returnSpare puts a spare taken into tmp back in place, untouched, for
-// the next sync to take (and inspect) again.
-func (r *Releases) returnSpare(c *spareCheck, tmp string) {
-	if err := os.Rename(tmp, r.spareDir()); err != nil {
-		r.log.Warn("spare not put back", "err", err)
-		return
-	}
-	r.spare.id, r.spare.ids = c.id, c.ids
-}
-
-// spareCheck is the inspection of a taken spare against its identities,
-// running while the sync fetches and verifies the new manifest: at 50k
-// files it stats every one, which would otherwise come after.
+// spareCheck is the inspection of the spare against its identities,
+// running in place while the sync fetches and verifies the new manifest:
+// at 50k files it stats every one, which would otherwise come after.
 type spareCheck struct {
-	id     string // the release whose tree the spare holds
-	base   *Manifest
-	ids    identities
+	id     string     // the release whose tree the spare holds
+	base   *Manifest  // its manifest
+	ids    identities // the spare's identities, by entry of base
+	used   bool       // moved into the partial directory
 	cancel context.CancelFunc
 	done   chan struct{}
 	plan   *recycledPlan
 	err    error
 }
 
-// checkSpare takes the spare into tmp (see takeSpare) and starts its
-// inspection; nil when there is no spare to take. stop must be called.
-func (r *Releases) checkSpare(ctx context.Context, tmp string) *spareCheck {
-	base, ids := r.takeSpare(tmp)
-	if base == nil {
+// checkSpare claims the spare, when it holds the tree of the current
+// release and no partial build is to be resumed, and starts its
+// inspection; nil when there is none. stop must be called.
+func (r *Releases) checkSpare(ctx context.Context) *spareCheck {
+	cur, ok := r.Current()
+	if !ok || r.spare.id == "" || r.spare.id != cur.ID || r.partialID != "" {
+		return nil
+	}
+	ids := r.spare.ids
+	r.spare.id, r.spare.ids = "", nil
+	base, baseID := r.baseManifest()
+	if base == nil || baseID != cur.ID {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	c := &spareCheck{id: r.base.id, base: base, ids: ids, cancel: cancel, done: make(chan struct{})}
+	c := &spareCheck{id: cur.ID, base: base, ids: ids, cancel: cancel, done: make(chan struct{})}
+	dir := r.spareDir()
 	go func() {
 		defer close(c.done)
 		start := time.Now()
-		c.plan, c.err = r.inspectRecycled(ctx, tmp, base, ids)
+		c.plan, c.err = r.inspectRecycled(ctx, dir, base, ids)
 		r.log.Debug("spare inspected", "files", len(base.Entries), "duration", time.Since(start).Round(time.Microsecond))
 	}()
 	return c
@@ -218,14 +196,12 @@ func (c *spareCheck) stop() {
 	}
 }
 
+// returnSpare gives back a spare a failed build claimed but did not use:
+// the next sync takes (and inspects) it again.
+func (r *Releases) returnSpare(c *spareCheck) {
+	r.spare.id, r.spare.ids = c.id, c.ids
+}
+
 // errSpareFetches reports a spare that needed content the releases lost:
 // a spare fetches nothing.
 var errSpareFetches = errors.New("a spare fetches nothing")
-
-// removeSpare removes a spare left by an earlier run.
-func (r *Releases) removeSpare() error {
-	if err := removeTree(r.spareDir()); err != nil {
-		return fmt.Errorf("remove the spare of an earlier run: %w", err)
-	}
-	return nil
-}

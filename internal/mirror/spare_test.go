@@ -125,8 +125,8 @@ func TestSyncerKeepsASpareWhileIdle(t *testing.T) {
 	}
 }
 
-// A spare is never trusted across a restart: Open removes it, and the
-// reopened store keeps exactly its releases.
+// A spare is never trusted across a restart: Open sets it aside for the
+// background cleanup, and the reopened store keeps exactly its releases.
 func TestOpenRemovesTheSpare(t *testing.T) {
 	ctl := newFakeController(t)
 	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
@@ -141,6 +141,9 @@ func TestOpenRemovesTheSpare(t *testing.T) {
 	mustDo(t, reopened.Open(context.Background()))
 	if _, err := os.Stat(spare); !os.IsNotExist(err) {
 		t.Errorf("spare still there after Open: %v", err)
+	}
+	if reopened.Pending() != 1 {
+		t.Errorf("%d trees set aside for the cleanup, want the spare", reopened.Pending())
 	}
 	if cur, ok := reopened.Current(); !ok || cur.ID != rev.ID || len(reopened.List()) != 1 {
 		t.Errorf("reopened: current %v %v, %d kept", cur.ID, ok, len(reopened.List()))

@@ -4,7 +4,13 @@
 package testutil
 
 import (
+	"bytes"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -42,4 +48,55 @@ func FreeAddr(tb testing.TB) string {
 	}
 	pc.Close()
 	return addr
+}
+
+// LogBuffer collects log output from concurrent writers (a slog handler's
+// sink) for a test to read.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// BuildAgent builds the nodeagent command into a new temporary directory
+// and returns the binary's path and a function removing it: for tests that
+// run agents as processes (call it from TestMain).
+func BuildAgent() (string, func(), error) {
+	dir, err := os.MkdirTemp("", "nodeagent-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin := filepath.Join(dir, "nodeagent")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/nodeagent/nodeagent/cmd/nodeagent").CombinedOutput()
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("build nodeagent: %w\n%s", err, out)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+// MainWithAgent is a TestMain for packages that run agents as processes:
+// it builds nodeagent (BuildAgent), sets *bin to the binary, runs the
+// tests, removes the binary and exits with the tests' status.
+func MainWithAgent(m *testing.M, bin *string) {
+	path, cleanup, err := BuildAgent()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*bin = path
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
