@@ -67,6 +67,12 @@ func (id *Identity) newTransport(dial DialFunc) *http.Transport {
 	tr.TLSHandshakeTimeout = 10 * time.Second
 	tr.ResponseHeaderTimeout = 60 * time.Second
 	tr.MaxIdleConnsPerHost = 4
+	// A connection that has received nothing for 5 s is pinged, and closed
+	// when the ping is not answered within 5 s: after a partition (or a
+	// one-way loss) a request in flight fails within 10 s and is retried on
+	// a new connection, instead of waiting for TCP's retransmissions, whose
+	// back-off reaches tens of seconds.
+	tr.HTTP2 = &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second}
 	if dial != nil {
 		tr.DialContext = dial
 	}

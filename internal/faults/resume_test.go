@@ -19,7 +19,8 @@ import (
 )
 
 // TestResumableSync: a web agent killed with SIGKILL in the middle of a
-// large fetch keeps what it had fetched and verified. Started again, it
+// large fetch, in a build that started from its warm spare, keeps what it
+// had fetched and verified. Started again, it
 // fetches only the content its partial release lacks (counted on the wire
 // by the agent's own metric), and the release is exactly the manifest.
 // Then a large leftover of a crash does not delay the next start: the
@@ -38,6 +39,8 @@ func TestResumableSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	spare := waitSpare(ctx, t, c, web)
 
 	// 64 MiB of new content through a 100 Mbit/s link: about 6 s.
 	if err := c.Lab().LimitRate(faults.Controller, "100mbit"); err != nil {
@@ -66,6 +69,9 @@ func TestResumableSync(t *testing.T) {
 		t.Errorf("no partial release after the kill: %v", err)
 	} else {
 		have = validContent(t, partial, m)
+		if fi, err := os.Stat(partial); err != nil || !os.SameFile(spare, fi) {
+			t.Errorf("the build did not start from the warm spare (%v)", err)
+		}
 	}
 	missing, total := missingBytes(m, before, have)
 	t.Logf("killed: the partial release holds %d objects; %d of %d new bytes missing", len(have), missing, total)
@@ -97,6 +103,25 @@ func TestResumableSync(t *testing.T) {
 		t.Error(err)
 	}
 	checkLeftoverCleanup(ctx, t, c, web)
+}
+
+// waitSpare waits until web has made its warm spare (it exists and the
+// sync phase is no longer spare) and returns it.
+func waitSpare(ctx context.Context, t *testing.T, c *faults.Cluster, web string) os.FileInfo {
+	t.Helper()
+	p := filepath.Join(c.DataDir(web), "mirror", "releases", ".spare")
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		fi, err := os.Stat(p)
+		if err == nil {
+			if st, err := c.Status(ctx, web); err == nil && st.Sync != nil && st.Sync.Phase == mirror.PhaseIdle {
+				return fi
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s made no warm spare", web)
+	return nil
 }
 
 // killMidFetch kills web with SIGKILL once it has fetched between 30% and
@@ -208,9 +233,9 @@ func checkLeftoverCleanup(ctx context.Context, t *testing.T, c *faults.Cluster, 
 	for {
 		log := c.LogTail(web, 1<<20)
 		log = log[strings.LastIndex(log, "=== faults: start"):]
-		// The planted leftover's line (the node's warm spare, set aside at
-		// the same start, has its own).
-		started, cleaned := strings.Index(log, `msg="agent started"`), cleanupLineOf(log, "interrupted build")
+		// The warm spare of the run before is set aside and cleaned up too.
+		started := strings.Index(log, `msg="agent started"`)
+		cleaned := strings.Index(log, `msg="cleanup done" node=`+web+` what="interrupted build or removal"`)
 		if cleaned >= 0 {
 			line := log[cleaned:]
 			line = line[:strings.IndexByte(line, '\n')]
@@ -236,20 +261,4 @@ func checkLeftoverCleanup(ctx context.Context, t *testing.T, c *faults.Cluster, 
 	if _, err := c.WaitServing(ctx, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// cleanupLineOf returns where the first complete "cleanup done" line of
-// log whose what= starts with what begins, or -1.
-func cleanupLineOf(log, what string) int {
-	for i := 0; i < len(log); {
-		n := strings.IndexByte(log[i:], '\n')
-		if n < 0 {
-			return -1
-		}
-		if line := log[i : i+n]; strings.Contains(line, `msg="cleanup done"`) && strings.Contains(line, `what="`+what) {
-			return i
-		}
-		i += n + 1
-	}
-	return -1
 }

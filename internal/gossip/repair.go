@@ -28,7 +28,15 @@ import (
 // Push/pull would mend it within Timing.PushPullInterval (30 s); instead
 // this node exchanges state with one of the members that came back at once,
 // at most once every Timing.Reconnect, and what either side learns spreads
-// from there as a broadcast (mergeState).
+// from there as a broadcast (mergeState). A few exchanges anywhere are
+// enough for that, so in a cluster of more than exchangeFanout members each
+// node takes its turn with probability exchangeFanout/members: when one node
+// comes back to 200, about five exchange state with it, not 199, and a
+// loaded cluster whose members flap does not add a storm of exchanges.
+
+// exchangeFanout is about how many members exchange state with one that
+// came back.
+const exchangeFanout = 5
 
 // returnedLocked notes that member name came back at addr.
 func (g *Gossip) returnedLocked(name, addr string) {
@@ -42,6 +50,7 @@ func (g *Gossip) returnedLocked(name, addr string) {
 // dueExchange returns the address of a member that came back, when an
 // exchange is due, and how long until one may be.
 func (g *Gossip) dueExchange(now time.Time) (string, time.Duration) {
+	n := g.numNodes() // memberlist's lock, never taken under g.mu
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.returned) == 0 {
@@ -55,6 +64,9 @@ func (g *Gossip) dueExchange(now time.Time) (string, time.Duration) {
 		addrs = append(addrs, a)
 	}
 	clear(g.returned)
+	if n > exchangeFanout && rand.Float64() >= float64(exchangeFanout)/float64(n) {
+		return "", time.Hour // another member's turn
+	}
 	g.exchanged = now
 	return addrs[rand.IntN(len(addrs))], time.Hour
 }

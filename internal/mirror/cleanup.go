@@ -17,11 +17,12 @@ import (
 // Removing a tree of a release costs an unlink per file: seconds for a
 // large one on a slow disk. Whatever Open or a build sets aside (crash
 // leftovers, a partial tree that cannot be resumed, an incomplete release,
-// a quarantine directory past quarantineKeep) is renamed out of the way at
-// once, into the releases directory, and removed later by RunCleanup, in
-// the background of a running agent, with one log line saying what it was,
-// how much and how long it took. This is the one place trees are set aside
-// for removal; the quarantine (quarantine.go) keeps what it holds.
+// the warm spare of an earlier run, a quarantine directory past
+// quarantineKeep) is renamed out of the way at once, into the releases
+// directory, and removed later by RunCleanup, in the background of a
+// running agent, with one log line saying what it was, how much and how
+// long it took. This is the one place trees are set aside for removal; the
+// quarantine (quarantine.go) keeps what it holds.
 
 // trashPrefix names what is set aside; it is a temporary name, so a crash
 // before its removal leaves nothing Open would take for a release.
@@ -83,7 +84,8 @@ func (j *janitor) next() (trashItem, <-chan struct{}, bool) {
 }
 
 // trashLeftovers sets aside the temporary entries of the releases
-// directory: builds and removals a crash interrupted.
+// directory, builds and removals a crash interrupted, and the warm spare
+// of an earlier run, never trusted across a restart (spare.go).
 func (r *Releases) trashLeftovers() error {
 	ents, err := os.ReadDir(r.relDir)
 	if err != nil {
@@ -99,7 +101,7 @@ func (r *Releases) trashLeftovers() error {
 			if err := r.trash(p, "interrupted build or removal"); err != nil {
 				return err
 			}
-		case name == spareName: // never trusted across a restart
+		case name == spareName:
 			if err := r.trash(p, "warm spare of an earlier run"); err != nil {
 				return err
 			}

@@ -392,14 +392,6 @@ func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
 func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revision, err error) {
 	r.startProgress(rev, 0, 0)
 	r.setPhase(PhaseManifest)
-	// The spare is checked while the manifest is fetched and verified.
-	spare := r.checkSpare(ctx)
-	defer func() {
-		spare.stop()
-		if err != nil && spare != nil && !spare.used {
-			r.returnSpare(spare) // untouched: the next attempt takes it again
-		}
-	}()
 	meta, err := src.Revision(ctx, rev.ID)
 	if err != nil {
 		return rev, err
@@ -432,7 +424,7 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	r.setPhase(PhaseLink)
 	r.building = make(identities, len(m.Entries))
 	defer func() { r.building = nil }()
-	if err := r.buildPartial(ctx, meta, m, src, spare); err != nil {
+	if err := r.buildPartial(ctx, meta, m, src); err != nil {
 		return rev, err
 	}
 	dir := r.partialDir()

@@ -14,27 +14,16 @@ import (
 
 // buildPartial makes the tree of m, the manifest of meta, in the partial
 // directory: from the partial tree an earlier attempt left when there is
-// one (a crash, a failure, a stop), else from the warm spare (spare, being
-// inspected), else from a kept release gc would remove, else from nothing.
-// Files are checkpointed as they become durable, and a failure leaves the
-// tree for the next attempt. r.building gets the identities of the files as
-// they are placed or kept.
-func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest, src Source, spare *spareCheck) (err error) {
+// one and it can be trusted (a crash, a failure, a stop; it holds what was
+// fetched already), else from the warm spare of the current release (the
+// delta's base), else from a kept release gc would remove, else from
+// nothing. Files are checkpointed as they become durable, and a failure
+// leaves the tree for the next attempt, whatever it started from.
+// r.building gets the identities of the files as they are placed or kept.
+func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest, src Source) (err error) {
 	base, baseIDs, rec, err := r.partialBase(ctx, meta, m)
 	if err != nil {
 		return err
-	}
-	var plan *recycledPlan
-	if base == nil && spare != nil {
-		// The spare holds the current release's tree, the delta's base.
-		if base, baseIDs, rec, plan, err = r.partialFromSpare(ctx, spare, meta, m); err != nil {
-			return err
-		}
-	}
-	if base == nil {
-		if base, baseIDs, rec, err = r.partialFromRecycled(meta, m); err != nil {
-			return err
-		}
 	}
 	c := r.startCheckpoints(meta.ID, len(m.Entries), rec)
 	r.ckpt = c
@@ -42,9 +31,6 @@ func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest,
 		r.ckpt = nil
 		c.close(err != nil)
 	}()
-	if plan != nil {
-		return r.updateTreePlanned(ctx, r.partialDir(), base, baseIDs, plan, m, src)
-	}
 	if base != nil {
 		// Inspected against base and baseIDs like a recycled release.
 		return r.updateTree(ctx, r.partialDir(), base, baseIDs, m, src)
@@ -53,9 +39,9 @@ func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest,
 }
 
 // partialBase prepares the partial directory for meta and returns the
-// manifest and identities of what it holds when it resumes an earlier
-// attempt (nil: the directory is empty) and what is recorded of the files
-// of m there. partial.json names meta before the tree changes.
+// manifest and identities of what it holds (nil: nothing yet) and what is
+// recorded of the files of m there. partial.json names meta before the
+// tree changes.
 func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) (*Manifest, identities, recorded, error) {
 	dir := r.partialDir()
 	_, statErr := os.Lstat(dir)
@@ -79,55 +65,22 @@ func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) 
 		return nil, nil, recorded{}, err
 	}
 	r.partialID = meta.ID
-	return nil, nil, recorded{}, nil
-}
-
-// partialFromRecycled moves a kept release gc would remove into the empty
-// partial directory; nil when there is none.
-func (r *Releases) partialFromRecycled(meta Revision, m *Manifest) (*Manifest, identities, recorded, error) {
-	old, oldIDs := r.recycle(meta, r.partialDir())
+	old, oldIDs := r.takeSpare(dir)
+	if old == nil {
+		old, oldIDs = r.recycle(meta, dir)
+	}
 	if old == nil {
 		return nil, nil, recorded{}, nil
 	}
-	// The recycled release was durable: record what of it m keeps, with
-	// the identities it was kept with, so that a crash from here on does
-	// not read it all again.
-	rec, err := r.recordBase(meta, old, oldIDs, m)
-	return old, oldIDs, rec, err
-}
-
-// partialFromSpare moves the spare, once inspected, into the empty partial
-// directory and returns its base and plan; nil when the inspection failed
-// (logged: the build goes on without it).
-func (r *Releases) partialFromSpare(ctx context.Context, spare *spareCheck, meta Revision, m *Manifest) (*Manifest, identities, recorded, *recycledPlan, error) {
-	waited := time.Now()
-	plan, err := spare.wait()
-	r.log.Debug("spare inspection awaited", "duration", time.Since(waited).Round(time.Microsecond))
-	if err == nil {
-		err = os.Rename(r.spareDir(), r.partialDir())
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, nil, recorded{}, nil, ctx.Err()
-		}
-		r.log.Warn("spare not usable", "err", err)
-		return nil, nil, recorded{}, nil, nil
-	}
-	spare.used = true
-	// Its files are the current release's inodes, durable: recorded as a
-	// recycled release's are.
-	rec, err := r.recordBase(meta, spare.base, spare.ids, m)
-	return spare.base, spare.ids, rec, plan, err
-}
-
-// recordBase records in partial.json the files of m that base, moved into
-// the partial directory with identities baseIDs, holds already.
-func (r *Releases) recordBase(meta Revision, base *Manifest, baseIDs identities, m *Manifest) (recorded, error) {
-	rec := recordedIn(base, baseIDs, m)
+	// A recycled release was durable, and so is a spare once made (it is
+	// flushed before it is ready): record what of it m keeps, with the
+	// identities it was made or kept with, so that a crash from here on
+	// does not read it all again.
+	rec := recordedIn(old, oldIDs, m)
 	if err := r.writePartialState(rec.state(meta.ID)); err != nil {
-		return recorded{}, err
+		return nil, nil, recorded{}, err
 	}
-	return rec, nil
+	return old, oldIDs, rec, nil
 }
 
 // resumePartial checks the partial tree against the manifest it was

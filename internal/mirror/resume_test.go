@@ -586,3 +586,132 @@ func TestQuarantinePrunedInTheBackground(t *testing.T) {
 		t.Errorf("cleanup log does not name the quarantine directory:\n%s", log)
 	}
 }
+
+// snapshotSource passes everything to a cutSource and, when the fetch
+// starts, copies partial.json: the record a kill at that moment leaves
+// (the files the spare brought, nothing fetched yet), where a stop records
+// the files fetched since.
+type snapshotSource struct {
+	*cutSource
+	state string // path of partial.json
+	once  sync.Once
+	snap  []byte
+	err   error
+}
+
+func (s *snapshotSource) Objects(ctx context.Context, hashes []mirror.Hash, fn func(mirror.Hash, int64, io.Reader) error) error {
+	s.once.Do(func() { s.snap, s.err = os.ReadFile(s.state) })
+	return s.cutSource.Objects(ctx, hashes, fn)
+}
+
+// TestResumeOfABuildFromTheSpare: a build that started from the warm
+// spare (renamed to the partial release) is stopped, killed or fails in
+// the middle of its fetch. The next build resumes it: the files the spare
+// brought are trusted by the identities the spare recorded, without being
+// read; after a stop the files fetched are trusted by the last record,
+// after a kill they are read back; only what is missing is fetched, the
+// unchanged files keep their inodes, and the release is exactly the new
+// tree, whether the spare was linked from the current release or made
+// from a recycled one.
+func TestResumeOfABuildFromTheSpare(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		recycled bool // the spare made from a release gc would remove
+		kill     bool // no record after the spare's: the files fetched are read back
+		restart  bool // the store is opened again before the resume
+	}{
+		{name: "stop and restart", restart: true},
+		{name: "kill", recycled: true, kill: true, restart: true},
+		{name: "failure and retry", recycled: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctl := newFakeController(t)
+			n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+			if tc.recycled {
+				mustApply(t, n, ctl.publish(siteTree("v0")), ctl.client())
+			}
+			v1 := bigTree(200, 6000, 12)
+			rev1 := ctl.publish(v1)
+			mustApply(t, n, rev1, ctl.client())
+			mustDo(t, n.rels.PrepareSpare(context.Background()))
+			if got := mirror.SpareOf(n.rels); got != rev1.ID {
+				t.Fatalf("spare holds %q, want %s", got, rev1.ID)
+			}
+			spareDir := mustStat(t, filepath.Join(n.dir, "releases", ".spare"))
+
+			// v2 changes every other file of v1.
+			v2 := append([]tnode(nil), v1...)
+			for i, nd := range bigTree(200, 6000, 13) {
+				if nd.typ == mirror.TypeFile && i%2 == 0 && nd.data != "shared body" {
+					v2[i].data = nd.data
+				}
+			}
+			rev2 := ctl.publish(v2)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			cut := &snapshotSource{cutSource: &cutSource{Source: ctl.client(), after: 40, cancel: cancel},
+				state: filepath.Join(n.dir, "partial.json")}
+			if err := n.rels.Apply(ctx, rev2, cut); !errors.Is(err, context.Canceled) {
+				t.Fatalf("interrupted apply: %v", err)
+			}
+			partial := filepath.Join(n.dir, "releases", ".partial")
+			if !os.SameFile(spareDir, mustStat(t, partial)) {
+				t.Fatal("the build did not start from the spare: the test proves nothing")
+			}
+			if _, err := os.Lstat(filepath.Join(n.dir, "releases", ".spare")); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the spare is still there beside the partial release: %v", err)
+			}
+			if cut.err != nil || len(cut.snap) == 0 {
+				t.Fatalf("no partial.json when the fetch started: %v", cut.err)
+			}
+			have := partialContent(t, n, v2)
+			_, fetchedBefore := cut.fetched()
+			if fetchedBefore == 0 {
+				t.Fatal("nothing fetched before the interruption")
+			}
+			if tc.kill {
+				mustDo(t, os.WriteFile(filepath.Join(n.dir, "partial.json"), cut.snap, 0o644))
+				// After a power loss, a file fetched after the last record
+				// may hold anything.
+				spoiled := false
+				for i := 0; i < len(v2) && !spoiled; i += 2 {
+					if h := sha256.Sum256([]byte(v2[i].data)); v2[i].typ == mirror.TypeFile && v2[i].data != v1[i].data && have[h] {
+						spoil(t, filepath.Join(partial, v2[i].path), func(b []byte) []byte { return bytes.Repeat([]byte{0}, len(b)) })
+						delete(have, h)
+						spoiled = true
+					}
+				}
+				if !spoiled {
+					t.Fatal("no fetched file in the partial release to spoil")
+				}
+			}
+			var log *testutil.LogBuffer
+			if tc.restart {
+				log = reopen(t, n)
+			}
+
+			src := &cutSource{Source: ctl.client()}
+			mustApply(t, n, rev2, src)
+			checkTree(t, n.target, v2)
+			checkFetchedOnlyMissing(t, src, v2, have)
+			for i := 1; i < len(v1); i += 2 {
+				if v1[i].typ == mirror.TypeFile && v1[i].data == v2[i].data && !sameInode(t,
+					filepath.Join(n.release(rev1.ID), v1[i].path), filepath.Join(n.release(rev2.ID), v2[i].path)) {
+					t.Errorf("%s: unchanged, but not the inode of the release before", v1[i].path)
+				}
+			}
+			if log != nil {
+				readBack := !strings.Contains(log.String(), "files_read_back=0 ")
+				if !strings.Contains(log.String(), "resuming partial release") || readBack != tc.kill ||
+					strings.Contains(log.String(), "level=WARN") {
+					t.Errorf("resume log: want a resume that read back only the files fetched after the last record (%v), and nothing wrong:\n%s", tc.kill, log)
+				}
+			}
+			rep, err := n.rels.Inspect(context.Background())
+			if err != nil || rep.Release.ID != rev2.ID || rep.Content || len(rep.Differences) != 0 {
+				t.Fatalf("inspection of the resumed release: %+v, %v", rep, err)
+			}
+			checkNoTemps(t, n)
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"time"
@@ -18,9 +19,11 @@ import (
 //
 // The spare is made from a kept release that the next sync's garbage
 // collection would remove (updated by the delta since it was current), or
-// else by linking the current release whole. Open sets it aside (removed
-// in the background, cleanup.go), and the idle node makes it again: a
-// spare is never trusted across a crash.
+// else by linking the current release whole. It is flushed to disk before
+// it is ready, so that the build that takes it (renamed to the partial
+// release, partial.go) records its files as durable at once. Open sets it
+// aside for the background cleanup, and the idle node makes it again: a
+// spare is never trusted across a restart.
 const spareName = ".spare"
 
 // spareGCPercent is the GOGC the making of a spare runs with.
@@ -99,6 +102,9 @@ func (r *Releases) PrepareSpare(ctx context.Context) error {
 	if err == nil {
 		err = recordIdentities(dir, m, r.building)
 	}
+	if err == nil {
+		err = syncFS(r.relDir)
+	}
 	if err != nil {
 		// What was made stays until the next spare replaces it or Open
 		// removes it: removing it now would delay the sync that stopped it.
@@ -142,64 +148,26 @@ func (r *Releases) recycleForSpare(cur Revision, dir string) (*Manifest, identit
 	return nil, nil, ""
 }
 
-// spareCheck is the inspection of the spare against its identities,
-// running in place while the sync fetches and verifies the new manifest:
-// at 50k files it stats every one, which would otherwise come after.
-type spareCheck struct {
-	id     string     // the release whose tree the spare holds
-	base   *Manifest  // its manifest
-	ids    identities // the spare's identities, by entry of base
-	used   bool       // moved into the partial directory
-	cancel context.CancelFunc
-	done   chan struct{}
-	plan   *recycledPlan
-	err    error
-}
-
-// checkSpare claims the spare, when it holds the tree of the current
-// release and no partial build is to be resumed, and starts its
-// inspection; nil when there is none. stop must be called.
-func (r *Releases) checkSpare(ctx context.Context) *spareCheck {
+// takeSpare moves the spare to dir when it holds the tree of the current
+// release, and returns that release's manifest (the delta's base) and the
+// spare's identities; a nil manifest when there is no such spare.
+func (r *Releases) takeSpare(dir string) (*Manifest, identities) {
 	cur, ok := r.Current()
-	if !ok || r.spare.id == "" || r.spare.id != cur.ID || r.partialID != "" {
-		return nil
+	if !ok || r.spare.id == "" || r.spare.id != cur.ID {
+		return nil, nil
 	}
 	ids := r.spare.ids
 	r.spare.id, r.spare.ids = "", nil
 	base, baseID := r.baseManifest()
 	if base == nil || baseID != cur.ID {
-		return nil
+		return nil, nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	c := &spareCheck{id: cur.ID, base: base, ids: ids, cancel: cancel, done: make(chan struct{})}
-	dir := r.spareDir()
-	go func() {
-		defer close(c.done)
-		start := time.Now()
-		c.plan, c.err = r.inspectRecycled(ctx, dir, base, ids)
-		r.log.Debug("spare inspected", "files", len(base.Entries), "duration", time.Since(start).Round(time.Microsecond))
-	}()
-	return c
-}
-
-// wait returns the inspection's plan.
-func (c *spareCheck) wait() (*recycledPlan, error) {
-	<-c.done
-	return c.plan, c.err
-}
-
-// stop ends the inspection if it still runs, and waits for it.
-func (c *spareCheck) stop() {
-	if c != nil {
-		c.cancel()
-		<-c.done
+	if err := os.Rename(r.spareDir(), dir); err != nil {
+		r.log.Warn("spare not usable", "err", err)
+		return nil, nil
 	}
-}
-
-// returnSpare gives back a spare a failed build claimed but did not use:
-// the next sync takes (and inspects) it again.
-func (r *Releases) returnSpare(c *spareCheck) {
-	r.spare.id, r.spare.ids = c.id, c.ids
+	r.log.Debug("building from the warm spare", "of", cur.ID)
+	return base, ids
 }
 
 // errSpareFetches reports a spare that needed content the releases lost:

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nodeagent/nodeagent/internal/mirror"
@@ -125,8 +126,9 @@ func TestSyncerKeepsASpareWhileIdle(t *testing.T) {
 	}
 }
 
-// A spare is never trusted across a restart: Open sets it aside for the
-// background cleanup, and the reopened store keeps exactly its releases.
+// A spare is never trusted across a restart: Open sets it aside, the
+// background cleanup removes it, and the reopened store keeps exactly its
+// releases.
 func TestOpenRemovesTheSpare(t *testing.T) {
 	ctl := newFakeController(t)
 	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
@@ -148,4 +150,12 @@ func TestOpenRemovesTheSpare(t *testing.T) {
 	if cur, ok := reopened.Current(); !ok || cur.ID != rev.ID || len(reopened.List()) != 1 {
 		t.Errorf("reopened: current %v %v, %d kept", cur.ID, ok, len(reopened.List()))
 	}
+	if got := reopened.Pending(); got != 1 {
+		t.Fatalf("pending cleanups after Open = %d; want the spare", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Go(func() { reopened.RunCleanup(ctx) })
+	waitFor(t, "the cleanup", func() bool { return reopened.Pending() == 0 && len(tempsIn(n)) == 0 })
 }

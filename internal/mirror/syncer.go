@@ -24,7 +24,9 @@ type SyncerConfig struct {
 	OnAttempt func(target Revision, took time.Duration, err error)
 	Logger    *slog.Logger
 	// RetryMin and RetryMax bound the exponential backoff after a failed
-	// sync; default 1 s and 30 s.
+	// sync; default 1 s and 5 s (one request to the controller every 5 s
+	// while it is unreachable costs nothing, and a node serves the target
+	// within seconds of a partition healing).
 	RetryMin, RetryMax time.Duration
 }
 
@@ -54,7 +56,7 @@ func NewSyncer(cfg SyncerConfig) *Syncer {
 		cfg.RetryMin = time.Second
 	}
 	if cfg.RetryMax < cfg.RetryMin {
-		cfg.RetryMax = max(30*time.Second, cfg.RetryMin)
+		cfg.RetryMax = max(5*time.Second, cfg.RetryMin)
 	}
 	log := cfg.Logger
 	if log == nil {
