@@ -81,6 +81,11 @@ func (r *Releases) updateTree(ctx context.Context, dir string, old *Manifest, ol
 	if err != nil {
 		return err
 	}
+	return r.updateTreePlanned(ctx, dir, old, oldIDs, plan, m, src)
+}
+
+// updateTreePlanned is updateTree once dir was inspected into plan.
+func (r *Releases) updateTreePlanned(ctx context.Context, dir string, old *Manifest, oldIDs identities, plan *recycledPlan, m *Manifest, src Source) error {
 	// Directories the agent may not write to (without root's override)
 	// are opened up until setDirModes.
 	var chmods []int

@@ -392,6 +392,15 @@ func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
 func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revision, err error) {
 	r.startProgress(rev, 0, 0)
 	r.setPhase(PhaseManifest)
+	// The spare is inspected while the manifest is fetched and verified;
+	// a build that fails before using it gives it back.
+	spare := r.checkSpare(ctx)
+	defer func() {
+		spare.stop()
+		if err != nil {
+			r.returnSpare(spare)
+		}
+	}()
 	meta, err := src.Revision(ctx, rev.ID)
 	if err != nil {
 		return rev, err
@@ -424,7 +433,7 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	r.setPhase(PhaseLink)
 	r.building = make(identities, len(m.Entries))
 	defer func() { r.building = nil }()
-	if err := r.buildPartial(ctx, meta, m, src); err != nil {
+	if err := r.buildPartial(ctx, meta, m, src, spare); err != nil {
 		return rev, err
 	}
 	dir := r.partialDir()

@@ -88,6 +88,24 @@ func TestSpareKeptAcrossAFailedSync(t *testing.T) {
 	}
 }
 
+// A file of the spare replaced after the spare was made (here: other
+// content at the same path) is found by the spare's inspection, which runs
+// beside the manifest phase, and never reaches the new release.
+func TestSpareAlteredIsRepaired(t *testing.T) {
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+	tree := siteTree("v1")
+	mustApply(t, n, ctl.publish(tree), ctl.client())
+	mustDo(t, n.rels.PrepareSpare(context.Background()))
+	planted := filepath.Join(n.dir, "releases", ".spare", "app", "lib", "a.php")
+	mustDo(t, os.Chmod(filepath.Dir(planted), 0o755))
+	mustDo(t, os.Remove(planted))
+	mustDo(t, os.WriteFile(planted, []byte("<?php // planted\n"), 0o444))
+	tree = withFile(tree, "app/index.php", "<?php // two\n")
+	mustApply(t, n, ctl.publish(tree), ctl.client())
+	checkTree(t, n.target, tree)
+}
+
 // A spare whose making is cancelled (a new target arrived) leaves no
 // spare, and the sync builds the release without one.
 func TestSpareCancelled(t *testing.T) {
