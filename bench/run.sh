@@ -25,19 +25,4 @@ if [ -z "$(apt-cache pkgnames php- 2>/dev/null | head -1)" ]; then
 	$sudo apt-get update
 fi
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-go build -o "$tmp/nodeagent" ./cmd/nodeagent
-go build -o "$tmp/bench-mirror" ./bench/mirror
-
-# The benchmark stops its agents and removes its trees when signalled:
-# forward INT/TERM to it and wait until it has cleaned up.
-"$tmp/bench-mirror" -bin "$tmp/nodeagent" -command "bench/run.sh $*" "$@" &
-pid=$!
-trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
-status=0
-wait "$pid" || status=$?
-while kill -0 "$pid" 2>/dev/null; do
-	wait "$pid" || status=$?
-done
-exit "$status"
+exec bench/internal/runbench.sh ./bench/mirror "bench/run.sh $*" "$@"

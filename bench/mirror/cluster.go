@@ -103,7 +103,7 @@ func (c *cluster) start(ctx context.Context, p *agentProc) error {
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
 	p.cmd = cmd
-	return poll(ctx, 30*time.Second, 5*time.Millisecond, func() error {
+	return benchenv.Poll(ctx, 30*time.Second, 5*time.Millisecond, func() error {
 		resp, err := c.hc.Get("http://" + p.localAPI + "/healthz")
 		if err != nil {
 			return fmt.Errorf("%s not answering: %w", p.name, err)
@@ -116,18 +116,7 @@ func (c *cluster) start(ctx context.Context, p *agentProc) error {
 // stop ends every process: SIGTERM (a graceful leave), SIGKILL after 10 s.
 func (c *cluster) stop() {
 	for _, p := range c.nodes {
-		if p.cmd == nil {
-			continue
-		}
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { p.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-done
-		}
+		benchenv.Stop(p.cmd)
 		p.cmd = nil
 	}
 }
@@ -135,7 +124,7 @@ func (c *cluster) stop() {
 // joined waits until web node p sees the controller alive with its cluster
 // API address.
 func (c *cluster) joined(ctx context.Context, p *agentProc) error {
-	return poll(ctx, 30*time.Second, 10*time.Millisecond, func() error {
+	return benchenv.Poll(ctx, 30*time.Second, 10*time.Millisecond, func() error {
 		var body api.MemberList
 		if err := c.getJSON(p, "/v1/members", &body); err != nil {
 			return err
@@ -158,7 +147,7 @@ func (c *cluster) status(p *agentProc) (api.Status, error) {
 // synced waits until web node p has applied revision seq and is in sync.
 func (c *cluster) synced(ctx context.Context, p *agentProc, seq uint64, timeout time.Duration) (api.Status, error) {
 	var st api.Status
-	err := poll(ctx, timeout, 5*time.Millisecond, func() error {
+	err := benchenv.Poll(ctx, timeout, 5*time.Millisecond, func() error {
 		var err error
 		if st, err = c.status(p); err != nil {
 			return err
@@ -174,7 +163,7 @@ func (c *cluster) synced(ctx context.Context, p *agentProc, seq uint64, timeout 
 // idle waits until web node p has no sync in progress, nor its warm spare
 // being made.
 func (c *cluster) idle(ctx context.Context, p *agentProc) error {
-	return poll(ctx, 10*time.Minute, 10*time.Millisecond, func() error {
+	return benchenv.Poll(ctx, 10*time.Minute, 10*time.Millisecond, func() error {
 		st, err := c.status(p)
 		if err != nil {
 			return err
@@ -252,24 +241,4 @@ func mirrorRequests(ctl *agentProc, offset int64) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// poll calls f every interval until it returns nil, ctx ends or timeout
-// passes; it then returns f's last error.
-func poll(ctx context.Context, timeout, interval time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
-		}
-	}
 }

@@ -22,7 +22,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,20 +123,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := exec.LookPath("rsync"); err != nil {
 		return fmt.Errorf("rsync is needed for the anchors (bench/run.sh installs it): %w", err)
 	}
-	root, err := os.MkdirTemp(o.work, "nodeagent-bench-")
-	if err != nil {
-		return fmt.Errorf("work dir: %w", err)
-	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	defer func() {
-		log.Info("removing the temporary trees", "dir", root)
-		removeTree(root)
-	}()
-	if o.bin == "" {
-		if o.bin, err = benchenv.BuildAgent(ctx, root); err != nil {
-			return err
-		}
+	root, bin, remove, err := benchenv.Workspace(ctx, o.work, "nodeagent-bench-", o.bin, log)
+	if err != nil {
+		return err
 	}
+	defer remove()
+	o.bin = bin
 	b := &bench{opts: o, root: root, log: log}
 	rep := report{machine: describeMachine(ctx, o.work), command: o.command, opts: o,
 		agent: benchenv.FirstLine(benchenv.CommandOutput(ctx, o.bin, "version")) + ", " + checkout(ctx)}
@@ -159,38 +151,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	rep.loadEnd = benchenv.LoadAverage()
-	md := rep.markdown()
-	fmt.Fprint(stdout, md)
-	if o.out != "" {
-		if err := appendFile(o.out, md); err != nil {
-			return fmt.Errorf("-out: %w", err)
-		}
-	}
-	return nil
-}
-
-func appendFile(name, text string) error {
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.WriteString(f, text); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// removeTree removes dir even where releases made directories read-only.
-func removeTree(dir string) {
-	if os.RemoveAll(dir) == nil {
-		return
-	}
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o755)
-		}
-		return nil
-	})
-	os.RemoveAll(dir)
+	return benchenv.WriteReport(stdout, o.out, rep.markdown())
 }

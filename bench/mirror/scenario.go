@@ -241,7 +241,7 @@ func watchFirstSync(ctx context.Context, c *cluster, web *agentProc) <-chan firs
 	ch := make(chan firstSync, 1)
 	go func() {
 		var fs firstSync
-		fs.err = poll(ctx, 10*time.Minute, 5*time.Millisecond, func() error {
+		fs.err = benchenv.Poll(ctx, 10*time.Minute, 5*time.Millisecond, func() error {
 			st, err := c.status(web)
 			if err != nil {
 				return err
@@ -426,7 +426,7 @@ func servedAll(ctx context.Context, webs []*agentProc, rel string, marker []byte
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[j] = poll(ctx, time.Minute, 2*time.Millisecond, func() error {
+			errs[j] = benchenv.Poll(ctx, time.Minute, 2*time.Millisecond, func() error {
 				return startsWith(filepath.Join(web.target, rel), marker)
 			})
 			took[j] = time.Since(start)

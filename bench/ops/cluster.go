@@ -175,23 +175,13 @@ func (c *cluster) quiet(ctx context.Context) error {
 	return nil
 }
 
-// poll calls f every interval until it returns nil, ctx ends or timeout.
+// poll calls f every interval until it returns nil, ctx ends or timeout;
+// its error names what was awaited.
 func poll(ctx context.Context, timeout, interval time.Duration, what string, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: not after %s: %w", what, timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
-		}
+	if err := benchenv.Poll(ctx, timeout, interval, f); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
+	return nil
 }
 
 // writeTree writes n small PHP-like files under root.

@@ -63,7 +63,11 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			m.Name, m.Role, m.Address, m.State, rev, sync, lag, yesNo(m.Drained), maint, certExpiry(m.CertificateNotAfter))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printSyncing(ctx, c, out, st, ms.Members)
+	return nil
 }
 
 func yesNo(b bool) string {

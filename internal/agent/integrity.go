@@ -23,7 +23,7 @@ func (w *web) openAudit(ctx context.Context) error {
 	ac := w.a.cfg.Mirror.Audit
 	w.audit = mirror.NewAuditor(mirror.AuditConfig{
 		Releases: w.rels, CheckInterval: ac.CheckInterval.Std(), HashPeriod: ac.HashPeriod.Std(),
-		Repair: ac.Repair, Source: w.source, Logger: w.a.log,
+		Repair: ac.Repair, Source: w.contentSource, Logger: w.a.log,
 	})
 	if err := w.audit.Open(ctx); err != nil {
 		return fmt.Errorf("integrity audit: %w", err)

@@ -71,6 +71,7 @@ func newMetrics(a *Agent) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		stateCollector{a},
 		hookCollector{a},
+		peerCollector{a},
 		integrityCollector{a},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "nodeagent_sync_received_bytes_total",

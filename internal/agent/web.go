@@ -19,11 +19,12 @@ import (
 // syncer), reports how far behind it is, and runs the edge when
 // configured.
 type web struct {
-	a      *Agent
-	rels   *mirror.Releases
-	syncer *mirror.Syncer
-	audit  *mirror.Auditor // integrity of the served release (integrity.go)
-	front  *front          // nil without an edge section
+	a       *Agent
+	rels    *mirror.Releases
+	syncer  *mirror.Syncer
+	audit   *mirror.Auditor // integrity of the served release (integrity.go)
+	front   *front          // nil without an edge section
+	peering peering         // content to and from peers (peers.go)
 
 	mu     sync.Mutex
 	target mirror.Revision // the cluster target last handed to the syncer
@@ -47,8 +48,9 @@ func (w *web) openLocal(ctx context.Context) error {
 	if err := w.rels.Open(ctx); err != nil {
 		return fmt.Errorf("mirror releases: %w", err)
 	}
+	w.openPeers()
 	w.syncer = mirror.NewSyncer(mirror.SyncerConfig{
-		Releases: w.rels, Source: w.source, OnApplied: w.applied, OnAttempt: a.metrics.syncAttempt, Logger: a.log,
+		Releases: w.rels, Source: w.contentSource, OnApplied: w.applied, OnAttempt: a.metrics.syncAttempt, Logger: a.log,
 		RetryMin: a.opts.SyncRetryMin, RetryMax: a.opts.SyncRetryMax,
 	})
 	if err := w.syncer.Open(ctx); err != nil {
@@ -81,6 +83,7 @@ func (w *web) closeLocal() error {
 }
 
 func (w *web) apiConfig(cfg *api.Config) {
+	cfg.Mirror = w.peering.server.Handler()
 	if w.front != nil {
 		cfg.Certs = w.front.certs
 	}
@@ -143,43 +146,6 @@ func (w *web) applied(mirror.Revision) {
 	w.a.announce()
 }
 
-// source finds the controller's mirror endpoint through gossip. A node
-// that knows of no live controller yet (it is still joining) waits for one
-// up to controllerWait before the attempt fails.
-func (w *web) source(ctx context.Context) (mirror.Source, error) {
-	api, err := w.a.awaitController(ctx, controllerWait)
-	if err != nil {
-		return nil, err
-	}
-	return mirror.NewClient("https://"+api+"/cluster/v1/mirror", w.a.peers), nil
-}
-
-// controllerWait bounds how long a sync attempt waits for a live
-// controller to appear in gossip.
-const controllerWait = 10 * time.Second
-
-// awaitController is controllerAPI, waiting up to limit for a live
-// controller.
-func (a *Agent) awaitController(ctx context.Context, limit time.Duration) (string, error) {
-	ch, cancel := a.gossip.Changes()
-	defer cancel()
-	timer := time.NewTimer(limit)
-	defer timer.Stop()
-	for {
-		api, err := a.controllerAPI()
-		if err == nil {
-			return api, nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-timer.C:
-			return "", err
-		case <-ch:
-		}
-	}
-}
-
 func (w *web) serving() (mirror.Revision, bool) { return w.rels.Current() }
 
 func (w *web) behindSince() time.Time {
@@ -202,6 +168,7 @@ func (w *web) status(st *api.Status) {
 	if p := w.rels.Progress(); p.Phase != "" {
 		st.Sync = &p
 	}
+	w.peerStatus(st)
 	if err, _ := w.syncer.LastError(); err != nil {
 		st.SyncError = err.Error()
 	}
@@ -272,10 +239,8 @@ func (w *web) meta(m *gossip.NodeMeta) {
 
 // controllerAPI is the cluster API address of a live controller.
 func (a *Agent) controllerAPI() (string, error) {
-	for _, m := range a.gossip.Members() {
-		if m.Meta.Role == config.RoleController && m.State == gossip.StateAlive && m.Meta.API != "" {
-			return m.Meta.API, nil
-		}
+	if _, api := a.liveController(); api != "" {
+		return api, nil
 	}
 	return "", fmt.Errorf("no live controller in the cluster")
 }

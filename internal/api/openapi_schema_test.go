@@ -83,6 +83,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"MaintenanceRequest": reflect.TypeFor[api.MaintenanceRequest](),
 		"Transfer":           reflect.TypeFor[api.Transfer](),
 		"SyncProgress":       reflect.TypeFor[mirror.SyncProgress](),
+		"SourceCount":        reflect.TypeFor[mirror.SourceCount](),
+		"PeerUpload":         reflect.TypeFor[api.PeerUpload](),
 		"PublishProgress":    reflect.TypeFor[mirror.PublishProgress](),
 		"Status":             reflect.TypeFor[api.Status](),
 		"Member":             reflect.TypeFor[api.Member](),

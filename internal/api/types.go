@@ -33,6 +33,8 @@ type Status struct {
 	Transfer    Transfer             `json:"transfer"`
 	Sync        *mirror.SyncProgress `json:"sync,omitempty"`
 	SyncError   string               `json:"sync_error,omitempty"`
+	// PeerUpload is what a web node sent to the peers that sync from it.
+	PeerUpload *PeerUpload `json:"peer_upload,omitempty"`
 	// Publish is the controller's running publish, or its last one.
 	Publish *mirror.PublishProgress `json:"publish,omitempty"`
 	// Certificate is the edge's certificate (web nodes with an edge).
@@ -80,6 +82,14 @@ type MissingMember struct {
 type Transfer struct {
 	RxBytes int64 `json:"rx_bytes"`
 	TxBytes int64 `json:"tx_bytes"`
+}
+
+// PeerUpload is what a web node sent to its peers, and its limits
+// (mirror.peer_upload).
+type PeerUpload struct {
+	mirror.PeerUploadStats
+	Rate        int64 `json:"rate"` // bytes per second; 0: no bound
+	Concurrency int   `json:"concurrency"`
 }
 
 // RevisionItem is one revision in GET /v1/revisions.

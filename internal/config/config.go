@@ -106,6 +106,9 @@ type MirrorConfig struct {
 	// site, such as config.php with the database settings: a rollback to
 	// a revision where one differs is refused unless forced.
 	Pinned []string `yaml:"pinned"`
+	// PeerUpload bounds what a web node sends to the peers that sync from
+	// it.
+	PeerUpload PeerUploadConfig `yaml:"peer_upload"`
 	// Audit configures the background integrity audit of the served
 	// release (web).
 	Audit AuditConfig `yaml:"audit"`
@@ -124,6 +127,20 @@ type AuditConfig struct {
 	// Repair: put back by itself what an audit finds.
 	Repair bool `yaml:"repair"`
 }
+
+// PeerUploadConfig bounds a web node's serving of content to its peers, so
+// that it never starves the web server.
+type PeerUploadConfig struct {
+	Rate        ByteRate `yaml:"rate"`        // to all peers together; 0 = no bound
+	Concurrency int      `yaml:"concurrency"` // requests served at once; 0 = serve no content to peers
+}
+
+// Peer upload defaults: 400 Mbit/s, well under a 1 Gbit/s NIC, and a few
+// requests at once (about a tenth of a core of TLS and hashing).
+const (
+	DefaultPeerUploadRate        = 50 * ByteRate(1e6)
+	DefaultPeerUploadConcurrency = 4
+)
 
 // EdgeConfig configures the TLS-terminating reverse proxy on web nodes.
 type EdgeConfig struct {
@@ -201,7 +218,8 @@ func Default() *Config {
 		Cluster: ClusterConfig{Listen: DefaultClusterAddr},
 		API:     APIConfig{Listen: DefaultAPIAddr, TokenFile: DefaultTokenFile},
 		Mirror: MirrorConfig{Keep: 5, MaxLag: Duration(60 * time.Second), Pinned: []string{"config.php"},
-			Audit: AuditConfig{CheckInterval: Duration(time.Minute), HashPeriod: Duration(24 * time.Hour)}},
+			PeerUpload: PeerUploadConfig{Rate: DefaultPeerUploadRate, Concurrency: DefaultPeerUploadConcurrency},
+			Audit:      AuditConfig{CheckInterval: Duration(time.Minute), HashPeriod: Duration(24 * time.Hour)}},
 		Deploy: DeployConfig{RunAs: DefaultRunAs, MinWeb: 1},
 	}
 }

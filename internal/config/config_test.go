@@ -71,7 +71,9 @@ func TestLoadDesignExample(t *testing.T) {
 			Keep:   5,
 			MaxLag: config.Duration(time.Minute),
 			Pinned: []string{"config.php"},
-			Audit:  config.AuditConfig{CheckInterval: config.Duration(time.Minute), HashPeriod: config.Duration(24 * time.Hour)},
+			PeerUpload: config.PeerUploadConfig{Rate: config.DefaultPeerUploadRate,
+				Concurrency: config.DefaultPeerUploadConcurrency},
+			Audit: config.AuditConfig{CheckInterval: config.Duration(time.Minute), HashPeriod: config.Duration(24 * time.Hour)},
 		},
 		Deploy: config.DeployConfig{RunAs: "www-data", MinWeb: 1},
 		Edge: &config.EdgeConfig{
@@ -132,18 +134,20 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
 	}
 	checks := map[string][2]any{
-		"data_dir":        {c.DataDir, "/var/lib/nodeagent"},
-		"log.level":       {c.Log.Level, "info"},
-		"log.format":      {c.Log.Format, "text"},
-		"gossip.bind":     {c.Gossip.Bind, "0.0.0.0:7946"},
-		"gossip.key_file": {c.Gossip.KeyFile, "/etc/nodeagent/gossip.key"},
-		"cluster.listen":  {c.Cluster.Listen, "0.0.0.0:7947"},
-		"api.listen":      {c.API.Listen, "127.0.0.1:7948"},
-		"api.token_file":  {c.API.TokenFile, "/etc/nodeagent/api.token"},
-		"mirror.keep":     {c.Mirror.Keep, 5},
-		"mirror.max_lag":  {c.Mirror.MaxLag.Std(), time.Minute},
-		"edge":            {c.Edge == nil, true},
-		"db":              {c.DB == nil, true},
+		"data_dir":                       {c.DataDir, "/var/lib/nodeagent"},
+		"log.level":                      {c.Log.Level, "info"},
+		"log.format":                     {c.Log.Format, "text"},
+		"gossip.bind":                    {c.Gossip.Bind, "0.0.0.0:7946"},
+		"gossip.key_file":                {c.Gossip.KeyFile, "/etc/nodeagent/gossip.key"},
+		"cluster.listen":                 {c.Cluster.Listen, "0.0.0.0:7947"},
+		"api.listen":                     {c.API.Listen, "127.0.0.1:7948"},
+		"api.token_file":                 {c.API.TokenFile, "/etc/nodeagent/api.token"},
+		"mirror.keep":                    {c.Mirror.Keep, 5},
+		"mirror.max_lag":                 {c.Mirror.MaxLag.Std(), time.Minute},
+		"mirror.peer_upload.rate":        {c.Mirror.PeerUpload.Rate, config.ByteRate(50_000_000)},
+		"mirror.peer_upload.concurrency": {c.Mirror.PeerUpload.Concurrency, 4},
+		"edge":                           {c.Edge == nil, true},
+		"db":                             {c.DB == nil, true},
 	}
 	for key, gw := range checks {
 		if gw[0] != gw[1] {
@@ -206,6 +210,8 @@ func TestParseDecodeErrors(t *testing.T) {
 			[]string{`db.port: must be an integer, got "5432" (line 2)`}},
 		{"duration without unit", "mirror:\n  max_lag: 60\n",
 			[]string{`mirror.max_lag: invalid duration "60" (use e.g. 30s, 5m, 1h30m) (line 2)`}},
+		{"rate without unit", "mirror:\n  peer_upload: {rate: 50}\n",
+			[]string{`mirror.peer_upload.rate: invalid rate "50" (use e.g. 50MB/s, 400Mbit/s, 20MiB/s, or 0 for no bound) (line 2)`}},
 		{"bool", "mirror:\n  audit: {repair: yes please}\n",
 			[]string{`mirror.audit.repair: must be true or false, got "yes please" (line 2)`}},
 		{"list", "gossip:\n  join: 10.0.0.4:7946\n",
@@ -310,5 +316,38 @@ func TestDurationText(t *testing.T) {
 	}
 	if err := yaml.Unmarshal([]byte("lag: 5\n"), &s); err == nil {
 		t.Error("yaml.Unmarshal accepted a duration without unit")
+	}
+}
+
+func TestByteRate(t *testing.T) {
+	good := map[string]config.ByteRate{
+		"50MB/s": 50_000_000, "50MB": 50_000_000, "400Mbit/s": 50_000_000, "1Gbit/s": 125_000_000,
+		"20MiB/s": 20 << 20, "512KiB/s": 512 << 10, "1.5GB/s": 1_500_000_000, "800kbit/s": 100_000,
+		"100 kB/s": 100_000, "7B/s": 7, "0": 0, "0MB/s": 0,
+	}
+	for text, want := range good {
+		got, err := config.ParseByteRate(text)
+		if err != nil || got != want {
+			t.Errorf("ParseByteRate(%q) = %d, %v; want %d", text, got, err, want)
+		}
+		back, err := config.ParseByteRate(got.String())
+		if err != nil || back != got {
+			t.Errorf("%q: String() %q reads back as %d, %v", text, got.String(), back, err)
+		}
+	}
+	for _, text := range []string{"", "50", "fast", "-1MB/s", "5 MB/h", "1e30GB/s", "NaNMB/s", "MB/s"} {
+		if got, err := config.ParseByteRate(text); err == nil {
+			t.Errorf("ParseByteRate(%q) = %d; want an error", text, got)
+		}
+	}
+	c := MustParse(t, webYAML+"  peer_upload: {rate: 400Mbit/s, concurrency: 2}\n")
+	if pu := c.Mirror.PeerUpload; pu.Rate != 50_000_000 || pu.Concurrency != 2 {
+		t.Errorf("peer_upload = %+v", pu)
+	}
+	var s struct {
+		Rate config.ByteRate `yaml:"rate"`
+	}
+	if err := yaml.Unmarshal([]byte("rate: 2MiB/s\n"), &s); err != nil || s.Rate != 2<<20 {
+		t.Errorf("yaml.Unmarshal = %v, %v", s.Rate, err)
 	}
 }

@@ -40,7 +40,10 @@ func (d *decoder) problem(path string, n *yaml.Node, format string, args ...any)
 	d.problems = append(d.problems, fmt.Sprintf("%s: %s (line %d)", path, msg, n.Line))
 }
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType = reflect.TypeFor[Duration]()
+	rateType     = reflect.TypeFor[ByteRate]()
+)
 
 // value decodes n into v. An explicit null leaves a section's defaults in
 // place and sets a scalar or list to its zero value.
@@ -51,6 +54,10 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	null := n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 	if v.Type() == durationType {
 		d.duration(n, v, path, null)
+		return
+	}
+	if v.Type() == rateType {
+		d.rate(n, v, path, null)
 		return
 	}
 	switch v.Kind() {
@@ -209,6 +216,19 @@ func (d *decoder) duration(n *yaml.Node, v reflect.Value, path string, null bool
 		return
 	}
 	v.Set(reflect.ValueOf(dur))
+}
+
+func (d *decoder) rate(n *yaml.Node, v reflect.Value, path string, null bool) {
+	if null {
+		v.SetInt(0)
+		return
+	}
+	var r ByteRate
+	if n.Kind != yaml.ScalarNode || r.UnmarshalText([]byte(n.Value)) != nil {
+		d.problem(path, n, "invalid rate %s (%s)", describe(n), rateSyntax)
+		return
+	}
+	v.Set(reflect.ValueOf(r))
 }
 
 // describe names a node for an error message.

@@ -202,6 +202,10 @@ func (v *validator) mirror(role string, m *MirrorConfig) {
 			v.addf(key, "must be a clean path relative to mirror.source, got %q", p)
 		}
 	}
+	if m.PeerUpload.Rate < 0 {
+		v.addf("mirror.peer_upload.rate", "must not be negative")
+	}
+	v.atLeast("mirror.peer_upload.concurrency", m.PeerUpload.Concurrency, 0)
 }
 
 func (v *validator) deploy(d *DeployConfig) {

@@ -90,6 +90,8 @@ func TestValidateBad(t *testing.T) {
 		{"source relative", func(c *config.Config) { c.Role = "controller"; c.Mirror.Source = "src" }, []string{"mirror.source: must be an absolute path"}},
 		{"exclude bad glob", func(c *config.Config) { c.Mirror.Exclude = []string{"*.log", "[a-"} }, []string{`mirror.exclude[1]: invalid glob "[a-"`}},
 		{"exclude absolute", func(c *config.Config) { c.Mirror.Exclude = []string{"/cache"} }, []string{"mirror.exclude[0]: must be relative"}},
+		{"peer_upload.rate", func(c *config.Config) { c.Mirror.PeerUpload.Rate = -1 }, []string{"mirror.peer_upload.rate: must not be negative"}},
+		{"peer_upload.concurrency", func(c *config.Config) { c.Mirror.PeerUpload.Concurrency = -1 }, []string{"mirror.peer_upload.concurrency: must be at least 0"}},
 		{"after_switch empty argv0", func(c *config.Config) { c.Mirror.AfterSwitch = []string{"", "reload"} }, []string{"mirror.after_switch[0]: command name must not be empty"}},
 		{"audit.check_interval", func(c *config.Config) { c.Mirror.Audit.CheckInterval = config.Duration(time.Millisecond) }, []string{"mirror.audit.check_interval: must be 0 (off) or at least 1s"}},
 		{"audit.hash_period", func(c *config.Config) { c.Mirror.Audit.HashPeriod = config.Duration(time.Second) }, []string{"mirror.audit.hash_period: must be 0 (off) or at least 1m"}},

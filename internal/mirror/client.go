@@ -30,16 +30,26 @@ type Source interface {
 	// Delta returns the delta from base to id; ErrRemoteNotFound if the
 	// source does not know base (or id).
 	Delta(ctx context.Context, id, base string) (*Delta, error)
-	// Objects streams the content of hashes: fn is called once per object,
-	// in request order, with a reader of exactly size bytes.
+	// Objects streams the content of hashes: fn is called with a reader of
+	// exactly size bytes for each object, once or again after a failed
+	// delivery, in any order and possibly from several goroutines at once
+	// (Sources fetches from several peers). An error of fn wrapping
+	// errContentMismatch rejects that object's bytes only: the source may
+	// go on, and returns such an error at the end if it delivered nothing
+	// better.
 	Objects(ctx context.Context, hashes []Hash, fn func(h Hash, size int64, r io.Reader) error) error
 }
 
 var _ Source = (*Client)(nil)
 
-// ErrRemoteNotFound is returned by Client when the controller does not serve
-// what was asked (HTTP 404): an unknown revision, or an unknown delta base.
-var ErrRemoteNotFound = errors.New("not found on the controller")
+// ErrRemoteNotFound is returned by Client when the controller (or a peer)
+// does not serve what was asked (HTTP 404): an unknown revision, an unknown
+// delta base, objects it does not hold.
+var ErrRemoteNotFound = errors.New("not found there")
+
+// ErrBusy is returned by Client when the server is too busy to answer now
+// (HTTP 503): a peer serving as many requests as it allows.
+var ErrBusy = errors.New("busy")
 
 // Size limits of the documents a Client reads: a hostile or broken
 // controller cannot make a web node buffer without bound.
@@ -140,10 +150,11 @@ func (c *Client) Delta(ctx context.Context, id, base string) (*Delta, error) {
 }
 
 // Objects asks for hashes in one request and calls fn for each frame of the
-// response as it arrives, with a reader limited to the frame's content; the
-// caller verifies the content. It fails with ErrFrame if the stream carries
-// more or fewer frames than requested, and with io.ErrUnexpectedEOF if a
-// frame is cut short.
+// response as it arrives, in order, with a reader limited to the frame's
+// content; the caller verifies the content. A content mismatch reported by
+// fn skips that object and is returned at the end. It fails with ErrFrame
+// if the stream carries more or fewer frames than requested, and with
+// io.ErrUnexpectedEOF if a frame is cut short.
 func (c *Client) Objects(ctx context.Context, hashes []Hash, fn func(h Hash, size int64, r io.Reader) error) error {
 	body, err := json.Marshal(ObjectsRequest{Objects: hashes})
 	if err != nil {
@@ -158,9 +169,9 @@ func (c *Client) Objects(ctx context.Context, hashes []Hash, fn func(h Hash, siz
 	br := bufio.NewReaderSize(resp.Body, objectsReadBuffer)
 	switch ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct {
 	case ObjectsContentType: // a controller older than compression
-		err = readFrames(br, len(hashes), false, fn)
+		err = readFrames(br, hashes, false, fn)
 	case ObjectsContentTypeV2:
-		err = readFrames(br, len(hashes), true, fn)
+		err = readFrames(br, hashes, true, fn)
 	default:
 		err = fmt.Errorf("%w: content type %q", ErrFrame, ct)
 	}
@@ -170,56 +181,62 @@ func (c *Client) Objects(ctx context.Context, hashes []Hash, fn func(h Hash, siz
 	return nil
 }
 
-// readFrames reads want object frames from r (v2 frames when v2), then
-// expects the end. Compressed objects are decompressed whole (they are at
-// most compressMax bytes) and handed to fn from memory; bytes that do not
-// decompress are handed on as an object of wrong content, which the
-// caller's hash check refuses and asks for again.
-func readFrames(r io.Reader, want int, v2 bool, fn func(h Hash, size int64, r io.Reader) error) error {
+// readFrames reads the frames of want from r (v2 frames when v2), in
+// order, then expects the end. Compressed objects are decompressed whole
+// (they are at most compressMax bytes) and handed to fn from memory; bytes
+// that do not decompress are handed on as an object of wrong content,
+// which fn's hash check refuses. A content mismatch reported by fn is
+// returned at the end: the other objects of the stream are still good.
+func readFrames(r io.Reader, want []Hash, v2 bool, fn func(h Hash, size int64, r io.Reader) error) error {
+	var mismatch error
 	var stored []byte
 	for i := 0; ; i++ {
-		var h Hash
-		var size, n int64
-		codec := CodecRaw
-		var err error
-		if v2 {
-			h, size, codec, n, err = ReadFrameHeaderV2(r)
-		} else {
-			h, size, err = ReadFrameHeader(r)
-			n = size
-		}
+		h, size, codec, n, err := readFrameHeader(r, v2)
 		if err == io.EOF {
-			if i < want {
-				return fmt.Errorf("%w: stream ended after %d of %d objects", ErrFrame, i, want)
+			if i < len(want) {
+				return fmt.Errorf("%w: stream ended after %d of %d objects", ErrFrame, i, len(want))
 			}
-			return nil
+			return mismatch
 		}
 		if err != nil {
 			return err
 		}
-		if i == want {
-			return fmt.Errorf("%w: more than the %d objects asked", ErrFrame, want)
+		if i == len(want) {
+			return fmt.Errorf("%w: more than the %d objects asked", ErrFrame, len(want))
+		}
+		if h != want[i] {
+			return fmt.Errorf("%w: got object %s, want %s", ErrFrame, h, want[i])
 		}
 		fr := &frameReader{r: r, n: n}
-		if codec == CodecRaw {
-			if err := fn(h, size, fr); err != nil {
+		var body io.Reader = fr
+		if codec != CodecRaw {
+			stored = slices.Grow(stored[:0], int(n))[:n]
+			if _, err := io.ReadFull(fr, stored); err != nil {
 				return err
 			}
-			// Skip what fn left unread, so the next header is in place.
-			if _, err := io.Copy(io.Discard, fr); err != nil {
-				return err
-			}
-			continue
+			raw, _ := decodeObject(make([]byte, 0, size), stored, codec, size)
+			body = &heldReader{Reader: bytes.NewReader(raw), data: raw}
 		}
-		stored = slices.Grow(stored[:0], int(n))[:n]
-		if _, err := io.ReadFull(fr, stored); err != nil {
+		if err := fn(h, size, body); errors.Is(err, errContentMismatch) {
+			mismatch = firstError(mismatch, err)
+		} else if err != nil {
 			return err
 		}
-		raw, _ := decodeObject(make([]byte, 0, size), stored, codec, size)
-		if err := fn(h, size, &heldReader{Reader: bytes.NewReader(raw), data: raw}); err != nil {
+		// Skip what fn left unread, so the next header is in place.
+		if _, err := io.Copy(io.Discard, fr); err != nil {
 			return err
 		}
 	}
+}
+
+// readFrameHeader reads a v2 frame header, or a v1 one (a raw object:
+// what is sent is the content).
+func readFrameHeader(r io.Reader, v2 bool) (h Hash, size int64, codec Codec, sent int64, err error) {
+	if v2 {
+		return ReadFrameHeaderV2(r)
+	}
+	h, size, err = ReadFrameHeader(r)
+	return h, size, CodecRaw, size, err
 }
 
 // heldReader is an object already in memory: a receiver that keeps
@@ -300,8 +317,11 @@ func (c *Client) do(ctx context.Context, method, p string, body []byte, header .
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
 	err = fmt.Errorf("%s %s: %s: %s", method, p, resp.Status, bytes.TrimSpace(msg))
-	if resp.StatusCode == http.StatusNotFound {
+	switch resp.StatusCode {
+	case http.StatusNotFound:
 		err = fmt.Errorf("%w: %w", ErrRemoteNotFound, err)
+	case http.StatusServiceUnavailable:
+		err = fmt.Errorf("%w: %w", ErrBusy, err)
 	}
 	return nil, err
 }

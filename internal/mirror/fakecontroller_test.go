@@ -75,6 +75,7 @@ type fakeController struct {
 	faults    []objectFault // consumed one per objects request
 	always    objectFault   // applied when faults is empty
 	noDelta   bool          // answer every delta with 404
+	delay     time.Duration // before each objects answer: a slow link
 
 	objectRequests, objectsServed, manifestRequests, deltaRequests int
 }
@@ -208,6 +209,7 @@ func (f *fakeController) serveObjects(w http.ResponseWriter, r *http.Request) {
 		frames = append(frames, frame{h, b})
 	}
 	f.objectsServed += len(frames)
+	delay := f.delay
 	var other frame // an object that was not asked for
 	for h, b := range f.objects {
 		if !slices.Contains(req.Objects, h) {
@@ -216,6 +218,7 @@ func (f *fakeController) serveObjects(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.mu.Unlock()
+	time.Sleep(delay)
 
 	w.Header().Set("Content-Type", mirror.ObjectsContentType)
 	switch fault {

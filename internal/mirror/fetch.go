@@ -88,7 +88,11 @@ func (r *Releases) fetchRound(ctx context.Context, dir string, m *Manifest, obje
 	g.SetLimit(fetchInFlight)
 	var mu sync.Mutex
 	var firstErr error
-	for _, batch := range fetchBatches(objects) {
+	batches := fetchBatches(objects)
+	if _, ok := src.(interface{ wholeRound() }); ok {
+		batches = [][]*fetchObject{objects} // Sources plans its own requests
+	}
+	for _, batch := range batches {
 		g.Go(func() error {
 			err := r.fetchBatch(ctx, w, batch, src)
 			if isDiskError(err) {
@@ -131,41 +135,41 @@ func fetchBatches(objects []*fetchObject) [][]*fetchObject {
 	return out
 }
 
-// fetchBatch asks src for one batch and verifies each frame as it arrives:
-// frames must be the requested objects, in order, with the sizes of the
-// manifest. A bad object is dropped and the stream read on.
+// fetchBatch asks src for one batch and verifies each object as it arrives:
+// it must be one of the batch not stored yet, with the size of the
+// manifest. A bad object is reported to src, which may deliver it again.
 func (r *Releases) fetchBatch(ctx context.Context, w *objectWriters, batch []*fetchObject, src Source) error {
 	hashes := make([]Hash, len(batch))
+	wanted := make(map[Hash]*fetchObject, len(batch))
 	for i, o := range batch {
 		hashes[i] = o.hash
+		wanted[o.hash] = o
 	}
-	next := 0
-	var mismatch error
-	err := src.Objects(ctx, hashes, func(h Hash, size int64, rd io.Reader) error {
-		if next == len(batch) {
-			return fmt.Errorf("%w: more objects than asked", ErrFrame)
-		}
-		o := batch[next]
-		next++
-		switch {
-		case h != o.hash:
-			return fmt.Errorf("%w: got object %s, want %s", ErrFrame, h, o.hash)
-		case size != o.size:
-			return fmt.Errorf("%w: object %s has %d bytes, want %d", ErrFrame, h, size, o.size)
+	var mu sync.Mutex // src may deliver from several goroutines
+	return src.Objects(ctx, hashes, func(h Hash, size int64, rd io.Reader) error {
+		mu.Lock()
+		o := wanted[h]
+		delete(wanted, h) // no second delivery while this one runs
+		mu.Unlock()
+		if o == nil {
+			return fmt.Errorf("%w: object %s not asked, or sent twice", ErrFrame, h)
 		}
 		var err error
-		if size <= fetchHeldMax {
+		switch {
+		case size != o.size:
+			err = fmt.Errorf("%w: object %s has %d bytes, want %d", ErrFrame, h, size, o.size)
+		case size <= fetchHeldMax:
 			err = w.hold(ctx, o, rd)
-		} else {
+		default:
 			err = w.stream(o, rd)
 		}
-		if errors.Is(err, errContentMismatch) {
-			mismatch = firstError(mismatch, err)
-			return nil
+		if err != nil {
+			mu.Lock()
+			wanted[h] = o // may be delivered again
+			mu.Unlock()
 		}
 		return err
 	})
-	return firstError(err, mismatch)
 }
 
 // firstError returns the first non-nil error.
@@ -349,6 +353,7 @@ func (w *objectWriters) placeCopies(o *fetchObject, p string) error {
 		}
 		w.r.fileDone(i, o.size)
 	}
+	w.r.holdings.stored(o.hash, o.entries[0])
 	return nil
 }
 

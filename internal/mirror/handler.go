@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -47,14 +46,20 @@ func (s *Store) serveRevisions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Store) serveRevision(w http.ResponseWriter, r *http.Request) {
+	serveRevisionIn(w, r, s.Revisions(), "kept")
+}
+
+// serveRevisionIn sends the revision of the request's id among revs, or a
+// 404 saying it is not kept (held) here.
+func serveRevisionIn(w http.ResponseWriter, r *http.Request, revs []Revision, kept string) {
 	id := r.PathValue("id")
-	for _, rev := range s.Revisions() {
+	for _, rev := range revs {
 		if rev.ID == id {
 			serveJSON(w, r, rev)
 			return
 		}
 	}
-	serveProblem(w, http.StatusNotFound, fmt.Sprintf("revision %s is not kept here", id), nil)
+	serveProblem(w, http.StatusNotFound, fmt.Sprintf("revision %s is not %s here", id, kept), nil)
 }
 
 // serveManifest sends the canonical bytes of a manifest, gzipped for
@@ -156,25 +161,13 @@ func (s *Store) serveManifestError(w http.ResponseWriter, id string, err error) 
 // hashes are resolved before the first byte is sent, so an unknown one is a
 // clean 404.
 func (s *Store) serveObjects(w http.ResponseWriter, r *http.Request) {
-	var req ObjectsRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxObjectsRequestBytes)).Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			serveProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit), nil)
-			return
-		}
-		serveProblem(w, http.StatusBadRequest, "decode objects request: "+err.Error(), nil)
+	hashes, ok := readObjectsRequest(w, r)
+	if !ok {
 		return
 	}
-	if len(req.Objects) > MaxObjectsPerRequest {
-		serveProblem(w, http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("%d objects asked, at most %d per request", len(req.Objects), MaxObjectsPerRequest), nil)
-		return
-	}
-	locs, missing := s.locate(req.Objects)
+	locs, missing := s.locate(hashes)
 	if len(missing) > 0 {
-		listed := missing[:min(len(missing), maxMissingListed)]
-		serveProblem(w, http.StatusNotFound, fmt.Sprintf("%d unknown objects: %s", len(missing), strings.Join(listed, ", ")), listed)
+		serveMissing(w, missing)
 		return
 	}
 	defer func() {
@@ -182,75 +175,52 @@ func (s *Store) serveObjects(w http.ResponseWriter, r *http.Request) {
 			l.p.release()
 		}
 	}()
-	v2 := acceptsObjectsV2(r)
-	var total int64
-	for _, l := range locs {
-		if v2 {
-			total += FrameHeaderSizeV2 + l.size
-		} else {
-			total += FrameHeaderSize + l.raw
-		}
-	}
-	ct := ObjectsContentType
-	if v2 {
-		ct = ObjectsContentTypeV2
-	}
-	w.Header().Set("Content-Type", ct)
-	w.Header().Set("Content-Length", strconv.FormatInt(total, 10))
-	bw := bufio.NewWriterSize(w, objectsWriteBuffer)
+	bodies := make([]objectBody, len(locs))
 	var scratch []byte
-	for i, l := range locs {
-		var err error
-		if v2 {
-			err = writeStoredObject(bw, req.Objects[i], l)
-		} else {
-			scratch, err = writeRawObject(bw, req.Objects[i], l, scratch)
-		}
-		if err != nil {
-			// The response is cut short of its Content-Length: the client
-			// sees the failure.
-			s.log.Debug("serve objects", "err", err)
-			return
-		}
+	for i := range locs {
+		bodies[i] = &packBody{objLoc: locs[i], scratch: &scratch}
 	}
-	bw.Flush()
+	if err := writeObjectStream(w, r, hashes, bodies); err != nil {
+		s.log.Debug("serve objects", "err", err)
+	}
 }
 
-// writeStoredObject sends an object as its pack stores it (a v2 frame).
-func writeStoredObject(w io.Writer, h Hash, l objLoc) error {
-	if err := WriteFrameHeaderV2(w, h, l.raw, l.codec, l.size); err != nil {
-		return err
-	}
-	return copyStored(w, h, l)
+// packBody is an object as a pack stores it: raw or compressed.
+type packBody struct {
+	objLoc
+	scratch *[]byte // reused by the decompressions of one response
 }
 
-func copyStored(w io.Writer, h Hash, l objLoc) error {
-	n, err := io.Copy(w, io.NewSectionReader(l.p.f, l.off, l.size))
-	if err == nil && n != l.size {
-		err = fmt.Errorf("object %s: pack %d ends after %d of %d bytes", h, l.p.num, n, l.size)
+func (b *packBody) rawSize() int64 { return b.raw }
+
+func (b *packBody) storedAs() (Codec, int64) { return b.codec, b.size }
+
+// copyStored sends the object as stored (a v2 frame's body).
+func (b *packBody) copyStored(w io.Writer) error {
+	n, err := io.Copy(w, io.NewSectionReader(b.p.f, b.off, b.size))
+	if err == nil && n != b.size {
+		err = fmt.Errorf("pack %d ends after %d of %d bytes", b.p.num, n, b.size)
 	}
 	return err
 }
 
-// writeRawObject sends an object's content (a v1 frame), decompressing it
-// for a client of the first format.
-func writeRawObject(w io.Writer, h Hash, l objLoc, scratch []byte) ([]byte, error) {
-	if err := WriteFrameHeader(w, h, l.raw); err != nil {
-		return scratch, err
+// copyRaw sends the object's content (a v1 frame's body), decompressing
+// it for a client of the first format.
+func (b *packBody) copyRaw(w io.Writer) error {
+	if b.codec == CodecRaw {
+		return b.copyStored(w)
 	}
-	if l.codec == CodecRaw {
-		return scratch, copyStored(w, h, l)
+	stored := slices.Grow((*b.scratch)[:0], int(b.size))[:b.size]
+	*b.scratch = stored
+	if _, err := b.p.f.ReadAt(stored, b.off); err != nil {
+		return err
 	}
-	stored := slices.Grow(scratch[:0], int(l.size))[:l.size]
-	if _, err := l.p.f.ReadAt(stored, l.off); err != nil {
-		return scratch, fmt.Errorf("object %s: %w", h, err)
-	}
-	raw, err := decodeObject(stored[len(stored):], stored, l.codec, l.raw)
+	raw, err := decodeObject(stored[len(stored):], stored, b.codec, b.raw)
 	if err != nil {
-		return scratch, fmt.Errorf("object %s: %w", h, err)
+		return err
 	}
 	_, err = w.Write(raw)
-	return stored, err
+	return err
 }
 
 // acceptsObjectsV2 reports whether the client asked for v2 object streams.

@@ -73,6 +73,8 @@ type Releases struct {
 
 	filesDone atomic.Int64
 	bytesDone atomic.Int64
+
+	holdings holdings // what peers may fetch from this node
 }
 
 // Phases of SyncProgress.
@@ -97,6 +99,8 @@ type SyncProgress struct {
 	Bytes     int64    `json:"bytes"`
 	BytesDone int64    `json:"bytes_done"`
 	Revision  Revision `json:"revision,omitzero"`
+	// Sources is where the content came from (filled by the agent).
+	Sources []SourceCount `json:"sources,omitempty"`
 }
 
 // ErrAfterSwitch marks a failure of the AfterSwitch command: the switch
@@ -360,6 +364,7 @@ func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
 		}
 	} else {
 		start := time.Now()
+		defer r.holdings.end(rev.ID) // served as the current release once switched
 		built, err := r.build(ctx, rev, src)
 		if err != nil {
 			return fmt.Errorf("apply %d (%s): %w", rev.Seq, rev.ID, err)
@@ -429,6 +434,7 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	}
 
 	meta.Files, meta.Bytes = m.Files()
+	r.holdings.begin(meta, m, r.partialDir()) // peers may fetch what is stored; Apply ends it
 	r.startProgress(meta, meta.Files, meta.Bytes)
 	r.setPhase(PhaseLink)
 	r.building = make(identities, len(m.Entries))
@@ -480,6 +486,7 @@ func (r *Releases) commit(tmp string, rev Revision, ids identities) error {
 	if err := os.Rename(tmp, filepath.Join(r.relDir, rev.ID)); err != nil {
 		return err
 	}
+	r.holdings.moved(rev.ID, filepath.Join(r.relDir, rev.ID))
 	if err := syncDir(r.relDir); err != nil {
 		return err
 	}

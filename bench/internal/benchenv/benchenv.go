@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -142,4 +144,102 @@ func RunAs() string {
 		return u.Username
 	}
 	return "root"
+}
+
+// AppendFile appends text to the file name (created 0644 if missing): a
+// report added to docs/benchmarks.md.
+func AppendFile(name, text string) error {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(f, text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// RemoveTree removes dir even where releases made directories read-only.
+func RemoveTree(dir string) {
+	if os.RemoveAll(dir) == nil {
+		return
+	}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	os.RemoveAll(dir)
+}
+
+// Poll calls f every interval until it returns nil, ctx ends or timeout
+// passes; it then returns f's last error.
+func Poll(ctx context.Context, timeout, interval time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s: %w", timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// Stop ends a process the benchmark started: SIGTERM (an agent leaves the
+// cluster gracefully), SIGKILL after 10 s.
+func Stop(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// WriteReport prints the markdown section md and, when out is set, appends
+// it to that file as well.
+func WriteReport(stdout io.Writer, out, md string) error {
+	fmt.Fprint(stdout, md)
+	if out == "" {
+		return nil
+	}
+	if err := AppendFile(out, md); err != nil {
+		return fmt.Errorf("-out: %w", err)
+	}
+	return nil
+}
+
+// Workspace makes a temporary directory under work for a benchmark run and
+// builds nodeagent into it unless bin names a binary already; remove
+// deletes the directory (read-only release directories included).
+func Workspace(ctx context.Context, work, prefix, bin string, log *slog.Logger) (root, agent string, remove func(), err error) {
+	if root, err = os.MkdirTemp(work, prefix); err != nil {
+		return "", "", nil, fmt.Errorf("work dir: %w", err)
+	}
+	remove = func() {
+		log.Info("removing the temporary trees", "dir", root)
+		RemoveTree(root)
+	}
+	if bin == "" {
+		if bin, err = BuildAgent(ctx, root); err != nil {
+			remove()
+			return "", "", nil, err
+		}
+	}
+	return root, bin, remove, nil
 }
