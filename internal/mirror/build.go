@@ -81,6 +81,11 @@ func (r *Releases) updateTree(ctx context.Context, dir string, old *Manifest, ol
 	if err != nil {
 		return err
 	}
+	return r.updateTreePlanned(ctx, dir, old, oldIDs, plan, m, src)
+}
+
+// updateTreePlanned is updateTree once dir was inspected into plan.
+func (r *Releases) updateTreePlanned(ctx context.Context, dir string, old *Manifest, oldIDs identities, plan *recycledPlan, m *Manifest, src Source) error {
 	// Directories the agent may not write to (without root's override)
 	// are opened up until setDirModes.
 	var chmods []int
@@ -94,13 +99,14 @@ func (r *Releases) updateTree(ctx context.Context, dir string, old *Manifest, ol
 	if err := plan.apply(r.newQuarantine(filepath.Base(dir)), dir); err != nil {
 		return err
 	}
-	if err := removeChanged(dir, old, m); err != nil {
+	toOld, toNew := pairEntries(old, m)
+	if err := removeChanged(dir, old, m, toNew); err != nil {
 		return err
 	}
 	var mkdirs, place []int
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		oi := old.index(e.Path)
+		oi := toOld[i]
 		existed := oi >= 0 && !plan.gone[e.Path]
 		var o *Entry
 		if existed {
@@ -130,15 +136,39 @@ func (r *Releases) updateTree(ctx context.Context, dir string, old *Manifest, ol
 	return setDirModes(dir, m, chmods)
 }
 
-// removeChanged removes from dir the entries of old that m does not have,
-// or has with another type, content or target, deepest first. A directory
-// that stays a directory stays, whatever happens inside it.
-func removeChanged(dir string, old, m *Manifest) error {
+// pairEntries matches the entries of old and m by path, in one pass over
+// both (sorted): toOld[j] is the index in old of m's entry j, toNew[i]
+// that in m of old's entry i; -1 where the other has no such path.
+func pairEntries(old, m *Manifest) (toOld, toNew []int) {
+	toOld, toNew = make([]int, len(m.Entries)), make([]int, len(old.Entries))
+	for i := range toNew {
+		toNew[i] = -1
+	}
+	i := 0
+	for j := range m.Entries {
+		p := m.Entries[j].Path
+		for i < len(old.Entries) && old.Entries[i].Path < p {
+			i++
+		}
+		toOld[j] = -1
+		if i < len(old.Entries) && old.Entries[i].Path == p {
+			toOld[j], toNew[i] = i, j
+		}
+	}
+	return toOld, toNew
+}
+
+// removeChanged removes from dir the entries of old that m (whose entry
+// at the same path is toNew's) does not have, or has with another type,
+// content or target, deepest first. A directory that stays a directory
+// stays, whatever happens inside it.
+func removeChanged(dir string, old, m *Manifest, toNew []int) error {
 	for i := len(old.Entries) - 1; i >= 0; i-- {
 		o := &old.Entries[i]
-		e, ok := m.lookup(o.Path)
-		if ok && (*e == *o || (e.Type == TypeDir && o.Type == TypeDir)) {
-			continue
+		if j := toNew[i]; j >= 0 {
+			if e := &m.Entries[j]; *e == *o || (e.Type == TypeDir && o.Type == TypeDir) {
+				continue
+			}
 		}
 		p := entryPath(dir, o)
 		err := os.Remove(p)

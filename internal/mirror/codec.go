@@ -3,6 +3,7 @@ package mirror
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 
@@ -34,13 +35,15 @@ func (c Codec) String() string {
 // Compression thresholds. An object smaller than compressMin gains less
 // than a frame costs; one larger than compressMax is stored raw, so that
 // either side holds at most that much of one object in memory at once.
-// Objects larger than compressSample are first tried on their head: what
-// does not shrink by compressSavings there (an image, an archive) is not
-// compressed at all.
+// Objects larger than compressSample are first judged by the byte entropy
+// of their head: above compressEntropy bits per byte (an image, an
+// archive: compressed already) they are not compressed at all. An object
+// is stored compressed only if that saves compressSavings of it.
 const (
 	compressMin     = 128
 	compressMax     = 8 << 20
-	compressSample  = 16 << 10
+	compressSample  = 4 << 10
+	compressEntropy = 7.8
 	compressSavings = 0.125
 )
 
@@ -87,18 +90,32 @@ func compressObject(dst, src []byte) ([]byte, bool) {
 	if len(src) < compressMin || len(src) > compressMax {
 		return dst, false
 	}
-	limit := func(n int) int { return n - int(float64(n)*compressSavings) }
-	if len(src) > 2*compressSample {
-		probe := encoder().EncodeAll(src[:compressSample], dst[len(dst):])
-		if len(probe) > limit(compressSample) {
-			return dst, false
-		}
+	if len(src) > 8*compressSample && entropy(src[:compressSample]) > compressEntropy {
+		return dst, false
 	}
 	out := encoder().EncodeAll(src, dst)
-	if len(out)-len(dst) > limit(len(src)) {
+	if len(out)-len(dst) > len(src)-int(float64(len(src))*compressSavings) {
 		return dst[:len(dst)], false
 	}
 	return out, true
+}
+
+// entropy returns the Shannon entropy of the bytes of b, in bits per
+// byte: 8 for random bytes, about 5 for source code. It costs a pass over
+// b, where compressing b to find out costs about twenty.
+func entropy(b []byte) float64 {
+	var counts [256]int
+	for _, c := range b {
+		counts[c]++
+	}
+	n, e := float64(len(b)), 0.0
+	for _, k := range counts {
+		if k > 0 {
+			p := float64(k) / n
+			e -= p * math.Log2(p)
+		}
+	}
+	return e
 }
 
 // errDecode reports stored or received bytes that do not decode to the

@@ -48,6 +48,7 @@ func FuzzDecodeManifest(f *testing.F) {
 	f.Add((&mirror.Manifest{}).Encode())
 	f.Add([]byte("{\"version\":1,\"entries\":[\n{\"type\":\"dir\",\"path\":\"a\",\"mode\":493}\n]}\n"))
 	f.Add([]byte(`{"entries":[],"version":1}`))
+	f.Add([]byte("{\"version\":1,\"entries\":[\n{\"path\":\"a\",\"type\":\"file\",\"mode\":0,\"size\":0}\n]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := mirror.DecodeCanonical(data)
 		version, slow, err := mirror.DecodeManifestJSON(data)
@@ -60,6 +61,9 @@ func FuzzDecodeManifest(f *testing.F) {
 			}
 			if !bytes.Equal(fast.Encode(), data) {
 				t.Fatalf("fast path accepted bytes the encoder does not write")
+			}
+			if _, want := mirror.EncodeFrom(&mirror.Manifest{})(fast); !slices.Equal(mirror.EntryOffsets(data), want) {
+				t.Fatalf("entry offsets %v, want %v", mirror.EntryOffsets(data), want)
 			}
 		}
 		got, err := mirror.DecodeManifest(data, "")
@@ -173,6 +177,9 @@ func FuzzDiffApply(f *testing.F) {
 		}
 		if !slices.Equal(got.Entries, next.Entries) {
 			t.Fatalf("apply(diff) differs:\n%+v\nwant\n%+v", got.Entries, next.Entries)
+		}
+		if spliced, _ := mirror.EncodeFrom(base)(got); !bytes.Equal(spliced, next.Encode()) {
+			t.Fatalf("spliced encoding differs:\n%q\nwant\n%q", spliced, next.Encode())
 		}
 	})
 }

@@ -360,6 +360,12 @@ func TestDecodeCanonical(t *testing.T) {
 		"spaces":          bytes.Replace(plain.Encode(), []byte(`,"type"`), []byte(`, "type"`), 1),
 		"field order":     []byte("{\"version\":1,\"entries\":[\n{\"type\":\"dir\",\"path\":\"a\",\"mode\":493}\n]}\n"),
 		"upper-case hash": bytes.Replace(plain.Encode(), []byte(xHex), []byte(strings.ToUpper(xHex)), 1),
+		"zero mode twice": bytes.Replace(plain.Encode(), []byte(`"mode":420`), []byte(`"mode":00`), 1),
+		"size zero":       bytes.Replace(plain.Encode(), []byte(`"mode":384}`), []byte(`"mode":384,"size":0}`), 1),
+		"size with zero":  bytes.Replace(plain.Encode(), []byte(`"size":3,`), []byte(`"size":03,`), 1),
+		"zero hash":       bytes.Replace(plain.Encode(), []byte(`"mode":384}`), []byte(`"mode":384,"sha256":"`+strings.Repeat("0", 64)+`"}`), 1),
+		"empty target":    bytes.Replace(plain.Encode(), []byte(`"mode":384}`), []byte(`"mode":384,"target":""}`), 1),
+		"short hash":      bytes.Replace(plain.Encode(), []byte(xHex), []byte(xHex[:62]), 1),
 		"trailing data":   append(plain.Encode(), ' '),
 		"truncated":       plain.Encode()[:60],
 	} {
@@ -377,18 +383,24 @@ func TestDecodeCanonical(t *testing.T) {
 	}
 }
 
-// BenchmarkDecodeManifest decodes a manifest the size of the 3x tree
-// (52k entries): the fast path against encoding/json (an escaped last
-// entry forces the fallback).
-func BenchmarkDecodeManifest(b *testing.B) {
+// benchManifest is a manifest of the 3x tree's size: 52,275 files.
+func benchManifest() *mirror.Manifest {
 	var m mirror.Manifest
 	for i := range 52275 {
 		m.Entries = append(m.Entries, mirror.Entry{
 			Path: fmt.Sprintf("lib-some-module-d%03d-file-%05d.php", i/1000, i), Type: mirror.TypeFile,
-			Mode: 0o644, Size: int64(i), SHA256: hashOf(fmt.Sprint(i)),
+			Mode: 0o644, Size: int64(i + 1), SHA256: hashOf(fmt.Sprint(i)),
 		})
 	}
 	slices.SortFunc(m.Entries, func(a, b mirror.Entry) int { return strings.Compare(a.Path, b.Path) })
+	return &m
+}
+
+// BenchmarkDecodeManifest decodes a manifest the size of the 3x tree
+// (52k entries): the fast path against encoding/json (an escaped last
+// entry forces the fallback).
+func BenchmarkDecodeManifest(b *testing.B) {
+	m := *benchManifest()
 	escaped := mirror.Manifest{Entries: append(slices.Clone(m.Entries), mirror.Entry{Path: "zz\"q", Type: mirror.TypeFile, Mode: 0o644})}
 	for name, mm := range map[string]*mirror.Manifest{"canonical": &m, "encoding-json": &escaped} {
 		data := mm.Encode()

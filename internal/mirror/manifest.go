@@ -87,7 +87,7 @@ const ManifestVersion = 1
 // Encode returns the canonical bytes of m: the bytes whose SHA-256 is the
 // revision id. One entry per line, each the encoding/json form of Entry
 // (HTML not escaped), so manifests diff and read well. See encode.go.
-func (m *Manifest) Encode() []byte { return encodeManifest(m) }
+func (m *Manifest) Encode() []byte { return encodeManifest(m).data }
 
 // ID returns the hex SHA-256 of the canonical encoding.
 func (m *Manifest) ID() string {
@@ -102,37 +102,41 @@ var ErrBadManifest = errors.New("bad manifest")
 // DecodeManifest parses canonical manifest bytes, checks that they hash to
 // id (when id is not empty) and validates every entry.
 func DecodeManifest(data []byte, id string) (*Manifest, error) {
-	return decodeManifest(data, id, true)
+	m, _, err := decodeManifest(data, id, true)
+	return m, err
 }
 
 // decodeManifest is DecodeManifest, without Validate when validate is
 // false: for manifests this node validated before it stored them, whose
 // bytes the id check still proves unchanged.
-func decodeManifest(data []byte, id string, validate bool) (*Manifest, error) {
+// It also returns where each entry is in data, when data has the layout
+// the encoder writes (nil otherwise): the base that encodeFrom splices a
+// changed manifest's bytes from.
+func decodeManifest(data []byte, id string, validate bool) (*Manifest, *encoding, error) {
 	if id != "" {
 		sum := sha256.Sum256(data)
 		if got := hex.EncodeToString(sum[:]); got != id {
-			return nil, fmt.Errorf("%w: content hashes to %s, want %s", ErrBadManifest, got, id)
+			return nil, nil, fmt.Errorf("%w: content hashes to %s, want %s", ErrBadManifest, got, id)
 		}
 	}
-	m, ok := decodeCanonical(data)
+	m, enc, ok := decodeCanonical(data)
 	if !ok {
 		version, jm, err := decodeManifestJSON(data)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
+			return nil, nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
 		}
 		if version != ManifestVersion {
-			return nil, fmt.Errorf("%w: version %d, want %d", ErrBadManifest, version, ManifestVersion)
+			return nil, nil, fmt.Errorf("%w: version %d, want %d", ErrBadManifest, version, ManifestVersion)
 		}
 		m = jm
 	}
 	if !validate {
-		return m, nil
+		return m, enc, nil
 	}
 	if err := m.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return m, nil
+	return m, enc, nil
 }
 
 // decodeManifestJSON parses a manifest document entry by entry, so that

@@ -48,8 +48,9 @@ type Releases struct {
 
 	applyMu sync.Mutex // serializes Apply and Repair, owns base, building and spare
 	base    struct {   // the last manifest loaded or built, for the next delta
-		id string
-		m  *Manifest
+		id  string
+		m   *Manifest
+		enc *encoding // m's stored bytes, to splice the next manifest from
 	}
 	spare spare
 	// building holds the identities of the release being built, by
@@ -396,6 +397,15 @@ func (r *Releases) Apply(ctx context.Context, rev Revision, src Source) error {
 func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revision, err error) {
 	r.startProgress(rev, 0, 0)
 	r.setPhase(PhaseManifest)
+	// The spare is inspected while the manifest is fetched and verified;
+	// a build that fails before using it gives it back.
+	spare := r.checkSpare(ctx)
+	defer func() {
+		spare.stop()
+		if err != nil {
+			r.returnSpare(spare)
+		}
+	}()
 	meta, err := src.Revision(ctx, rev.ID)
 	if err != nil {
 		return rev, err
@@ -429,7 +439,7 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	r.setPhase(PhaseLink)
 	r.building = make(identities, len(m.Entries))
 	defer func() { r.building = nil }()
-	if err := r.buildPartial(ctx, meta, m, src); err != nil {
+	if err := r.buildPartial(ctx, meta, m, src, spare); err != nil {
 		return rev, err
 	}
 	dir := r.partialDir()
@@ -445,7 +455,7 @@ func (r *Releases) build(ctx context.Context, rev Revision, src Source) (_ Revis
 	// The new manifest is not kept for the next delta: at 50k files it is
 	// ~8 MB an idle agent would hold for hours. The next sync reads it back
 	// from the release (tens of ms).
-	r.base.id, r.base.m = "", nil
+	r.dropBase()
 	return meta, nil
 }
 
@@ -490,7 +500,7 @@ func (r *Releases) commit(tmp string, rev Revision, ids identities) error {
 // a delta against the current release when possible, else in full.
 func (r *Releases) manifest(ctx context.Context, id string, src Source) (*Manifest, []byte, error) {
 	if base, baseID := r.baseManifest(); base != nil {
-		m, data, err := r.manifestFromDelta(ctx, id, baseID, base, src)
+		m, data, err := r.manifestFromDelta(ctx, id, baseID, base, r.base.enc, src)
 		if err == nil {
 			return m, data, nil
 		}
@@ -510,7 +520,11 @@ func (r *Releases) manifest(ctx context.Context, id string, src Source) (*Manife
 	return m, data, nil
 }
 
-func (r *Releases) manifestFromDelta(ctx context.Context, id, baseID string, base *Manifest, src Source) (*Manifest, []byte, error) {
+// manifestFromDelta fetches the delta from base (whose stored bytes are
+// at baseEnc, if known) to id and returns the manifest it makes, with its
+// canonical bytes spliced from base's: only the changed entries are
+// encoded, and the hash of the result checks every byte.
+func (r *Releases) manifestFromDelta(ctx context.Context, id, baseID string, base *Manifest, baseEnc *encoding, src Source) (*Manifest, []byte, error) {
 	d, err := src.Delta(ctx, id, baseID)
 	if err != nil {
 		return nil, nil, err
@@ -522,7 +536,7 @@ func (r *Releases) manifestFromDelta(ctx context.Context, id, baseID string, bas
 	if err != nil {
 		return nil, nil, err
 	}
-	data := m.Encode()
+	data := encodeFrom(base, baseEnc, m).data
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != id {
 		return nil, nil, fmt.Errorf("%w: delta result does not hash to %s", ErrBadManifest, id)
 	}
@@ -540,20 +554,30 @@ func (r *Releases) baseManifest() (*Manifest, string) {
 		return nil, ""
 	}
 	if r.base.id != cur.ID {
-		m, err := r.loadManifest(cur.ID)
+		m, enc, err := r.loadEncoded(cur.ID)
 		if err != nil {
 			r.log.Warn("current manifest unreadable", "id", cur.ID, "err", err)
 			return nil, ""
 		}
-		r.base.id, r.base.m = cur.ID, m
+		r.base.id, r.base.m, r.base.enc = cur.ID, m, enc
 	}
 	return r.base.m, r.base.id
 }
 
+// dropBase forgets the manifest kept for the next delta.
+func (r *Releases) dropBase() { r.base.id, r.base.m, r.base.enc = "", nil, nil }
+
 func (r *Releases) loadManifest(id string) (*Manifest, error) {
+	m, _, err := r.loadEncoded(id)
+	return m, err
+}
+
+// loadEncoded is loadManifest with where each entry is in the stored
+// bytes (nil if they are not in the encoder's layout).
+func (r *Releases) loadEncoded(id string) (*Manifest, *encoding, error) {
 	data, err := os.ReadFile(r.metaFile(manifestsDir, id))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return decodeManifest(data, id, false) // validated before it was stored
 }
@@ -660,7 +684,7 @@ func (r *Releases) unkeep(id, dir string) error {
 	delete(r.kept, id)
 	r.mu.Unlock()
 	if r.base.id == id {
-		r.base.id, r.base.m = "", nil
+		r.dropBase()
 	}
 	var errs []error
 	for _, p := range []string{r.metaFile(manifestsDir, id), r.metaFile(revisionsDir, id), r.identitiesFile(id)} {

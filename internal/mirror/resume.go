@@ -20,8 +20,8 @@ import (
 // nothing. Files are checkpointed as they become durable, and a failure
 // leaves the tree for the next attempt, whatever it started from.
 // r.building gets the identities of the files as they are placed or kept.
-func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest, src Source) (err error) {
-	base, baseIDs, rec, err := r.partialBase(ctx, meta, m)
+func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest, src Source, spare *spareCheck) (err error) {
+	base, baseIDs, rec, plan, err := r.partialBase(ctx, meta, m, spare)
 	if err != nil {
 		return err
 	}
@@ -31,6 +31,9 @@ func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest,
 		r.ckpt = nil
 		c.close(err != nil)
 	}()
+	if plan != nil { // the spare, inspected already
+		return r.updateTreePlanned(ctx, r.partialDir(), base, baseIDs, plan, m, src)
+	}
 	if base != nil {
 		// Inspected against base and baseIDs like a recycled release.
 		return r.updateTree(ctx, r.partialDir(), base, baseIDs, m, src)
@@ -42,13 +45,14 @@ func (r *Releases) buildPartial(ctx context.Context, meta Revision, m *Manifest,
 // manifest and identities of what it holds (nil: nothing yet) and what is
 // recorded of the files of m there. partial.json names meta before the
 // tree changes.
-func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) (*Manifest, identities, recorded, error) {
+// A spare taken comes with the plan of its inspection.
+func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest, spare *spareCheck) (*Manifest, identities, recorded, *recycledPlan, error) {
 	dir := r.partialDir()
 	_, statErr := os.Lstat(dir)
 	if was := r.partialID; was != "" && statErr == nil {
 		base, baseIDs, rec, err := r.resumePartial(ctx, meta, m)
 		if err == nil || ctx.Err() != nil {
-			return base, baseIDs, rec, err
+			return base, baseIDs, rec, nil, err
 		}
 		r.log.Warn("partial release unusable; building anew", "id", was, "err", err)
 		if was != meta.ID {
@@ -58,19 +62,19 @@ func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) 
 	r.partialID = ""
 	if statErr == nil {
 		if err := r.trash(dir, "partial release"); err != nil {
-			return nil, nil, recorded{}, err
+			return nil, nil, recorded{}, nil, err
 		}
 	}
 	if err := r.writePartialState(partialState{ID: meta.ID}); err != nil {
-		return nil, nil, recorded{}, err
+		return nil, nil, recorded{}, nil, err
 	}
 	r.partialID = meta.ID
-	old, oldIDs := r.takeSpare(dir)
+	old, oldIDs, plan := r.takeSpare(spare, dir)
 	if old == nil {
 		old, oldIDs = r.recycle(meta, dir)
 	}
 	if old == nil {
-		return nil, nil, recorded{}, nil
+		return nil, nil, recorded{}, nil, nil
 	}
 	// A recycled release was durable, and so is a spare once made (it is
 	// flushed before it is ready): record what of it m keeps, with the
@@ -78,9 +82,9 @@ func (r *Releases) partialBase(ctx context.Context, meta Revision, m *Manifest) 
 	// does not read it all again.
 	rec := recordedIn(old, oldIDs, m)
 	if err := r.writePartialState(rec.state(meta.ID)); err != nil {
-		return nil, nil, recorded{}, err
+		return nil, nil, recorded{}, nil, err
 	}
-	return old, oldIDs, rec, nil
+	return old, oldIDs, rec, plan, nil
 }
 
 // resumePartial checks the partial tree against the manifest it was

@@ -80,7 +80,7 @@ func (r *Releases) PrepareSpare(ctx context.Context) error {
 		return fmt.Errorf("spare: manifest of %s unreadable", cur.ID)
 	}
 	// Like a sync, leave no manifest in memory behind for the idle node.
-	defer func() { r.base.id, r.base.m = "", nil }()
+	defer r.dropBase()
 	// Background work of an idle node: collect its garbage (paths of every
 	// file) eagerly rather than let the heap double, as a sync may.
 	defer debug.SetGCPercent(debug.SetGCPercent(spareGCPercent))
@@ -148,26 +148,82 @@ func (r *Releases) recycleForSpare(cur Revision, dir string) (*Manifest, identit
 	return nil, nil, ""
 }
 
-// takeSpare moves the spare to dir when it holds the tree of the current
-// release, and returns that release's manifest (the delta's base) and the
-// spare's identities; a nil manifest when there is no such spare.
-func (r *Releases) takeSpare(dir string) (*Manifest, identities) {
+// spareCheck is the inspection of the spare against its identities,
+// running in place while the sync fetches and verifies the new manifest:
+// at 50k files it stats every one, which would otherwise come after.
+type spareCheck struct {
+	id     string     // the release whose tree the spare holds
+	base   *Manifest  // its manifest: the delta's base
+	ids    identities // the spare's identities, by entry of base
+	used   bool       // moved into the partial directory
+	cancel context.CancelFunc
+	done   chan struct{}
+	plan   *recycledPlan
+	err    error
+}
+
+// checkSpare claims the spare when it holds the tree of the current
+// release and no partial build is to be resumed (the partial holds what
+// was fetched already), and starts its inspection; nil when there is none.
+// stop must be called.
+func (r *Releases) checkSpare(ctx context.Context) *spareCheck {
 	cur, ok := r.Current()
-	if !ok || r.spare.id == "" || r.spare.id != cur.ID {
-		return nil, nil
+	if !ok || r.spare.id == "" || r.spare.id != cur.ID || r.partialID != "" {
+		return nil
 	}
 	ids := r.spare.ids
 	r.spare.id, r.spare.ids = "", nil
 	base, baseID := r.baseManifest()
 	if base == nil || baseID != cur.ID {
-		return nil, nil
+		return nil
 	}
-	if err := os.Rename(r.spareDir(), dir); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &spareCheck{id: cur.ID, base: base, ids: ids, cancel: cancel, done: make(chan struct{})}
+	dir := r.spareDir()
+	go func() {
+		defer close(c.done)
+		start := time.Now()
+		c.plan, c.err = r.inspectRecycled(ctx, dir, base, ids)
+		r.log.Debug("spare inspected", "files", len(base.Entries), "duration", time.Since(start).Round(time.Microsecond))
+	}()
+	return c
+}
+
+// stop ends the inspection if it still runs, and waits for it.
+func (c *spareCheck) stop() {
+	if c != nil {
+		c.cancel()
+		<-c.done
+	}
+}
+
+// takeSpare waits for the inspection of the spare c claimed and moves the
+// spare to dir; it returns its base, identities and the inspection's plan,
+// or a nil manifest when it is not usable (logged).
+func (r *Releases) takeSpare(c *spareCheck, dir string) (*Manifest, identities, *recycledPlan) {
+	if c == nil {
+		return nil, nil, nil
+	}
+	<-c.done
+	err := c.err
+	if err == nil {
+		err = os.Rename(r.spareDir(), dir)
+	}
+	if err != nil {
 		r.log.Warn("spare not usable", "err", err)
-		return nil, nil
+		return nil, nil, nil
 	}
-	r.log.Debug("building from the warm spare", "of", cur.ID)
-	return base, ids
+	c.used = true
+	r.log.Debug("building from the warm spare", "of", c.id)
+	return c.base, c.ids, c.plan
+}
+
+// returnSpare gives back a spare a failed build claimed but did not use:
+// the next sync takes (and inspects) it again.
+func (r *Releases) returnSpare(c *spareCheck) {
+	if c != nil && !c.used {
+		r.spare.id, r.spare.ids = c.id, c.ids
+	}
 }
 
 // errSpareFetches reports a spare that needed content the releases lost:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -55,6 +56,54 @@ func TestSpareBecomesTheNextRelease(t *testing.T) {
 		}
 		t.Errorf("releases directory holds %v, want the 2 kept releases", names)
 	}
+}
+
+// A sync that fails before it changes the spare (here: a revision the
+// controller does not have) puts it back: the next sync still goes
+// through it.
+func TestSpareKeptAcrossAFailedSync(t *testing.T) {
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+	tree := siteTree("v1")
+	rev := ctl.publish(tree)
+	mustApply(t, n, rev, ctl.client())
+	mustDo(t, n.rels.PrepareSpare(context.Background()))
+	unknown := mirror.Revision{ID: strings.Repeat("ab", 32), Seq: rev.Seq + 1}
+	if err := n.rels.Apply(context.Background(), unknown, ctl.client()); err == nil {
+		t.Fatal("a revision the controller lacks was applied")
+	}
+	if got := mirror.SpareOf(n.rels); got != rev.ID {
+		t.Fatalf("after the failed sync the spare holds %q, want %s", got, rev.ID)
+	}
+	prev := rev
+	tree = withFile(tree, "app/index.php", "<?php // two\n")
+	rev = ctl.publish(tree)
+	mustApply(t, n, rev, ctl.client())
+	checkTree(t, n.target, tree)
+	if got := mirror.SpareOf(n.rels); got != "" {
+		t.Errorf("spare still claims %s after being used", got)
+	}
+	if !sameInode(t, filepath.Join(n.release(prev.ID), "app/lib/a.php"), filepath.Join(n.release(rev.ID), "app/lib/a.php")) {
+		t.Error("an unchanged file was not linked")
+	}
+}
+
+// A file of the spare replaced after the spare was made (here: other
+// content at the same path) is found by the spare's inspection, which runs
+// beside the manifest phase, and never reaches the new release.
+func TestSpareAlteredIsRepaired(t *testing.T) {
+	ctl := newFakeController(t)
+	n := mustOpenReleases(t, mirror.ReleasesConfig{Keep: 2})
+	tree := siteTree("v1")
+	mustApply(t, n, ctl.publish(tree), ctl.client())
+	mustDo(t, n.rels.PrepareSpare(context.Background()))
+	planted := filepath.Join(n.dir, "releases", ".spare", "app", "lib", "a.php")
+	mustDo(t, os.Chmod(filepath.Dir(planted), 0o755))
+	mustDo(t, os.Remove(planted))
+	mustDo(t, os.WriteFile(planted, []byte("<?php // planted\n"), 0o444))
+	tree = withFile(tree, "app/index.php", "<?php // two\n")
+	mustApply(t, n, ctl.publish(tree), ctl.client())
+	checkTree(t, n.target, tree)
 }
 
 // A spare whose making is cancelled (a new target arrived) leaves no
@@ -112,6 +161,9 @@ func TestOpenRemovesTheSpare(t *testing.T) {
 	mustDo(t, reopened.Open(context.Background()))
 	if _, err := os.Stat(spare); !os.IsNotExist(err) {
 		t.Errorf("spare still there after Open: %v", err)
+	}
+	if reopened.Pending() != 1 {
+		t.Errorf("%d trees set aside for the cleanup, want the spare", reopened.Pending())
 	}
 	if cur, ok := reopened.Current(); !ok || cur.ID != rev.ID || len(reopened.List()) != 1 {
 		t.Errorf("reopened: current %v %v, %d kept", cur.ID, ok, len(reopened.List()))

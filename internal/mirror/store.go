@@ -492,7 +492,11 @@ func (s *Store) publish(ctx context.Context, message string) (_ Revision, _ bool
 		s.updateScanCache(ents, start)
 	}()
 	m := manifestOf(ents)
-	data := m.Encode()
+	// Only the entries that changed are encoded: the others' lines are
+	// copied from the latest revision's bytes.
+	prev, prevEnc := s.latestManifest()
+	enc := encodeFrom(prev, prevEnc, m)
+	data := enc.data
 	sum := sha256.Sum256(data)
 	id := hex.EncodeToString(sum[:])
 	<-cached
@@ -511,7 +515,7 @@ func (s *Store) publish(ctx context.Context, message string) (_ Revision, _ bool
 	files, bytes := m.Files()
 	rev := Revision{Seq: latest.Seq + 1, ID: id, Created: time.Now().UTC(), Message: message,
 		Files: files, Bytes: bytes, Changed: c.changed}
-	if err := s.commit(rev, m, data, c); err != nil {
+	if err := s.commit(rev, m, enc, c); err != nil {
 		return Revision{}, false, err
 	}
 	return rev, true, nil
@@ -534,7 +538,7 @@ func (s *Store) scanAndCapture(ctx context.Context) (ents []*scanEntry, c *captu
 		c.stop()
 		return nil, nil, nil, err
 	}
-	prev := s.latestManifest()
+	prev, _ := s.latestManifest()
 	validated := make(chan error, 1)
 	go func() {
 		err := validateShape(ents, prev)
@@ -578,20 +582,20 @@ func validateShape(ents []*scanEntry, prev *Manifest) error {
 	return m.Validate()
 }
 
-// latestManifest returns the latest revision's manifest if it is in
-// memory.
-func (s *Store) latestManifest() *Manifest {
+// latestManifest returns the latest revision's manifest and its encoding
+// if they are in memory.
+func (s *Store) latestManifest() (*Manifest, *encoding) {
 	latest, ok := s.Latest()
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	km, err := s.kept(latest.ID)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	km.mu.Lock()
 	defer km.mu.Unlock()
-	return km.m
+	return km.m, km.enc
 }
 
 // manifestOf builds the manifest of a captured scan.
@@ -663,7 +667,8 @@ func (s *Store) installPacks(c *capture) error {
 // cache are written in parallel, then the revision file, the commit point.
 // A crash before it leaves unreferenced packs (collected later) and an
 // orphan manifest (removed by Open).
-func (s *Store) commit(rev Revision, m *Manifest, data []byte, c *capture) error {
+func (s *Store) commit(rev Revision, m *Manifest, enc *encoding, c *capture) error {
+	data := enc.data
 	var g errgroup.Group
 	g.Go(func() error {
 		if err := writeFileAtomic(s.manifestPath(rev.ID), data, 0o644); err != nil {
@@ -694,16 +699,24 @@ func (s *Store) commit(rev Revision, m *Manifest, data []byte, c *capture) error
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if n := len(s.revs); n > 0 {
+		if km := s.manifests[s.revs[n-1].ID]; km != nil {
+			km.mu.Lock()
+			km.enc = nil // only the latest one's is spliced from
+			km.mu.Unlock()
+		}
+	}
 	s.revs = append(s.revs, rev)
-	s.manifests[rev.ID] = &keptManifest{m: m}
+	s.manifests[rev.ID] = &keptManifest{m: m, enc: enc}
 	return nil
 }
 
 // keptManifest caches what the store derives from a kept manifest.
 type keptManifest struct {
-	mu sync.Mutex
-	m  *Manifest
-	gz []byte
+	mu  sync.Mutex
+	m   *Manifest
+	enc *encoding // the latest revision's: the next publish splices from it
+	gz  []byte
 }
 
 // manifest returns the decoded manifest of a kept revision.

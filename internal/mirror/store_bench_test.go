@@ -2,6 +2,7 @@ package mirror_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +55,11 @@ func benchTree(b *testing.B) string {
 
 func openBenchStore(b *testing.B, dir, src string) *mirror.Store {
 	b.Helper()
-	st := mirror.NewStore(mirror.StoreConfig{Dir: dir, Source: src})
+	cfg := mirror.StoreConfig{Dir: dir, Source: src}
+	if os.Getenv("MIRROR_BENCH_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	st := mirror.NewStore(cfg)
 	if err := st.Open(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -103,7 +108,7 @@ func BenchmarkPublishOneChange(b *testing.B) {
 	target := filepath.Join(src, firstFile(b, src))
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
-		if err := os.WriteFile(target, []byte("edit "+strconv.Itoa(i)), 0o644); err != nil {
+		if err := os.WriteFile(target, editContent(i), 0o644); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
@@ -221,7 +226,7 @@ func BenchmarkRatioOneChangeVsRsync(b *testing.B) {
 	target := filepath.Join(src, firstFile(b, src))
 	var pub, base time.Duration
 	for i := 0; b.Loop(); i++ {
-		if err := os.WriteFile(target, []byte("edit "+strconv.Itoa(i)), 0o644); err != nil {
+		if err := os.WriteFile(target, editContent(i), 0o644); err != nil {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
@@ -241,4 +246,11 @@ func reportRatio(b *testing.B, pub, base time.Duration) {
 	b.ReportMetric(pub.Seconds()*1e3/n, "publish-ms")
 	b.ReportMetric(base.Seconds()*1e3/n, "baseline-ms")
 	b.ReportMetric(pub.Seconds()/base.Seconds(), "ratio")
+}
+
+// editContent is the content of the benchmarks' i-th edit, unique across
+// runs: a tree given by MIRROR_BENCH_SRC keeps the last run's edit, which a
+// repeated content would not change.
+func editContent(i int) []byte {
+	return []byte("edit " + strconv.Itoa(i) + " at " + strconv.FormatInt(time.Now().UnixNano(), 10))
 }

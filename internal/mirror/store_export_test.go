@@ -22,7 +22,31 @@ func SetReadHook(s *Store, hook func(path string)) {
 }
 
 // DecodeCanonical is the fast path of DecodeManifest.
-func DecodeCanonical(data []byte) (*Manifest, bool) { return decodeCanonical(data) }
+func DecodeCanonical(data []byte) (*Manifest, bool) {
+	m, _, ok := decodeCanonical(data)
+	return m, ok
+}
+
+// EntryOffsets returns where each entry's line starts in data, as the
+// fast path of DecodeManifest finds them; nil if it refuses data.
+func EntryOffsets(data []byte) []int {
+	_, enc, ok := decodeCanonical(data)
+	if !ok {
+		return nil
+	}
+	return enc.off
+}
+
+// EncodeFrom returns a function that encodes a manifest by splicing the
+// lines of the entries it shares with base from base's encoding, and
+// returns where each entry starts.
+func EncodeFrom(base *Manifest) func(m *Manifest) ([]byte, []int) {
+	be := encodeManifest(base)
+	return func(m *Manifest) ([]byte, []int) {
+		enc := encodeFrom(base, be, m)
+		return enc.data, enc.off
+	}
+}
 
 // LastScan says how the last publish found the source: "full: <reason>"
 // or "changes: <n paths>".

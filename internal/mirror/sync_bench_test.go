@@ -92,30 +92,8 @@ func BenchmarkSyncInitial(b *testing.B) {
 // BenchmarkSyncOneChange applies a revision that differs from the current
 // one by one file, in the steady state: Keep releases are kept already.
 func BenchmarkSyncOneChange(b *testing.B) {
-	src := benchTree(b)
-	st, srv, rev := benchController(b, src)
-	client := mirror.NewClient(srv.URL, srv.Client())
-	rels := benchReleases(b, b.TempDir())
+	rels, client, publish := oneChangeBench(b, false)
 	ctx := context.Background()
-	if err := rels.Apply(ctx, rev, client); err != nil {
-		b.Fatal(err)
-	}
-	edit := filepath.Join(src, firstFile(b, src))
-	publish := func(i int) mirror.Revision {
-		if err := os.WriteFile(edit, []byte("edit "+strconv.Itoa(i)), 0o644); err != nil {
-			b.Fatal(err)
-		}
-		rev, _, err := st.Publish(ctx, "one change")
-		if err != nil {
-			b.Fatal(err)
-		}
-		return rev
-	}
-	for i := range benchKeep { // b.Loop times what follows only
-		if err := rels.Apply(ctx, publish(-1-i), client); err != nil {
-			b.Fatal(err)
-		}
-	}
 	var cpu time.Duration
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
@@ -128,6 +106,59 @@ func BenchmarkSyncOneChange(b *testing.B) {
 		cpu += processCPU() - c0
 	}
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkSyncOneChangeSpare is BenchmarkSyncOneChange as an idle web
+// node meets it: with the warm spare of the current release made.
+func BenchmarkSyncOneChangeSpare(b *testing.B) {
+	rels, client, publish := oneChangeBench(b, true)
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		rev := publish(i)
+		b.StartTimer()
+		if err := rels.Apply(ctx, rev, client); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// oneChangeBench syncs a web node to the benchmark tree and Keep
+// one-file changes of it, and returns the node and a function that
+// publishes the i-th change (then makes the node's spare, if spare).
+func oneChangeBench(b *testing.B, spare bool) (*mirror.Releases, *mirror.Client, func(i int) mirror.Revision) {
+	src := benchTree(b)
+	st, srv, rev := benchController(b, src)
+	client := mirror.NewClient(srv.URL, srv.Client())
+	rels := benchReleases(b, b.TempDir())
+	ctx := context.Background()
+	if err := rels.Apply(ctx, rev, client); err != nil {
+		b.Fatal(err)
+	}
+	edit := filepath.Join(src, firstFile(b, src))
+	publish := func(i int) mirror.Revision {
+		if err := os.WriteFile(edit, editContent(i), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		rev, _, err := st.Publish(ctx, "one change")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if spare {
+			st.WaitCollected()
+			if err := rels.PrepareSpare(ctx); err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+		}
+		return rev
+	}
+	for i := range benchKeep { // b.Loop times what follows only
+		if err := rels.Apply(ctx, publish(-1-i), client); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return rels, client, publish
 }
 
 // BenchmarkSyncBaselineRsyncCopy: rsync -a src/ into an empty directory.
