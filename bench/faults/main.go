@@ -32,9 +32,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
@@ -42,13 +40,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/faults:", err)
-		os.Exit(1)
-	}
+	benchenv.Main("bench/faults", run)
 }
 
 const usage = "usage: bench/faults/run.sh rounds [-rounds 20] [-seed S | -replay S] | restarts [-n 50]"

@@ -38,10 +38,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
@@ -55,13 +53,7 @@ func main() {
 		}
 		return
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/gossip:", err)
-		os.Exit(1)
-	}
+	benchenv.Main("bench/gossip", run)
 }
 
 type options struct {

@@ -34,22 +34,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/ops:", err)
-		os.Exit(1)
-	}
+	benchenv.Main("bench/ops", run)
 }
 
 // options are the flags shared by the subcommands.

@@ -21,10 +21,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nodeagent/nodeagent/bench/internal/benchenv"
@@ -35,13 +33,7 @@ import (
 const defaultTSV = "../shared/corpus/moodle-3.5-tree.tsv" // relative to the repository root
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	benchenv.Main("bench", run)
 }
 
 // options are the command-line flags.
