@@ -28,6 +28,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/cluster"
 	"github.com/nodeagent/nodeagent/internal/clustertls"
 	"github.com/nodeagent/nodeagent/internal/config"
+	"github.com/nodeagent/nodeagent/internal/durable"
 	"github.com/nodeagent/nodeagent/internal/gossip"
 	"github.com/nodeagent/nodeagent/internal/guard"
 )
@@ -121,6 +122,13 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	key, token, err := a.secrets()
 	if err != nil {
 		return err
+	}
+	// A kill during one of the agent's writes (drain, follow-up, keyring,
+	// certificates) leaves its temporary copy behind.
+	for _, dir := range []string{a.cfg.DataDir, filepath.Join(a.cfg.DataDir, "certs")} {
+		if err := durable.RemoveTemps(dir); err != nil {
+			return fmt.Errorf("remove what interrupted writes left in %s: %w", dir, err)
+		}
 	}
 	if err := a.loadDrain(); err != nil {
 		return err

@@ -91,7 +91,15 @@ func write(name string, data []byte, setMode func(*os.File) error) (err error) {
 // Moodle's dataroot) calls it before it relies on the directory's content:
 // a leftover is a whole copy of the file under another name.
 func RemoveLeftovers(name string) error {
-	dir, prefix := filepath.Dir(name), TempPrefix+filepath.Base(name)+"-"
+	return removeTemps(filepath.Dir(name), TempPrefix+filepath.Base(name)+"-")
+}
+
+// RemoveTemps removes the temporary files of every write in dir that a
+// crash interrupted. Only a process that owns dir, at its start (no write
+// of its own can be running), calls it.
+func RemoveTemps(dir string) error { return removeTemps(dir, TempPrefix) }
+
+func removeTemps(dir, prefix string) error {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
