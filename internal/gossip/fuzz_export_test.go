@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"bytes"
-	"encoding/json"
 	"maps"
 )
 
@@ -28,10 +27,9 @@ func (g *Gossip) Registers() map[string]Register {
 // StateFileBytes is what persist writes to the state file.
 func (g *Gossip) StateFileBytes() ([]byte, error) {
 	g.mu.Lock()
-	st := state{Clock: g.clock, Registers: maps.Clone(g.regs)}
+	st := stateFile{state: state{Clock: g.clock, Registers: maps.Clone(g.regs)}}
 	g.mu.Unlock()
-	b, err := json.Marshal(st)
-	return append(b, '\n'), err
+	return encodeStateFile(st)
 }
 
 // LoadStateFile reads a state file as Open does.

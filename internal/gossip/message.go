@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -43,7 +44,7 @@ func encodeRegisterMsg(key string, r Register) ([]byte, error) {
 }
 
 func encodeMsg(typ byte, v any) ([]byte, error) {
-	body, err := json.Marshal(v)
+	body, err := marshalJSON(v)
 	if err != nil {
 		return nil, err
 	}
@@ -189,4 +190,18 @@ func (b *broadcast) Finished() {
 	if b.done != nil {
 		close(b.done)
 	}
+}
+
+// marshalJSON is json.Marshal without HTML escaping. Register values are
+// carried as raw JSON, and json.Marshal would rewrite a received "&", "<"
+// or ">" in them as \u0026...: a relayed message, a push/pull state or a
+// state file would then hold other bytes than the writer's value.
+func marshalJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
 }

@@ -128,7 +128,7 @@ func (g *Gossip) localState() []byte {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	left, leftV := g.leftLocked()
-	b, err := json.Marshal(state{Clock: g.clock, Registers: g.regs, Left: left, LeftV: leftV})
+	b, err := marshalJSON(state{Clock: g.clock, Registers: g.regs, Left: left, LeftV: leftV})
 	if err != nil {
 		g.log.Error("gossip: encode local state", "err", err)
 		return nil

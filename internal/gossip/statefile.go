@@ -111,15 +111,21 @@ func (g *Gossip) persist(force bool) error {
 	if mark == g.persisted && !force {
 		return nil
 	}
-	b, err := json.Marshal(st)
+	b, err := encodeStateFile(st)
 	if err != nil {
 		return fmt.Errorf("gossip: encode state: %w", err)
 	}
-	if err := writeFileAtomic(g.cfg.StateFile, append(b, '\n')); err != nil {
+	if err := writeFileAtomic(g.cfg.StateFile, b); err != nil {
 		return fmt.Errorf("gossip: write state: %w", err)
 	}
 	g.persisted = mark
 	return nil
+}
+
+// encodeStateFile is the content of a state file: st in JSON, one line.
+func encodeStateFile(st stateFile) ([]byte, error) {
+	b, err := marshalJSON(st)
+	return append(b, '\n'), err
 }
 
 // writeFileAtomic replaces path with data durably (see package durable),
