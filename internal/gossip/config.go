@@ -36,8 +36,9 @@ type Config struct {
 	JoinBackoff time.Duration
 	Logger      *slog.Logger
 	// StockQueues leaves memberlist's broadcast queues as they come, with
-	// the bug that loses broadcasts (queuepin.go): bench/gossip measures
-	// against it. Never set it otherwise.
+	// the bug that loses broadcasts (queuepin.go), and metadata to gossip
+	// alone (no direct sends, metasend.go): bench/gossip measures against
+	// it. Never set it otherwise.
 	StockQueues bool
 }
 

@@ -7,8 +7,8 @@ func (g *Gossip) Kill() error {
 	return g.closeErr
 }
 
-// DisableFanOut makes Set rely on gossip alone, as when every direct
-// datagram is lost.
+// DisableFanOut makes Set and SetMeta rely on gossip alone, as when every
+// direct message is lost.
 func (g *Gossip) DisableFanOut() { g.noFanOut.Store(true) }
 
 // Idle reports whether nothing waits to be gossiped: both broadcast queues

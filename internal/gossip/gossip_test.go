@@ -278,6 +278,28 @@ func TestRegisterSentDirectly(t *testing.T) {
 	})
 }
 
+// TestMetaSentDirectly: a metadata change reaches every member at once,
+// without waiting for gossip to carry the node's alive message: with
+// periodic gossip, probes and push/pull all stopped, only the node's direct
+// datagrams can carry it.
+func TestMetaSentDirectly(t *testing.T) {
+	t.Parallel()
+	nodes := MustCluster(t, 5, MustKey(t), func(c *gossip.Config) {
+		c.Timing.GossipInterval = time.Hour
+		c.Timing.ProbeInterval = time.Hour
+		c.Timing.PushPullInterval = time.Hour
+	})
+	m := nodes[3].Meta()
+	m.Seq, m.Rev = 9, strings.Repeat("ab", 32)
+	if err := nodes[3].SetMeta(m); err != nil {
+		t.Fatal(err)
+	}
+	waitAll(t, nodes, "metadata sent directly", func(g *gossip.Gossip) bool {
+		got, ok := member(g, "n3")
+		return ok && got.State == gossip.StateAlive && got.Meta == m
+	})
+}
+
 func sameRegister(a, b gossip.Register) bool {
 	return a.Clock == b.Clock && a.Node == b.Node && string(a.Value) == string(b.Value)
 }

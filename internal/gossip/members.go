@@ -31,8 +31,11 @@ type Member struct {
 
 type memberRec struct {
 	Member
-	version int64 // of Meta (wireMeta); 0 if unknown
-	leaving bool  // a leave intent arrived: the coming NotifyLeave means "left"
+	version int64 // of the metadata memberlist holds (wireMeta); 0 if unknown
+	// direct is the version of Meta when the member sent it directly and
+	// memberlist has not caught up (metasend.go); 0 otherwise.
+	direct  int64
+	leaving bool // a leave intent arrived: the coming NotifyLeave means "left"
 }
 
 // Members returns every known member, this node included, sorted by name.
@@ -66,13 +69,17 @@ func (g *Gossip) nodeUp(n *memberlist.Node) {
 		g.signalPersist()
 	}
 	if r.State != StateAlive {
+		r.direct = 0 // a new life: memberlist's metadata is the news
 		if r.State != "" && n.Name != g.cfg.Name {
 			g.returnedLocked(n.Name, n.Address())
 		}
 		r.State, r.Since = StateAlive, time.Now()
 		g.log.Info("gossip member alive", "member", n.Name, "addr", n.Address())
 	}
-	r.Addr, r.Meta, r.version, r.leaving = n.Address(), meta, version, false
+	if version >= r.direct {
+		r.Meta, r.direct = meta, 0
+	} // else the member sent newer metadata directly: memberlist will catch up
+	r.Addr, r.version, r.leaving = n.Address(), version, false
 	g.notifyLocked()
 }
 

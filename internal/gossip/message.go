@@ -80,6 +80,13 @@ func (g *Gossip) handleMsg(msg []byte) {
 		if g.leaveIntent(m) {
 			g.queue.QueueBroadcast(newBroadcast(leaveName(m.Node), msg, nil))
 		}
+	case msgMeta:
+		var m metaMsg
+		if err := json.Unmarshal(msg[1:], &m); err != nil || m.Node == "" {
+			g.log.Warn("gossip: dropped bad metadata message", "err", err)
+			return
+		}
+		g.directMeta(m)
 	default:
 		g.log.Warn("gossip: dropped message of unknown type", "type", msg[0])
 	}

@@ -66,8 +66,9 @@ func (g *Gossip) nextMetaVersionLocked() int64 {
 }
 
 // SetMeta replaces this node's metadata and re-advertises it. It does not
-// wait for the update to spread: gossip carries it, and push/pull repairs
-// what gossip missed. Metadata larger than memberlist.MetaMaxSize is refused with
+// wait for the update to spread: it is sent to every live member directly
+// (metasend.go), gossip carries it too, and push/pull repairs what both
+// missed. Metadata larger than memberlist.MetaMaxSize is refused with
 // ErrTooLarge. Before Open it only sets what Open will advertise.
 func (g *Gossip) SetMeta(m NodeMeta) error {
 	if _, err := encodeMeta(m, math.MaxInt64); err != nil {
@@ -90,6 +91,7 @@ func (g *Gossip) SetMeta(m NodeMeta) error {
 	g.meta, g.metaBytes = m, b
 	g.mu.Unlock()
 	g.advertiseMeta()
+	g.sendMeta(b)
 	return nil
 }
 
