@@ -26,9 +26,10 @@
 //
 // The anchor (-anchor, default on) is the same operations on a cluster run
 // with memberlist as it comes: its broadcast queues unpinned (the bug of
-// internal/gossip/queuepin.go) and RetransmitMult 4. The command owns only
-// its temporary directory and the processes it starts; both are removed
-// and stopped when it returns, on error and on SIGINT/SIGTERM.
+// internal/gossip/queuepin.go), RetransmitMult 4 and metadata by gossip
+// alone (internal/gossip/metasend.go sends it directly too). The command
+// owns only its temporary directory and the processes it starts; both are
+// removed and stopped when it returns, on error and on SIGINT/SIGTERM.
 package main
 
 import (
@@ -131,18 +132,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer os.RemoveAll(dir)
 	}
 	rep := report{opts: o, machine: machine(ctx), loadStart: benchenv.LoadAverage(), started: time.Now()}
+	// A failed size (e.g. a cluster that did not form) does not lose the
+	// sizes measured before it: the report shows them, and what failed.
+	fail := func(err error) error {
+		rep.loadEnd, rep.incomplete = benchenv.LoadAverage(), err.Error()
+		if len(rep.results) > 0 {
+			_ = rep.write(stdout)
+		}
+		return err
+	}
 	for _, n := range o.nodes {
 		fmt.Fprintf(stderr, "%d nodes…\n", n)
 		res, err := measureScale(ctx, bin, dir, n, o, false)
 		if err != nil {
-			return fmt.Errorf("%d nodes: %w", n, err)
+			return fail(fmt.Errorf("%d nodes: %w", n, err))
 		}
 		rep.results = append(rep.results, res)
 		if o.anchor {
 			fmt.Fprintf(stderr, "%d nodes, stock memberlist queues…\n", n)
 			anchor, err := measureScale(ctx, bin, dir, n, o, true)
 			if err != nil {
-				return fmt.Errorf("%d nodes, anchor: %w", n, err)
+				return fail(fmt.Errorf("%d nodes, anchor: %w", n, err))
 			}
 			rep.anchors = append(rep.anchors, anchor)
 		}

@@ -19,6 +19,7 @@ type report struct {
 	loadStart, loadEnd string
 	started            time.Time
 	results, anchors   []*scaleResult
+	incomplete         string // why the run stopped before its last size
 }
 
 func machine(ctx context.Context) string {
@@ -53,8 +54,11 @@ func (r report) write(w io.Writer) error {
 	if r.opts.gossipInterval != 0 || r.opts.gossipNodes != 0 {
 		fmt.Fprintf(&b, "- Tuning experiment: gossip interval %s, nodes per round %d (0: the agent's)\n", r.opts.gossipInterval, r.opts.gossipNodes)
 	}
-	fmt.Fprintf(&b, "- Per size: %d rounds of operations %s apart (the anchor: %d), %d restarts per node and signal; times are until the last agent got there, nearest-rank quantiles over the rounds (p99 of 20 is the maximum); an operation not complete after %s counts as %s. Anchor: the same cluster with memberlist's broadcast queues as they come (not pinned) and RetransmitMult 4.\n",
+	fmt.Fprintf(&b, "- Per size: %d rounds of operations %s apart (the anchor: %d), %d restarts per node and signal; times are until the last agent got there, nearest-rank quantiles over the rounds (p99 of 20 is the maximum); an operation not complete after %s counts as %s. Anchor: the same cluster with memberlist's broadcast queues as they come (not pinned), RetransmitMult 4 and metadata by gossip alone (not also sent directly).\n",
 		r.opts.ops, r.opts.gap, min(r.opts.ops, r.opts.anchorOps), r.opts.restarts, opTimeout, opTimeout)
+	if r.incomplete != "" {
+		fmt.Fprintf(&b, "- **Incomplete**: the run stopped at %s; the sizes below were measured before.\n", r.incomplete)
+	}
 	for i, res := range r.results {
 		var anchor *scaleResult
 		if i < len(r.anchors) {
