@@ -24,6 +24,8 @@ import (
 
 const testToken = "test-token-0123456789"
 
+// testKey is the gossip key of agents outside a test cluster (benchmarks,
+// which do not run in parallel); a test cluster has its own (cluster.key).
 var testKey = bytes.Repeat([]byte{0x42}, 32)
 
 // testUser is the user the tests run as.
@@ -43,12 +45,16 @@ type cluster struct {
 	ctl    *agent.Agent
 	webs   map[string]*agent.Agent
 	adjust []func(*agent.Options) // applied to every agent opened
+	// key is the cluster's gossip key, its own: tests run in parallel, and
+	// an agent rejoining a departed member's address must never reach
+	// another test's agent that reused the port.
+	key []byte
 }
 
 func newCluster(t *testing.T, adjust ...func(*agent.Options)) *cluster {
 	t.Helper()
 	dir := t.TempDir()
-	c := &cluster{t: t, dir: dir, source: filepath.Join(dir, "source"), webs: map[string]*agent.Agent{}, adjust: adjust}
+	c := &cluster{t: t, dir: dir, source: filepath.Join(dir, "source"), webs: map[string]*agent.Agent{}, key: newKey(t), adjust: adjust}
 	writeTree(t, c.source, map[string]string{
 		"index.php":         "<?php echo 1;",
 		"config.php":        "<?php $CFG->dbpass = 'secret';",
@@ -64,7 +70,7 @@ func newCluster(t *testing.T, adjust ...func(*agent.Options)) *cluster {
 	}
 	cfg := c.config("controller", "controller")
 	cfg.Mirror.Source = c.source
-	c.ctl = c.open(cfg, testKey)
+	c.ctl = c.open(cfg, c.key)
 	return c
 }
 
@@ -109,7 +115,7 @@ func (c *cluster) open(cfg *config.Config, key []byte, adjust ...func(*agent.Opt
 }
 
 func (c *cluster) addWeb(node string) *agent.Agent {
-	a := c.open(c.config(node, "web"), testKey)
+	a := c.open(c.config(node, "web"), c.key)
 	c.webs[node] = a
 	return a
 }

@@ -134,7 +134,7 @@ func TestDeployMinWeb(t *testing.T) {
 	cfg := c.config("controller", "controller")
 	cfg.Mirror.Source = c.source
 	cfg.Deploy.MinWeb = 2
-	c.ctl = c.open(cfg, testKey)
+	c.ctl = c.open(cfg, c.key)
 	c.addWeb("web-1")
 	c.converged("web-1")
 	writeTree(t, c.source, map[string]string{"version.php": "<?php $version = 2;"})

@@ -52,7 +52,7 @@ require_once(__DIR__ . '/lib/setup.php');
 func newDBCluster(t *testing.T, srv *dbtest.Server) (*cluster, string) {
 	t.Helper()
 	dir := t.TempDir()
-	c := &cluster{t: t, dir: dir, source: filepath.Join(dir, "source"), webs: map[string]*agent.Agent{}}
+	c := &cluster{t: t, dir: dir, source: filepath.Join(dir, "source"), webs: map[string]*agent.Agent{}, key: newKey(t)}
 	writeTree(t, c.source, map[string]string{"index.php": "<?php echo 1;", "config.php": moodleConfigPHP})
 	if err := os.Chmod(filepath.Join(c.source, "config.php"), 0o640); err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func newDBCluster(t *testing.T, srv *dbtest.Server) (*cluster, string) {
 		Driver: srv.Driver, Host: srv.Host, Port: srv.Port, Name: "moodle", User: "moodle",
 		PasswordFile: pwFile, DumpDir: filepath.Join(dir, "dumps"), Schedule: "22 2 * * *", Keep: 3,
 	}
-	c.ctl = c.open(cfg, testKey)
+	c.ctl = c.open(cfg, c.key)
 	return c, password
 }
 

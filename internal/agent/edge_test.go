@@ -74,7 +74,7 @@ func TestEdgeACMERenewalAnnounced(t *testing.T) {
 		cfg := c.config(node, "web")
 		cfg.Edge = &config.EdgeConfig{HTTPS: https, HTTP: http, Backend: backend.URL, Domains: []string{"moodle.test"},
 			ACME: config.ACMEConfig{Email: "admin@moodle.test", CA: p.Directory, CARoot: root}}
-		a := c.open(cfg, testKey, func(o *agent.Options) {
+		a := c.open(cfg, c.key, func(o *agent.Options) {
 			// Renew a certificate older than ~15 s.
 			o.ACME = agent.ACMETuning{RenewCheckInterval: check, RenewalWindowRatio: 1 - 15.0/3600, DisableARI: true}
 		})
@@ -138,7 +138,7 @@ func TestEdgeReadiness(t *testing.T) {
 	backendAddr := testutil.FreeAddr(t) // nothing listens yet
 	cfg := c.config("web-1", "web")
 	cfg.Edge = &config.EdgeConfig{HTTPS: "127.0.0.1:0", Backend: "http://" + backendAddr}
-	w := c.open(cfg, testKey)
+	w := c.open(cfg, c.key)
 	c.converged("web-1")
 	health := func() api.Health {
 		_, _, body := call(t, "GET", "http://"+w.LocalAddr()+"/readyz", "", nil)
@@ -207,7 +207,7 @@ func TestEdgeMaintenanceFollowsCluster(t *testing.T) {
 	defer backend.Close()
 	cfg := c.config("web-1", "web")
 	cfg.Edge = &config.EdgeConfig{HTTPS: "127.0.0.1:0", Backend: backend.URL}
-	w := c.open(cfg, testKey)
+	w := c.open(cfg, c.key)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	expect := func(code int, body string) {
 		t.Helper()

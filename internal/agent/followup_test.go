@@ -49,7 +49,7 @@ func TestAfterAllOncePerCluster(t *testing.T) {
 	cfg := c.config("controller", "controller")
 	cfg.Mirror.Source, cfg.Gossip.Join = c.source, []string{c.webs["web-1"].GossipAddr()}
 	cfg.Deploy.AfterAll = []string{"/bin/sh", "-c", script}
-	c.ctl = c.open(cfg, testKey)
+	c.ctl = c.open(cfg, c.key)
 	testutil.Eventually(t, 10*time.Second, func() error {
 		alive := 0
 		for _, m := range c.ctl.Members() {
@@ -156,7 +156,7 @@ func TestAfterAllFollowUpSurvivesRestart(t *testing.T) {
 	cfg := c.config("controller", "controller")
 	cfg.Mirror.Source, cfg.Gossip.Join = c.source, []string{web.GossipAddr()}
 	cfg.Deploy.AfterAll = []string{"/bin/sh", "-c", script}
-	c.ctl = c.open(cfg, testKey)
+	c.ctl = c.open(cfg, c.key)
 
 	cut.Store(true)
 	writeTree(t, c.source, map[string]string{"index.php": "<?php echo 2;"})
@@ -167,7 +167,7 @@ func TestAfterAllFollowUpSurvivesRestart(t *testing.T) {
 		t.Fatalf("the follow-up does not wait for the cut-off web node: %+v", d)
 	}
 	c.ctl.Close()
-	c.ctl = c.open(cfg, testKey)
+	c.ctl = c.open(cfg, c.key)
 	cut.Store(false)
 	testutil.Eventually(t, 60*time.Second, func() error {
 		if b, _ := os.ReadFile(log); strings.TrimSpace(string(b)) != "served" {
@@ -187,7 +187,7 @@ func TestAfterAllFollowUpSurvivesRestart(t *testing.T) {
 	})
 	// Done: the next start has nothing to follow up.
 	c.ctl.Close()
-	c.ctl = c.open(cfg, testKey)
+	c.ctl = c.open(cfg, c.key)
 	getJSON(t, c.ctl, "/v1/deploys", &list)
 	if len(list.Deploys) != 0 {
 		t.Fatalf("a finished follow-up ran again at the next start: %+v", list.Deploys)

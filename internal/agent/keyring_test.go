@@ -228,7 +228,7 @@ func TestKeyringRotationWithoutDowntime(t *testing.T) {
 		return nil
 	})
 
-	k1, k2 := testKey, newKey(t)
+	k1, k2 := c.key, newKey(t)
 	fp1, fp2 := gossip.Fingerprint(k1), gossip.Fingerprint(k2)
 	webs := []string{"web-1", "web-2", "web-3", "web-4"}
 	flaps.armed.Store(true)
@@ -353,7 +353,7 @@ func TestKeyringRefusals(t *testing.T) {
 	}
 	rep = mustKeyring(t, web2, 3, "GET", "", nil)
 	for _, n := range rep.Nodes {
-		if n.Keys[0].Fingerprint != gossip.Fingerprint(testKey) {
+		if n.Keys[0].Fingerprint != gossip.Fingerprint(c.key) {
 			t.Fatalf("%s changed its primary key after a refused use: %+v", n.Node, n.Keys)
 		}
 	}
@@ -364,7 +364,7 @@ func TestKeyringRefusals(t *testing.T) {
 	}{
 		{"PUT", "/primary", api.PrimaryRequest{Fingerprint: gossip.Fingerprint(k2)}, http.StatusNotFound},
 		{"DELETE", "/" + gossip.Fingerprint(k2), nil, http.StatusNotFound},
-		{"DELETE", "/" + gossip.Fingerprint(testKey), nil, http.StatusConflict},
+		{"DELETE", "/" + gossip.Fingerprint(c.key), nil, http.StatusConflict},
 		{"DELETE", "/XYZ", nil, http.StatusBadRequest},
 		{"POST", "", api.KeyRequest{Key: "c2hvcnQ="}, http.StatusBadRequest},
 	} {

@@ -29,7 +29,7 @@ func TestStartRemovesInterruptedWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.open(cfg, testKey)
+	c.open(cfg, c.key)
 	for _, f := range leftovers {
 		if _, err := os.Stat(f); !os.IsNotExist(err) {
 			t.Errorf("%s: still there after a start (%v)", filepath.Base(f), err)

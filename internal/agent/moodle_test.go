@@ -63,7 +63,7 @@ func (c *cluster) withDataroot(allow []string, adjust ...func(*agent.Options)) s
 	cfg.Mirror.Source, cfg.Gossip.Join = c.source, nil
 	cfg.Maintenance.MoodleDataroot = dataroot
 	cfg.Maintenance.Allow = allow
-	c.ctl = c.open(cfg, testKey, adjust...)
+	c.ctl = c.open(cfg, c.key, adjust...)
 	return dataroot
 }
 
@@ -75,7 +75,7 @@ func newMoodleCluster(t *testing.T, allow ...string) *moodleCluster {
 	backend := moodleStandIn(t, mc.dataroot)
 	wcfg := c.config("web-1", "web")
 	wcfg.Edge = &config.EdgeConfig{HTTPS: "127.0.0.1:0", Backend: backend.URL, TrustedProxies: []string{"127.0.0.1/32"}}
-	mc.web = c.open(wcfg, testKey)
+	mc.web = c.open(wcfg, c.key)
 	c.webs["web-1"] = mc.web
 	c.publish("first")
 	c.converged("web-1")
@@ -288,7 +288,7 @@ func TestMaintenanceToggleRace(t *testing.T) {
 	withLog := func(o *agent.Options) { o.Logger = slog.New(logs) }
 	c := newCluster(t)
 	dataroot := c.withDataroot(nil, withLog)
-	web := c.open(c.config("web-1", "web"), testKey, withLog)
+	web := c.open(c.config("web-1", "web"), c.key, withLog)
 	c.publish("first")
 	c.converged("web-1")
 	if lines := logs.take(); len(lines) > 0 {

@@ -72,7 +72,7 @@ func TestWebSyncsFromAPeerWhenTheControllerIsCutOff(t *testing.T) {
 	// cluster API: everything comes from web-1.
 	var ctlAPI atomic.Value
 	ctlAPI.Store(c.ctl.ClusterAddr())
-	web2 := c.open(c.config("web-2", "web"), testKey, func(o *agent.Options) {
+	web2 := c.open(c.config("web-2", "web"), c.key, func(o *agent.Options) {
 		o.WrapPeerTransport = func(rt http.RoundTripper) http.RoundTripper { return refuseHost{&ctlAPI, rt} }
 	})
 	c.webs["web-2"] = web2
@@ -131,7 +131,7 @@ type evilPeer struct {
 
 func newEvilPeer(t *testing.T, c *cluster) *evilPeer {
 	t.Helper()
-	key := clustertls.Key{Name: gossip.Fingerprint(testKey), Secret: testKey}
+	key := clustertls.Key{Name: gossip.Fingerprint(c.key), Secret: c.key}
 	id, err := clustertls.New(clustertls.Config{Node: "web-evil"}, []clustertls.Key{key})
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +164,7 @@ func (e *evilPeer) join(t *testing.T, c *cluster, target *api.RevRef) {
 	t.Helper()
 	addr := e.srv.Listener.Addr().(*net.TCPAddr)
 	e.gossip = gossip.New(gossip.Config{
-		Name: "web-evil", Bind: "127.0.0.1:0", Join: []string{c.ctl.GossipAddr()}, Key: testKey,
+		Name: "web-evil", Bind: "127.0.0.1:0", Join: []string{c.ctl.GossipAddr()}, Key: c.key,
 		Timing: gossip.TestTiming(), StateFile: c.dir + "/evil-gossip.json",
 		Meta: gossip.NodeMeta{Role: "web", API: addr.String(), Seq: target.Seq, Rev: target.ID, Ready: true},
 	})

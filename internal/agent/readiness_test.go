@@ -36,7 +36,7 @@ func (c *cluster) addCuttableWeb(node string, cut *atomic.Bool) *agent.Agent {
 	cfg := c.config(node, "web")
 	cfg.Mirror.MaxLag = config.Duration(time.Second)
 	a := agent.New(cfg, agent.Options{
-		Key: testKey, Token: testToken, GossipTiming: gossip.TestTiming(),
+		Key: c.key, Token: testToken, GossipTiming: gossip.TestTiming(),
 		SyncRetryMin: 50 * time.Millisecond, SyncRetryMax: 200 * time.Millisecond,
 		WrapPeerTransport: func(rt http.RoundTripper) http.RoundTripper { return cutTransport{cut, rt} },
 	})

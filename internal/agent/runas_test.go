@@ -43,7 +43,7 @@ func TestDeployRunsAsWebUser(t *testing.T) {
 	cfg := c.config("controller", "controller")
 	cfg.Mirror.Source, cfg.Gossip.Join = c.source, nil
 	cfg.Deploy.RunAs = "www-data" // the default, set back after the test helper's
-	c.ctl = c.open(cfg, testKey)
+	c.ctl = c.open(cfg, c.key)
 	c.addWeb("web-1")
 	c.publish("first")
 	c.converged("web-1")

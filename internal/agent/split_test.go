@@ -39,7 +39,7 @@ func TestSplitVisibleOnWebNode(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	rec := &testutil.LogRecorder{}
-	web := c.open(c.config("web-1", "web"), testKey, withLogger(rec))
+	web := c.open(c.config("web-1", "web"), c.key, withLogger(rec))
 	c.publish("first")
 	c.converged("web-1")
 	if chk, ok := controllerCheck(web); !ok || chk.Status != api.StatusPass {
@@ -85,7 +85,7 @@ func TestSplitVisibleOnWebNode(t *testing.T) {
 		t.Errorf("%d warnings about the missing controller, want 1", n)
 	}
 
-	c.ctl = c.open(ctlCfg, testKey) // same data_dir: it rejoins the web node it remembers
+	c.ctl = c.open(ctlCfg, c.key) // same data_dir: it rejoins the web node it remembers
 	testutil.Eventually(t, 20*time.Second, func() error {
 		if chk, _ := controllerCheck(web); chk.Status != api.StatusPass {
 			return fmt.Errorf("gossip:controller %+v, want pass", chk)
@@ -108,12 +108,12 @@ func TestSplitVisibleOnWebNode(t *testing.T) {
 func TestMissingWebOnController(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	c := &cluster{t: t, dir: dir, source: dir + "/source", webs: map[string]*agent.Agent{}}
+	c := &cluster{t: t, dir: dir, source: dir + "/source", webs: map[string]*agent.Agent{}, key: newKey(t)}
 	writeTree(t, c.source, map[string]string{"index.php": "<?php"})
 	rec := &testutil.LogRecorder{}
 	cfg := c.config("controller", "controller")
 	cfg.Mirror.Source = c.source
-	c.ctl = c.open(cfg, testKey, withLogger(rec))
+	c.ctl = c.open(cfg, c.key, withLogger(rec))
 	c.addWeb("web-1")
 	web2 := c.addWeb("web-2")
 	testutil.Eventually(t, 20*time.Second, func() error {
@@ -179,7 +179,7 @@ func TestNoSyncErrorBeforeJoin(t *testing.T) {
 	webCfg := c.config("web-1", "web")
 	webCfg.Mirror.MaxLag = config.Duration(time.Second)
 	webCfg.Gossip.Bind = testutil.FreeAddr(t) // restarts keep their addresses, as on VMs
-	web := c.open(webCfg, testKey, func(o *agent.Options) {
+	web := c.open(webCfg, c.key, func(o *agent.Options) {
 		o.WrapPeerTransport = cutTransportWrapper(&cut)
 	})
 	c.publish("first")
@@ -204,14 +204,14 @@ func TestNoSyncErrorBeforeJoin(t *testing.T) {
 	}
 
 	rec := &testutil.LogRecorder{}
-	web = c.open(webCfg, testKey, withLogger(rec)) // its join address is dead now
+	web = c.open(webCfg, c.key, withLogger(rec)) // its join address is dead now
 	testutil.Eventually(t, 10*time.Second, func() error {
 		if rec.Lines(slog.LevelWarn, "gossip join failed") == 0 {
 			return errors.New("web-1 has not tried to join yet")
 		}
 		return nil
 	})
-	c.ctl = c.open(ctlCfg, testKey) // rejoins web-1, which it remembers
+	c.ctl = c.open(ctlCfg, c.key) // rejoins web-1, which it remembers
 	c.converged("web-1")
 	if n := rec.Lines(slog.LevelError, "no live controller"); n != 0 {
 		t.Errorf("%d errors about no live controller while web-1 had not joined yet", n)

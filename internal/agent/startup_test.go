@@ -37,7 +37,7 @@ func TestRestartBeforeJoinLogsNoError(t *testing.T) {
 	web.Close()
 
 	logs := &logRecorder{}
-	c.open(c.config("web-1", "web"), testKey, func(o *agent.Options) { o.Logger = slog.New(logs) })
+	c.open(c.config("web-1", "web"), c.key, func(o *agent.Options) { o.Logger = slog.New(logs) })
 	c.converged("web-1")
 	for _, l := range logs.take() {
 		if strings.HasPrefix(l, "ERROR") {

@@ -23,7 +23,7 @@ func TestNodeReportsFromEveryMember(t *testing.T) {
 	c := newCluster(t)
 	var cut atomic.Value // a cluster API address web-1 cannot reach
 	cut.Store("")
-	web1 := c.open(c.config("web-1", "web"), testKey, func(o *agent.Options) {
+	web1 := c.open(c.config("web-1", "web"), c.key, func(o *agent.Options) {
 		o.WrapPeerTransport = func(rt http.RoundTripper) http.RoundTripper {
 			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 				if r.URL.Host == cut.Load() {
@@ -165,7 +165,7 @@ func waitHistory(t *testing.T, agents []*agent.Agent, targets, syncs string) {
 func TestNodeDrainThroughAnotherNode(t *testing.T) {
 	c := newCluster(t)
 	web1 := c.addWeb("web-1")
-	other := c.open(c.config("web-9", "web"), testKey, func(o *agent.Options) { o.Token = "another-token-0123456789" })
+	other := c.open(c.config("web-9", "web"), c.key, func(o *agent.Options) { o.Token = "another-token-0123456789" })
 	base := "http://" + c.ctl.LocalAddr() + "/v1/nodes/"
 	testutil.Eventually(t, 10*time.Second, func() error {
 		if code, _, body := call(t, "PUT", base+"web-1/drain", testToken, nil); code != 200 {
