@@ -50,6 +50,12 @@ var (
 // msgForget is a forget intent.
 const msgForget byte = 'f'
 
+// maxForgetSkew bounds how far in the future (by this node's clock) a
+// forget intent may have been made: one from a node whose clock runs far
+// ahead would otherwise be kept, and forget lives started after it, until
+// that time plus Timing.Reap. It is dropped instead: nothing is forgotten.
+const maxForgetSkew = 5 * time.Minute
+
 // forgetMsg is the intent to forget a member's life.
 type forgetMsg struct {
 	Node  string `json:"n"`
@@ -143,7 +149,11 @@ func (g *Gossip) handleForget(msg []byte) {
 // forgetLocked records forget intent f, drops the record it covers, and
 // reports whether f was news here.
 func (g *Gossip) forgetLocked(f forgetMsg) bool {
-	if f.Clock >= maxClock || f.Node == g.cfg.Name || time.Since(f.At) > g.timing.Reap {
+	switch age := time.Since(f.At); {
+	case f.Clock >= maxClock || f.Node == g.cfg.Name || age > g.timing.Reap:
+		return false
+	case age < -maxForgetSkew:
+		g.log.Warn("gossip: dropped a forget intent made in the future (clock skew?)", "member", f.Node, "by", f.By, "at", f.At)
 		return false
 	}
 	g.clock = max(g.clock, f.Clock)

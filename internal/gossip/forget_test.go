@@ -237,7 +237,8 @@ func TestForgetPruned(t *testing.T) {
 // TestForgetInStateFile: at start, a member of the state file that a
 // forget intent of the same file covers is not listed: one last seen
 // before the forget, or of its metadata version or an older one. A later
-// life is.
+// life is, and so is a member whose forget intent was made too far in the
+// future (a clock far ahead): that intent is dropped.
 func TestForgetInStateFile(t *testing.T) {
 	t.Parallel()
 	at := time.Now().Add(-time.Hour)
@@ -246,18 +247,20 @@ func TestForgetInStateFile(t *testing.T) {
 		name     string
 		lastSeen string
 		version  int64
+		forgetAt string
 		listed   bool
 	}{
-		{"seen before the forget, newer version", ts(-time.Minute), 900, false},
-		{"seen after the forget, same version", ts(time.Minute), 500, false},
-		{"later life", ts(time.Minute), 900, true},
+		{"seen before the forget, newer version", ts(-time.Minute), 900, ts(0), false},
+		{"seen after the forget, same version", ts(time.Minute), 500, ts(0), false},
+		{"later life", ts(time.Minute), 900, ts(0), true},
+		{"forget made in the future", ts(time.Minute), 500, ts(2 * time.Hour), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			stateFile := filepath.Join(t.TempDir(), "state.json")
 			body := fmt.Sprintf(`{"clock":3,"registers":{},"members":[`+
 				`{"name":"c","addr":"127.0.0.1:9","state":"dead","last_seen":%q,"meta":{"r":"web","a":""},"version":%d}],`+
-				`"forgotten":[{"n":"c","c":2,"v":500,"t":%q,"b":"a"}]}`, tc.lastSeen, tc.version, ts(0))
+				`"forgotten":[{"n":"c","c":2,"v":500,"t":%q,"b":"a"}]}`, tc.lastSeen, tc.version, tc.forgetAt)
 			if err := os.WriteFile(stateFile, []byte(body), 0o600); err != nil {
 				t.Fatal(err)
 			}
