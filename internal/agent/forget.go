@@ -28,7 +28,7 @@ func (a *Agent) ForgetMember(name string) (api.Member, error) {
 	case errors.Is(err, gossip.ErrMemberAlive):
 		return api.Member{}, errs.Conflict("%s is alive: stop its agent first", name)
 	case errors.Is(err, gossip.ErrUnknownMember):
-		return api.Member{}, errs.NotFound("%s is not a member this node lists (see GET /v1/members)", name)
+		return api.Member{}, errs.NotFound("%s is not a member this node lists", name)
 	case err != nil:
 		return api.Member{}, fmt.Errorf("forget %s: %w", name, err)
 	}
