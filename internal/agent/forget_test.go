@@ -77,7 +77,8 @@ func TestForgetAfterScaleIn(t *testing.T) {
 	if d.Status != api.DeployFailed {
 		t.Fatalf("deploy with web-2 gone: %+v", d)
 	}
-	containsAll(t, "wait step", step(d, "wait for web nodes").Detail, "only 1 of 2 web nodes", "missing: web-2 (left")
+	containsAll(t, "wait step", step(d, "wait for web nodes").Detail, "only 1 of 2 web nodes", "missing: web-2 (left",
+		"-allow-missing", "nodeagent forget NODE")
 
 	for _, tc := range []struct {
 		name, token string
