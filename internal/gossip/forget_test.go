@@ -21,15 +21,16 @@ type forgetCluster struct {
 	cfgA, cfgB gossip.Config
 	cfgC       gossip.Config
 	a, b       *gossip.Gossip
-	recB       *testutil.LogRecorder
+	recA, recB *testutil.LogRecorder
 }
 
 func newForgetCluster(t *testing.T, opts ...func(*gossip.Config)) *forgetCluster {
 	t.Helper()
 	dir := t.TempDir()
-	f := &forgetCluster{key: MustKey(t), recB: &testutil.LogRecorder{}}
+	f := &forgetCluster{key: MustKey(t), recA: &testutil.LogRecorder{}, recB: &testutil.LogRecorder{}}
 	f.cfgA = testConfig("a", f.key)
 	f.cfgA.StateFile = filepath.Join(dir, "a.json")
+	f.cfgA.Logger = slog.New(f.recA)
 	for _, o := range opts {
 		o(&f.cfgA)
 	}
@@ -90,13 +91,20 @@ func forgottenInFile(t *testing.T, path string) []string {
 	return names
 }
 
+// retries counts a's attempts to reconnect to addr alone (it has no join
+// list: the missing member is all it retries).
+func (f *forgetCluster) retries(addr string) int {
+	return f.recA.Lines(slog.LevelDebug, "gossip reconnect failed addrs=["+addr+"]")
+}
+
 // TestForget: a member gone for good is dropped by the node asked at once
-// and by the others through gossip, each logging it once; an alive
-// member, the node itself and an unknown name are refused and change
-// nothing.
+// and by the others through gossip, each logging it once, and no longer
+// retried; an alive member, the node itself and an unknown name are
+// refused and change nothing.
 func TestForget(t *testing.T) {
 	t.Parallel()
 	f := newForgetCluster(t, noPushPull) // the forget intent alone carries it
+	waitFor(t, "a retries c", func() bool { return f.retries(f.cfgC.Bind) > 0 }, f.a)
 	for _, tc := range []struct {
 		name string
 		want error
@@ -130,6 +138,19 @@ func TestForget(t *testing.T) {
 	if got := countState(f.a.Members(), gossip.StateAlive); got != 2 {
 		t.Errorf("a sees %d alive members after the forget, want 2", got)
 	}
+	// a retried c with probability 1/2 every Reconnect interval; twenty
+	// intervals without one say it stopped (a miss by chance: 1 in 10^6).
+	retried, since := f.retries(f.cfgC.Bind), time.Now()
+	quiet := 20 * gossip.TestTiming().Reconnect
+	testutil.Eventually(t, quiet+waitTimeout, func() error {
+		if n := f.retries(f.cfgC.Bind); n != retried {
+			t.Fatalf("a retried c %d times after forgetting it", n-retried)
+		}
+		if time.Since(since) < quiet {
+			return errors.New("still watching")
+		}
+		return nil
+	})
 }
 
 // TestForgetSurvivesRestart: a node restarted after a forget does not list
