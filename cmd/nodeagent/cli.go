@@ -47,6 +47,7 @@ func commands() []command {
 		{"db", "controller: dump [-wait] | dumps | restore NAME -host H ... [-switch]", runDB},
 		{"keygen", "print a new gossip key", runKeygen},
 		{"keyring", "gossip key rotation on every live member: list | install FILE | use KEY | remove KEY", runKeyring},
+		{"forget", "forget members gone for good (after a scale-in) on every agent: NODE...", runForget},
 		{"version", "print version, commit, Go version", runVersion},
 	}
 }

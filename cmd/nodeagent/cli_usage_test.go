@@ -21,7 +21,8 @@ func TestProcessCLIMistakes(t *testing.T) {
 	if exit(err) != 2 || !strings.Contains(string(out), "-switch takes no dump NAME") {
 		t.Errorf("db restore NAME -switch: exit %d\n%s", exit(err), out)
 	}
-	for _, args := range [][]string{{"rollback", "1", "2"}, {"rollback", "-force"}, {"maintenance", "on", "-moodle=maybe"}} {
+	for _, args := range [][]string{{"rollback", "1", "2"}, {"rollback", "-force"}, {"maintenance", "on", "-moodle=maybe"},
+		{"forget"}, {"forget", "web-3", "-prune"}} {
 		out, err := exec.Command(binary, append(args, "-addr", "http://127.0.0.1:1", "-token-file", "/nonexistent")...).CombinedOutput()
 		if exit(err) != 2 {
 			t.Errorf("%v: exit %d, want 2\n%s", args, exit(err), out)

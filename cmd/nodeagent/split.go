@@ -23,7 +23,7 @@ func printSplit(out io.Writer, g *api.GossipStatus) {
 		fmt.Fprintln(out, ": this node keeps serving its release but gets no new revision")
 	}
 	for _, m := range g.MissingWeb {
-		fmt.Fprintf(out, "WARNING: web node %s is %s since %s (%s ago)\n",
-			m.Name, m.State, m.Since.Local().Format(time.RFC3339), time.Since(m.Since).Round(time.Second))
+		fmt.Fprintf(out, "WARNING: web node %s is %s since %s (%s ago); removed for good? nodeagent forget %s\n",
+			m.Name, m.State, m.Since.Local().Format(time.RFC3339), time.Since(m.Since).Round(time.Second), m.Name)
 	}
 }

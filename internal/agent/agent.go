@@ -232,6 +232,7 @@ func (a *Agent) serve(token string) {
 		View:       a,
 		VerifyPeer: a.id.Verified,
 		Keyring:    a,
+		Forget:     a,
 	}
 	a.role.apiConfig(&cfg)
 	srv := api.New(cfg)

@@ -142,7 +142,8 @@ func (r webRound) tooFew(b barrier, expected, minWeb int) error {
 		missing[i] = fmt.Sprintf("%s (%s, last seen %s ago)", m.Name, m.State, now.Sub(m.Since).Round(time.Second))
 	}
 	return fmt.Errorf("only %d of %d web nodes %s (the cluster's web nodes seen in the last hour, at least deploy.min_web %d): "+
-		"waited for: %s; missing: %s; nothing further runs: bring them back, or rerun with -allow-missing to go on without them",
+		"waited for: %s; missing: %s; nothing further runs: bring them back, or rerun with -allow-missing to go on without them "+
+		"(a node removed for good: nodeagent forget NODE, once)",
 		len(r.done), expected, b.what, minWeb, orNone(r.done), orNone(missing))
 }
 

@@ -65,6 +65,8 @@ type Config struct {
 	Keyring KeyringService
 	// View serves the cluster-wide reads of the status page (nil: none).
 	View ClusterView
+	// Forget forgets members gone for good (nil: none can be).
+	Forget MemberForgetter
 }
 
 // Server builds the two HTTP handlers of an agent.
@@ -144,6 +146,7 @@ func (s *Server) routes(e *echo.Echo) {
 	v1 := e.Group("/v1", middleware.BodyLimit(adminBodyLimit), s.requireToken)
 	v1.GET("/status", s.status)
 	v1.GET("/members", s.members)
+	v1.DELETE("/members/:name", s.forgetMember)
 	v1.GET("/revisions", s.revisions)
 	v1.POST("/revisions", s.publish)
 	v1.GET("/openapi.json", s.openapi)

@@ -74,3 +74,28 @@ func (s *Server) members(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, list)
 }
+
+// MemberForgetter forgets a member gone for good (DELETE
+// /v1/members/{name}) on every agent: errs.ErrConflict for a member alive
+// now, errs.ErrNotFound for a name this node does not list, errs.ErrInvalid
+// for this node itself.
+type MemberForgetter interface {
+	ForgetMember(name string) (Member, error)
+}
+
+// ForgetResponse is the answer of DELETE /v1/members/{name}.
+type ForgetResponse struct {
+	// Forgotten is the member as this node listed it.
+	Forgotten Member `json:"forgotten"`
+}
+
+func (s *Server) forgetMember(c echo.Context) error {
+	if s.cfg.Forget == nil {
+		return problem(http.StatusNotFound, "this node cannot forget members")
+	}
+	m, err := s.cfg.Forget.ForgetMember(c.Param("name"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ForgetResponse{Forgotten: m})
+}

@@ -89,6 +89,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Status":             reflect.TypeFor[api.Status](),
 		"Member":             reflect.TypeFor[api.Member](),
 		"MemberList":         reflect.TypeFor[api.MemberList](),
+		"ForgetResponse":     reflect.TypeFor[api.ForgetResponse](),
 		"RevisionItem":       reflect.TypeFor[api.RevisionItem](),
 		"RevisionList":       reflect.TypeFor[api.RevisionList](),
 		"PublishRequest":     reflect.TypeFor[api.PublishRequest](),

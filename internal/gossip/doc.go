@@ -13,8 +13,9 @@
 // node has seen, which it rejoins at start; missing members and the join
 // list are retried for as long as they matter (join.go); and a node that
 // comes back is taken at once even by members that still hold its previous
-// life (repair.go). queuepin.go works around a memberlist bug that lost
-// broadcasts.
+// life (repair.go). A member gone for good is forgotten on request, on
+// every agent and for good (forget.go). queuepin.go works around a
+// memberlist bug that lost broadcasts.
 //
 // The package knows nothing of mirrors, HTTP or certificates: it moves small
 // JSON values and reports who is in the cluster. File content never travels

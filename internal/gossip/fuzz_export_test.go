@@ -27,7 +27,7 @@ func (g *Gossip) Registers() map[string]Register {
 // StateFileBytes is what persist writes to the state file.
 func (g *Gossip) StateFileBytes() ([]byte, error) {
 	g.mu.Lock()
-	st := stateFile{state: state{Clock: g.clock, Registers: maps.Clone(g.regs)}}
+	st := stateFile{state: state{Clock: g.clock, Registers: maps.Clone(g.regs), Forgotten: g.forgetListLocked()}}
 	g.mu.Unlock()
 	return encodeStateFile(st)
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodeagent/nodeagent/internal/gossip"
 )
@@ -73,6 +74,7 @@ func FuzzMessage(f *testing.F) {
 	f.Add([]byte(`r{"k":"maintenance","clock":7,"node":"web-1","value":{"enabled":true,"message":"upgrade","allow":["10.0.0.0/8"],"until":"2030-01-01T00:00:00Z"}}`))
 	f.Add([]byte(`r{"k":"certificate","clock":3,"node":"web-2","value":{"names":["moodle.example.com"],"fingerprint":"ab","not_after":"2030-01-01T00:00:00Z","renewal":true}}`))
 	f.Add([]byte(`l{"n":"web-3","c":9}`))
+	f.Add([]byte(`f{"n":"web-3","c":10,"v":1764914400000,"t":"` + time.Now().UTC().Format(time.RFC3339) + `","b":"controller"}`))
 	path := filepath.Join(f.TempDir(), "state.json")
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		g := fuzzNode(t, "fuzz")
@@ -85,6 +87,8 @@ func FuzzMessage(f *testing.F) {
 func FuzzPushPull(f *testing.F) {
 	f.Add([]byte(`{"clock":9,"registers":{"maintenance":{"clock":8,"node":"web-1","value":{"enabled":false}},"target":{"clock":9,"node":"controller","value":{"seq":4,"id":"ab"}}},"left":{"web-9":5}}`))
 	f.Add([]byte(`{"registers":{"k":{"clock":1,"node":"","value":1}}}`))
+	f.Add([]byte(`{"clock":11,"registers":{},"forgotten":[{"n":"web-3","c":10,"v":1764914400000,"t":"` +
+		time.Now().UTC().Format(time.RFC3339) + `","b":"controller"}]}`))
 	path := filepath.Join(f.TempDir(), "state.json")
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		g := fuzzNode(t, "fuzz")

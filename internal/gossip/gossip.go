@@ -34,7 +34,7 @@ type Gossip struct {
 	log    *slog.Logger
 
 	ml      atomic.Pointer[memberlist.Memberlist]
-	queue   *memberlist.TransmitLimitedQueue // user broadcasts: registers, leave intents
+	queue   *memberlist.TransmitLimitedQueue // user broadcasts: registers, leave and forget intents
 	mlQueue *memberlist.TransmitLimitedQueue // memberlist's own, once pinned
 	addr    string
 
@@ -50,8 +50,9 @@ type Gossip struct {
 	regs        map[string]Register // cluster-wide registers
 	gen         uint64              // bumped on every register change
 	members     map[string]*memberRec
-	memberGen   uint64            // bumped on every membership change worth persisting
-	leaves      map[string]uint64 // node -> clock of the last leave intent seen
+	memberGen   uint64               // bumped on every membership change worth persisting
+	leaves      map[string]uint64    // node -> clock of the last leave intent seen
+	forgets     map[string]forgetMsg // node -> forget intent (forget.go)
 	subs        map[chan struct{}]struct{}
 	repairs     map[string]repairTask // stale views to repair, by member
 	repaired    map[string]time.Time  // member -> last repair started
@@ -87,6 +88,7 @@ func New(cfg Config) *Gossip {
 		regs:      make(map[string]Register),
 		members:   make(map[string]*memberRec),
 		leaves:    make(map[string]uint64),
+		forgets:   make(map[string]forgetMsg),
 		subs:      make(map[chan struct{}]struct{}),
 		repairs:   make(map[string]repairTask),
 		repaired:  make(map[string]time.Time),
@@ -181,6 +183,7 @@ func (g *Gossip) claimOpen(st stateFile) error {
 		g.regs[k] = r
 		g.clock = max(g.clock, r.Clock)
 	}
+	g.mergeForgetsLocked(st.Forgotten)
 	g.restoreLocked(st.Members, time.Now())
 	return nil
 }

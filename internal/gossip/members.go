@@ -75,6 +75,9 @@ func (g *Gossip) nodeUp(n *memberlist.Node) {
 		}
 		r.State, r.Since = StateAlive, time.Now()
 		g.log.Info("gossip member alive", "member", n.Name, "addr", n.Address())
+		if f, ok := g.forgets[n.Name]; ok && f.coversLife(version) {
+			g.log.Warn("gossip: a forgotten member is alive: listed while it is", "member", n.Name, "addr", n.Address(), "forgotten_by", f.By)
+		}
 	}
 	if version >= r.direct {
 		r.Meta, r.direct = meta, 0
@@ -92,6 +95,9 @@ func (g *Gossip) nodeDown(n *memberlist.Node) {
 	r.State, r.Since = StateDead, time.Now()
 	if r.leaving {
 		r.State = StateLeft
+	}
+	if g.forgottenLocked(r) {
+		return
 	}
 	g.memberGen++
 	g.signalPersist()
@@ -160,8 +166,10 @@ func (g *Gossip) memberLocked(name string) *memberRec {
 	return r
 }
 
-// reapLocked forgets members dead or left for longer than Timing.Reap.
+// reapLocked forgets members dead or left for longer than Timing.Reap,
+// and forget intents as old.
 func (g *Gossip) reapLocked(now time.Time) {
+	g.reapForgetsLocked(now)
 	for name, r := range g.members {
 		if r.State != StateAlive && now.Sub(r.Since) > g.timing.Reap {
 			delete(g.members, name)

@@ -80,6 +80,8 @@ func (g *Gossip) handleMsg(msg []byte) {
 		if g.leaveIntent(m) {
 			g.queue.QueueBroadcast(newBroadcast(leaveName(m.Node), msg, nil))
 		}
+	case msgForget:
+		g.handleForget(msg)
 	case msgMeta:
 		var m metaMsg
 		if err := json.Unmarshal(msg[1:], &m); err != nil || m.Node == "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // maxKeyLen bounds register keys.
@@ -122,13 +123,17 @@ type state struct {
 	// it was added, meta version; see leaveMsg).
 	Left  map[string]uint64 `json:"left,omitempty"`
 	LeftV map[string]int64  `json:"left_v,omitempty"`
+	// The forget intents (forget.go), in push/pull and the state file.
+	Forgotten []forgetMsg `json:"forgotten,omitempty"`
 }
 
 func (g *Gossip) localState() []byte {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	left, leftV := g.leftLocked()
-	b, err := marshalJSON(state{Clock: g.clock, Registers: g.regs, Left: left, LeftV: leftV})
+	g.reapForgetsLocked(time.Now())
+	st := state{Clock: g.clock, Registers: g.regs, Left: left, LeftV: leftV, Forgotten: g.forgetListLocked()}
+	b, err := marshalJSON(st)
 	if err != nil {
 		g.log.Error("gossip: encode local state", "err", err)
 		return nil
@@ -142,6 +147,12 @@ func (g *Gossip) mergeState(buf []byte) {
 	if err := json.Unmarshal(buf, &st); err != nil {
 		g.log.Warn("gossip: bad remote state", "err", err)
 		return
+	}
+	for _, f := range g.mergeForgets(st.Forgotten) {
+		// Passed on like a register that was new here.
+		if msg, err := encodeMsg(msgForget, f); err == nil {
+			g.queue.QueueBroadcast(newBroadcast(forgetName(f.Node), msg, nil))
+		}
 	}
 	for key, r := range g.mergeRegisters(st) {
 		// Spread what was new here like a register message: a write made

@@ -47,6 +47,9 @@ func (g *Gossip) restoreLocked(ms []snapshotMember, now time.Time) {
 		if m.Name == g.cfg.Name || now.Sub(m.LastSeen) > g.timing.Reap {
 			continue
 		}
+		if f, ok := g.forgets[m.Name]; ok && f.covers(m.Version, m.LastSeen) {
+			continue // forgotten (forget.go)
+		}
 		state := m.State
 		if state != StateLeft {
 			state = StateDead

@@ -102,9 +102,10 @@ func (g *Gossip) persist(force bool) error {
 	g.persistMu.Lock()
 	defer g.persistMu.Unlock()
 	g.mu.Lock()
+	g.reapLocked(time.Now())
 	mark := persistMark{gen: g.gen, memberGen: g.memberGen}
 	st := stateFile{
-		state:   state{Clock: g.clock, Registers: maps.Clone(g.regs)},
+		state:   state{Clock: g.clock, Registers: maps.Clone(g.regs), Forgotten: g.forgetListLocked()},
 		Members: g.snapshotLocked(time.Now()),
 	}
 	g.mu.Unlock()
