@@ -59,6 +59,7 @@ type Gossip struct {
 	repairCh    chan struct{}
 	returned    map[string]string // members back alive since the last exchange -> addr
 	exchanged   time.Time         // last state exchange with a member that came back
+	heard       directWindow      // direct metadata messages received lately (metasend.go)
 
 	updateMu  sync.Mutex // serialises memberlist UpdateNode calls
 	persistMu sync.Mutex // serialises state file writes

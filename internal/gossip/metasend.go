@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"encoding/json"
+	"time"
 )
 
 // A metadata change goes out twice. memberlist gossips it as the node's
@@ -15,6 +16,41 @@ import (
 // nothing but the gossip's time. memberlist's own view stays its own:
 // member states, refutations and the repair of repair.go go by what
 // memberlist took, never by a direct message.
+
+// When many nodes change their metadata at once (every web node applies a
+// new target or a maintenance toggle), sending to everyone directly would
+// cost N·(N−1) datagrams, where gossip packs several alive messages into
+// each packet: measured with 200 agents on 2 cores, the direct sends slowed
+// the register fan-out from 0.9 s to 7 s (p99). So a node listens before
+// it talks: when it has received directBurst direct metadata messages in
+// the last directBurstWindow, the cluster is in such a burst, and it leaves
+// its own change to gossip. A burst costs about directBurst·N datagrams;
+// a change alone (a drain, a readiness flip, a renewed certificate, a sync
+// that ends) still goes to everyone at once.
+const (
+	directBurst       = 8
+	directBurstWindow = time.Second
+)
+
+// directWindow counts the direct metadata messages received in the current
+// window.
+type directWindow struct {
+	start time.Time
+	n     int
+}
+
+// addLocked counts one received message at now.
+func (w *directWindow) addLocked(now time.Time) {
+	if now.Sub(w.start) > directBurstWindow {
+		w.start, w.n = now, 0
+	}
+	w.n++
+}
+
+// burstLocked reports whether a burst is going on at now.
+func (w *directWindow) burstLocked(now time.Time) bool {
+	return now.Sub(w.start) <= directBurstWindow && w.n >= directBurst
+}
 
 // msgMeta is a node's new metadata, sent directly by the node.
 const msgMeta byte = 'm'
@@ -37,7 +73,7 @@ func (g *Gossip) sendMeta(b []byte) {
 		return
 	}
 	g.mu.Lock()
-	if g.closed {
+	if g.closed || g.heard.burstLocked(time.Now()) {
 		g.mu.Unlock()
 		return
 	}
@@ -62,6 +98,7 @@ func (g *Gossip) directMeta(m metaMsg) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.heard.addLocked(time.Now())
 	r, ok := g.members[m.Node]
 	if !ok || r.State != StateAlive || version <= max(r.version, r.direct) {
 		return
