@@ -3,6 +3,7 @@ package gossip
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -66,5 +67,35 @@ func TestDirectMetaOrder(t *testing.T) {
 	up(1, 50)
 	if got := seq(); got != 1 {
 		t.Fatalf("after the member came back: seq %d, want 1", got)
+	}
+}
+
+// TestDirectBurst: a node that heard directBurst direct metadata messages
+// within directBurstWindow leaves its own change to gossip, and sends
+// directly again once the window has passed without such a burst.
+func TestDirectBurst(t *testing.T) {
+	var w directWindow
+	t0 := time.Unix(1000, 0)
+	for i := range directBurst - 1 {
+		w.addLocked(t0.Add(time.Duration(i) * time.Millisecond))
+	}
+	if w.burstLocked(t0.Add(100 * time.Millisecond)) {
+		t.Fatalf("a burst after %d messages, want one only from %d", directBurst-1, directBurst)
+	}
+	w.addLocked(t0.Add(200 * time.Millisecond))
+	if !w.burstLocked(t0.Add(300 * time.Millisecond)) {
+		t.Fatalf("no burst after %d messages within %s", directBurst, directBurstWindow)
+	}
+	if w.burstLocked(t0.Add(directBurstWindow + time.Millisecond)) {
+		t.Fatal("still a burst after the window passed")
+	}
+	// The same number of messages spread over several windows is no burst.
+	var slow directWindow
+	for i := range 3 * directBurst {
+		at := t0.Add(time.Duration(i) * directBurstWindow / 3)
+		slow.addLocked(at)
+		if slow.burstLocked(at) {
+			t.Fatalf("a burst at message %d, 3 a window", i+1)
+		}
 	}
 }
