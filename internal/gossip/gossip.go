@@ -60,6 +60,9 @@ type Gossip struct {
 	returned    map[string]string // members back alive since the last exchange -> addr
 	exchanged   time.Time         // last state exchange with a member that came back
 	heard       directWindow      // direct metadata messages received lately (metasend.go)
+	// registerHeard is when a register from another node last changed one
+	// here (metasend.go).
+	registerHeard time.Time
 
 	updateMu  sync.Mutex // serialises memberlist UpdateNode calls
 	persistMu sync.Mutex // serialises state file writes

@@ -26,10 +26,14 @@ import (
 // the last directBurstWindow, the cluster is in such a burst, and it leaves
 // its own change to gossip. A burst costs about directBurst·N datagrams;
 // a change alone (a drain, a readiness flip, a renewed certificate, a sync
-// that ends) still goes to everyone at once.
+// that ends) still goes to everyone at once. Likewise, a change made within
+// directAfterRegister of a register from another node is most likely every
+// node's answer to it (a maintenance toggle applied): that too is left to
+// gossip, from the first node on, before any burst can be heard.
 const (
-	directBurst       = 8
-	directBurstWindow = time.Second
+	directBurst         = 8
+	directBurstWindow   = time.Second
+	directAfterRegister = 500 * time.Millisecond
 )
 
 // directWindow counts the direct metadata messages received in the current
@@ -73,7 +77,8 @@ func (g *Gossip) sendMeta(b []byte) {
 		return
 	}
 	g.mu.Lock()
-	if g.closed || g.heard.burstLocked(time.Now()) {
+	now := time.Now()
+	if g.closed || g.heard.burstLocked(now) || now.Sub(g.registerHeard) < directAfterRegister {
 		g.mu.Unlock()
 		return
 	}

@@ -110,6 +110,7 @@ func (g *Gossip) applyRegister(key string, r Register) bool {
 	}
 	g.regs[key] = r
 	g.gen++
+	g.registerHeard = time.Now()
 	g.notifyLocked()
 	g.signalPersist()
 	return true
