@@ -257,17 +257,21 @@ func TestRegisterSpreads(t *testing.T) {
 	})
 }
 
+// directOnly stops periodic gossip, probes (which piggyback broadcasts) and
+// push/pull: only what a node sends directly reaches the others.
+func directOnly(c *gossip.Config) {
+	c.Timing.GossipInterval = time.Hour
+	c.Timing.ProbeInterval = time.Hour
+	c.Timing.PushPullInterval = time.Hour
+}
+
 // TestRegisterSentDirectly: a register change reaches every member at once,
 // without waiting for room in gossip packets. With periodic gossip, probes
 // (which piggyback broadcasts) and push/pull all stopped, only the writer's
 // direct datagrams can carry it.
 func TestRegisterSentDirectly(t *testing.T) {
 	t.Parallel()
-	nodes := MustCluster(t, 5, MustKey(t), func(c *gossip.Config) {
-		c.Timing.GossipInterval = time.Hour
-		c.Timing.ProbeInterval = time.Hour
-		c.Timing.PushPullInterval = time.Hour
-	})
+	nodes := MustCluster(t, 5, MustKey(t), directOnly)
 	want, err := nodes[2].Set("target", map[string]any{"seq": 7})
 	if err != nil {
 		t.Fatal(err)
@@ -284,11 +288,7 @@ func TestRegisterSentDirectly(t *testing.T) {
 // datagrams can carry it.
 func TestMetaSentDirectly(t *testing.T) {
 	t.Parallel()
-	nodes := MustCluster(t, 5, MustKey(t), func(c *gossip.Config) {
-		c.Timing.GossipInterval = time.Hour
-		c.Timing.ProbeInterval = time.Hour
-		c.Timing.PushPullInterval = time.Hour
-	})
+	nodes := MustCluster(t, 5, MustKey(t), directOnly)
 	m := nodes[3].Meta()
 	m.Seq, m.Rev = 9, strings.Repeat("ab", 32)
 	if err := nodes[3].SetMeta(m); err != nil {
